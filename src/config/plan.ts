@@ -1,0 +1,83 @@
+import { stageCacheKey, type CacheKeyParts } from '../store/cache-key.ts';
+import { DEFAULT_RETRY, topologicalStages, type PipelineDef, type StageRetry } from './pipeline.ts';
+import type { Cell, Sweep, AxisValue } from './sweep.ts';
+
+/** One stage of one cell, fully resolved: this is what the cell workflow executes. Small JSON. */
+export interface StagePlan {
+  name: string;
+  kind: string;
+  key: string;
+  parts: CacheKeyParts;
+  needs: string[];
+  device: boolean;
+  retry: StageRetry;
+  timeoutMs: number;
+  heartbeatMs: number;
+}
+
+export interface CellPlan {
+  sweep: string;
+  pipeline: string;
+  cellId: string;
+  axes: Record<string, AxisValue>;
+  /** The resolved cell config flattened to `a.b.c = value` strings (MLflow params). */
+  params: Record<string, string>;
+  stages: StagePlan[];
+}
+
+export interface SweepPlan {
+  sweep: string;
+  pipeline: string;
+  file: string;
+  concurrency: number;
+  cells: CellPlan[];
+}
+
+/** Resolve every cell's stages and cache keys; deterministic from the YAML (and input file hashes). */
+export function planSweep(sweep: Sweep, pipeline: PipelineDef): SweepPlan {
+  return {
+    sweep: sweep.name,
+    pipeline: pipeline.name,
+    file: sweep.file,
+    concurrency: sweep.concurrency,
+    cells: sweep.cells.map((c) => planCell(sweep.name, c, pipeline)),
+  };
+}
+
+export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef): CellPlan {
+  const keys = new Map<string, string>();
+  const stages: StagePlan[] = [];
+  for (const s of topologicalStages(pipeline)) {
+    const slice: Record<string, unknown> = { settings: cell.config.stages[s.name] };
+    for (const r of s.reads) slice[r] = cell.config[r];
+    const parts: CacheKeyParts = {
+      stage: s.name,
+      version: s.version,
+      slice,
+      upstream: Object.fromEntries(s.needs.map((n) => [n, keys.get(n)!])),
+    };
+    const key = stageCacheKey(parts);
+    keys.set(s.name, key);
+    stages.push({
+      name: s.name,
+      kind: s.kind,
+      key,
+      parts,
+      needs: s.needs,
+      device: s.device,
+      retry: { ...DEFAULT_RETRY, ...s.retry },
+      timeoutMs: s.timeoutMs ?? 30 * 60_000,
+      heartbeatMs: s.heartbeatMs ?? 60_000,
+    });
+  }
+  return { sweep: sweepName, pipeline: pipeline.name, cellId: cell.id, axes: cell.axes, params: flatten(cell.config), stages };
+}
+
+export function flatten(value: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else if (value !== undefined) {
+    out[prefix] = typeof value === 'string' ? value : JSON.stringify(value);
+  }
+  return out;
+}
