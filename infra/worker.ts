@@ -1,0 +1,83 @@
+/**
+ * The worker pool of one host: a control worker (workflows + light activities) and one worker
+ * per device, each on its own task queue running one device-bound activity at a time
+ * (DESIGN.md contract 5). Also runs the tracking delivery loop.
+ */
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities } from '../activities/index.ts';
+import { pipelineModules } from '../pipelines/index.ts';
+import { deviceQueue, paths, type LayerflowEnv } from '../src/config/env.ts';
+import { TrackingOutbox, startDeliveryLoop } from '../src/tracking/outbox.ts';
+import { MlflowClient } from '../src/tracking/mlflow.ts';
+
+export interface WorkerPool {
+  /** Resolves when every worker has stopped. */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+  /** Send pending tracking events now. */
+  flushTracking(): Promise<void>;
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+/** Bundle workflow code once per process (webpack; a few seconds). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({
+    workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error: (m: string) => console.error(m), log() {} } as never,
+  });
+  return bundle;
+}
+
+export function gitCommit(): string | undefined {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startWorkerPool(env: LayerflowEnv, opts: { deliveryIntervalMs?: number } = {}): Promise<WorkerPool> {
+  const connection = await NativeConnection.connect({ address: env.temporalAddress });
+  const outbox = new TrackingOutbox(paths.outbox(env.home));
+  const activities = createActivities({ home: env.home, outbox, pipelines: pipelineModules, gitCommit: gitCommit() });
+  const workflowBundleCode = await workflowBundle();
+
+  const control = await Worker.create({
+    connection,
+    namespace: env.namespace,
+    taskQueue: env.taskQueue,
+    workflowBundle: workflowBundleCode,
+    activities,
+    maxConcurrentActivityTaskExecutions: 8,
+  });
+  const deviceWorkers = await Promise.all(
+    env.devices.map((d) =>
+      Worker.create({
+        connection,
+        namespace: env.namespace,
+        taskQueue: deviceQueue(env, d),
+        activities,
+        maxConcurrentActivityTaskExecutions: 1,
+      }),
+    ),
+  );
+  const delivery = startDeliveryLoop(outbox, new MlflowClient(env.mlflowUri), opts.deliveryIntervalMs ?? 1000);
+  const workers = [control, ...deviceWorkers];
+  const done = Promise.all(workers.map((w) => w.run())).then(async () => {
+    await delivery.stop();
+    await connection.close();
+  });
+  return {
+    done,
+    async shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await done;
+    },
+    flushTracking: () => delivery.flush(),
+  };
+}
