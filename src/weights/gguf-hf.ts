@@ -9,8 +9,9 @@
  */
 import { ConfigError, DataError } from '../errors.ts';
 import type { GgufReader, GgufValue } from './gguf.ts';
+import type { ModelConfig } from './hf-config.ts';
 
-export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
+export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2'] as const;
 
 const GLOBAL: Record<string, string> = {
   'token_embd.weight': 'model.embed_tokens.weight',
@@ -93,4 +94,38 @@ export async function loadGgufAsHf(reader: GgufReader): Promise<{ tensors: Map<s
     tensors.set(hf, { shape, values });
   }
   return { tensors, skipped };
+}
+
+/** The model record (same shape as hf-config's) from a llama-family GGUF's `<arch>.*` metadata. */
+export function modelConfigFromGguf(reader: GgufReader): ModelConfig {
+  const m = reader.metadata;
+  const arch = m.get('general.architecture');
+  if (typeof arch !== 'string' || !(LLAMA_FAMILY as readonly string[]).includes(arch)) {
+    throw new ConfigError(`${reader.path}: general.architecture is ${JSON.stringify(arch)}; expected one of ${LLAMA_FAMILY.join(', ')}`);
+  }
+  const int = (key: string, dflt?: number): number => {
+    const v = m.get(`${arch}.${key}`) ?? dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ConfigError(`${reader.path}: metadata ${arch}.${key} is ${JSON.stringify(v)}; expected a positive integer`);
+    return v;
+  };
+  const num = (key: string, dflt: number): number => {
+    const v = m.get(`${arch}.${key}`) ?? dflt;
+    if (typeof v !== 'number' || !(v > 0)) throw new ConfigError(`${reader.path}: metadata ${arch}.${key} is ${JSON.stringify(v)}; expected a positive number`);
+    return v;
+  };
+  const hidden = int('embedding_length'), heads = headCount(m, `${arch}.attention.head_count`, 0, reader.path);
+  const kv = m.has(`${arch}.attention.head_count_kv`) ? headCount(m, `${arch}.attention.head_count_kv`, 0, reader.path) : heads;
+  const tokens = m.get('tokenizer.ggml.tokens');
+  const vocab = Array.isArray(tokens) ? tokens.length : int('vocab_size');
+  const names = new Set(reader.tensors.map((t) => t.name));
+  const id = (k: string) => { const v = m.get(k); return typeof v === 'number' ? v : null; };
+  const eos = id('tokenizer.ggml.eos_token_id');
+  return {
+    modelType: arch === 'qwen2' ? 'qwen2' : 'llama', hiddenSize: hidden, numLayers: int('block_count'), numHeads: heads,
+    numKvHeads: kv, headDim: int('attention.key_length', hidden / heads), intermediateSize: int('feed_forward_length'),
+    vocabSize: vocab, maxPositions: int('context_length'), norm: 'rms', normEps: num('attention.layer_norm_rms_epsilon', 1e-5),
+    positions: 'rope', ropeTheta: num('rope.freq_base', 10000), ropeScaling: null, hiddenAct: 'silu',
+    tieWordEmbeddings: !names.has('output.weight'), attentionBias: names.has('blk.0.attn_q.bias'), slidingWindow: null,
+    bosTokenId: id('tokenizer.ggml.bos_token_id'), eosTokenIds: eos === null ? [] : [eos],
+  };
 }
