@@ -5,47 +5,50 @@ import * as O from '../../src/onnx/index.ts';
 import { createSession, f64, i64 } from '../../src/runtime/index.ts';
 import { fdCheck, param, uniform } from './_fd.ts';
 
-test('MLP (gemm, tanh-GELU) with cross-entropy loss', async (t) => {
-  const g = new O.GraphBuilder();
-  const x = param(g, 'x', [4, 5]), w1 = param(g, 'w1', [5, 6]), b1 = param(g, 'b1', [6]), w2 = param(g, 'w2', [6, 3]), b2 = param(g, 'b2', [3]);
-  const labels = g.input('labels', 'int64', [4]);
-  const h = O.gemm(x.value, w1.value, b1.value);
-  const inner = O.mul(O.add(h, O.mul(O.pow(h, 3), 0.044715)), Math.sqrt(2 / Math.PI));
-  const gelu = O.mul(O.mul(h, 0.5), O.add(O.tanh(inner), 1));
-  const logits = O.add(O.matMul(gelu, w2.value), b2.value);
-  const picked = O.gatherElements(O.logSoftmax(logits, -1), O.unsqueeze(labels, [-1]), 1);
-  const loss = O.neg(O.reduceMean(picked, undefined, false));
-  await fdCheck(t, { g, y: loss, params: [x, w1, b1, w2, b2], feeds: { labels: i64([0, 2, 1, 2], [4]) } });
-});
+// float64 is the tight check; float32 (the training dtype) confirms every kernel exists, with h = 1e-2.
+for (const dt of ['float64', 'float32'] as const) {
+  test(`MLP (gemm, tanh-GELU) with cross-entropy loss (${dt})`, async (t) => {
+    const g = new O.GraphBuilder();
+    const x = param(g, 'x', [4, 5], dt), w1 = param(g, 'w1', [5, 6], dt), b1 = param(g, 'b1', [6], dt), w2 = param(g, 'w2', [6, 3], dt), b2 = param(g, 'b2', [3], dt);
+    const labels = g.input('labels', 'int64', [4]);
+    const h = O.gemm(x.value, w1.value, b1.value);
+    const inner = O.mul(O.add(h, O.mul(O.pow(h, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+    const gelu = O.mul(O.mul(h, 0.5), O.add(O.tanh(inner), 1));
+    const logits = O.add(O.matMul(gelu, w2.value), b2.value);
+    const picked = O.gatherElements(O.logSoftmax(logits, -1), O.unsqueeze(labels, [-1]), 1);
+    const loss = O.neg(O.reduceMean(picked, undefined, false));
+    await fdCheck(t, { g, y: loss, params: [x, w1, b1, w2, b2], feeds: { labels: i64([0, 2, 1, 2], [4]) } });
+  });
 
-test('Llama-style block: RMSNorm, 2-head causal attention, residual, SwiGLU', async (t) => {
-  const g = new O.GraphBuilder();
-  const [B, T, D, H] = [2, 4, 8, 2], dh = D / H;
-  const x = param(g, 'x', [B, T, D]), gamma = param(g, 'gamma', [D], 'float64', 0.5, 1.5);
-  const [wq, wk, wv, wo] = ['wq', 'wk', 'wv', 'wo'].map((n) => param(g, n, [D, D], 'float64', -0.5, 0.5));
-  const w1 = param(g, 'w1', [D, 6], 'float64', -0.5, 0.5), w3 = param(g, 'w3', [D, 6], 'float64', -0.5, 0.5), w2 = param(g, 'w2', [6, D], 'float64', -0.5, 0.5);
-  const rms = O.mul(O.div(x.value, O.sqrt(O.add(O.reduceMean(O.mul(x.value, x.value), [-1]), 1e-5))), gamma.value);
-  const heads = (w: O.Value) => O.transpose(O.reshape(O.matMul(rms, w), [B, T, H, dh]), [0, 2, 1, 3]);
-  const mask = g.constant(Array.from({ length: T * T }, (_, k) => (k % T > Math.floor(k / T) ? -1e4 : 0)), 'float64', [T, T]);
-  const scores = O.add(O.div(O.matMul(heads(wq.value), O.transposeLast2(heads(wk.value))), Math.sqrt(dh)), mask);
-  const ctx = O.matMul(O.softmax(scores, -1), heads(wv.value));
-  const attn = O.add(O.matMul(O.reshape(O.transpose(ctx, [0, 2, 1, 3]), [B, T, D]), wo.value), x.value);
-  const a = O.matMul(attn, w1.value);
-  const y = O.add(O.matMul(O.mul(O.mul(a, O.sigmoid(a)), O.matMul(attn, w3.value)), w2.value), attn);
-  await fdCheck(t, { g, y, params: [x, gamma, wq, wk, wv, wo, w1, w3, w2] });
-});
+  test(`Llama-style block: RMSNorm, 2-head causal attention, residual, SwiGLU (${dt})`, async (t) => {
+    const g = new O.GraphBuilder();
+    const [B, T, D, H] = [2, 4, 8, 2], dh = D / H;
+    const x = param(g, 'x', [B, T, D], dt), gamma = param(g, 'gamma', [D], dt, 0.5, 1.5);
+    const [wq, wk, wv, wo] = ['wq', 'wk', 'wv', 'wo'].map((n) => param(g, n, [D, D], dt, -0.5, 0.5));
+    const w1 = param(g, 'w1', [D, 6], dt, -0.5, 0.5), w3 = param(g, 'w3', [D, 6], dt, -0.5, 0.5), w2 = param(g, 'w2', [6, D], dt, -0.5, 0.5);
+    const rms = O.mul(O.div(x.value, O.sqrt(O.add(O.reduceMean(O.mul(x.value, x.value), [-1]), 1e-5))), gamma.value);
+    const heads = (w: O.Value) => O.transpose(O.reshape(O.matMul(rms, w), [B, T, H, dh]), [0, 2, 1, 3]);
+    const mask = g.constant(Array.from({ length: T * T }, (_, k) => (k % T > Math.floor(k / T) ? -1e4 : 0)), dt, [T, T]);
+    const scores = O.add(O.div(O.matMul(heads(wq.value), O.transposeLast2(heads(wk.value))), Math.sqrt(dh)), mask);
+    const ctx = O.matMul(O.softmax(scores, -1), heads(wv.value));
+    const attn = O.add(O.matMul(O.reshape(O.transpose(ctx, [0, 2, 1, 3]), [B, T, D]), wo.value), x.value);
+    const a = O.matMul(attn, w1.value);
+    const y = O.add(O.matMul(O.mul(O.mul(a, O.sigmoid(a)), O.matMul(attn, w3.value)), w2.value), attn);
+    await fdCheck(t, { g, y, params: [x, gamma, wq, wk, wv, wo, w1, w3, w2] });
+  });
 
-test('MoE routing: top-2 of 3 experts, softmax gates, gatherElements of expert outputs', async (t) => {
-  const g = new O.GraphBuilder();
-  const [T, D, E, K, F] = [5, 4, 3, 2, 3];
-  const x = param(g, 'x', [T, D]), wr = param(g, 'wr', [D, E], 'float64', -2, 2), we = param(g, 'we', [E, D, F]);
-  const [top, idx] = O.topK(O.matMul(x.value, wr.value), K);
-  const gates = O.softmax(top, -1);
-  const all = O.transpose(O.matMul(O.unsqueeze(x.value, [0]), we.value), [1, 0, 2]); // [T, E, F]
-  const chosen = O.gatherElements(all, O.expand(O.unsqueeze(idx, [-1]), [T, K, F]), 1); // [T, K, F]
-  const y = O.reduceSum(O.mul(chosen, O.unsqueeze(gates, [-1])), [1], false);
-  await fdCheck(t, { g, y, params: [x, wr, we] });
-});
+  test(`MoE routing: top-2 of 3 experts, softmax gates, gatherElements of expert outputs (${dt})`, async (t) => {
+    const g = new O.GraphBuilder();
+    const [T, D, E, K, F] = [5, 4, 3, 2, 3];
+    const x = param(g, 'x', [T, D], dt), wr = param(g, 'wr', [D, E], dt, -2, 2), we = param(g, 'we', [E, D, F], dt);
+    const [top, idx] = O.topK(O.matMul(x.value, wr.value), K);
+    const gates = O.softmax(top, -1);
+    const all = O.transpose(O.matMul(O.unsqueeze(x.value, [0]), we.value), [1, 0, 2]); // [T, E, F]
+    const chosen = O.gatherElements(all, O.expand(O.unsqueeze(idx, [-1]), [T, K, F]), 1); // [T, K, F]
+    const y = O.reduceSum(O.mul(chosen, O.unsqueeze(gates, [-1])), [1], false);
+    await fdCheck(t, { g, y, params: [x, wr, we] });
+  });
+}
 
 test('per-example LoRA gradients from a batch-expanded copy of A', async (t) => {
   const [B, T, IN, OUT, R] = [3, 2, 4, 5, 2];

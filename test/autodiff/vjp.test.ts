@@ -190,3 +190,19 @@ test('symbolic dims: broadcasting, reshape, slice, reduceMean', async (t) => {
   t.deepEqual(y.shape, [2, 4]);
   await fdCheck(t, { g, y, params: [{ value: x, data: [0.1, -0.4, 0.3, 0.9, -0.2, 0.5, 0.7, -0.6, 0.2, 0.3, -0.8, 0.4], dims: [3, 4] }, b] });
 });
+
+// The same rules in float32 (training dtype): confirms ORT has float32 kernels for each gradient graph.
+const f32cases: [string, (x: O.Value, g: O.GraphBuilder) => O.Value][] = [
+  ['gather axis=0', (x, g) => O.gather(x, g.constant([2, 0, 2], 'int64', [3]), 0)],
+  ['gather axis=1', (x, g) => O.gather(x, g.constant([3, 3], 'int64', [2]), 1)],
+  ['slice + concat + pad', (x) => O.pad(O.concat([O.slice(x, { starts: [1], ends: [3], axes: [1] }), x], 1), [0, 1, 0, 0])],
+  ['reduceMax + reduceMean', (x) => O.add(O.reduceMax(x, [1]), O.reduceMean(x, [0]))],
+  ['div broadcast + expand', (x) => O.div(O.expand(O.reduceSum(x, [0]), [2, 3, 4]), O.add(O.mul(x, x), 1))],
+  ['scatterND + gatherND', (x, g) => O.scatterND(x, g.constant([1], 'int64', [1, 1]), O.gatherND(O.exp(x), g.constant([0], 'int64', [1, 1])))],
+];
+for (const [name, f] of f32cases) {
+  check(`${name} (float32)`, (g) => {
+    const x = param(g, 'x', [3, 4], 'float32');
+    return { y: f(x.value, g), params: [x] };
+  });
+}
