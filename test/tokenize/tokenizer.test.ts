@@ -100,3 +100,18 @@ test('GGUF / tokenizer.json problems are typed errors naming the source', async 
   t.throws(() => tokenizerFromGguf(m, 'x.gguf'), { instanceOf: ConfigError, message: /tokenizer.ggml.tokens is missing/ });
   await t.throwsAsync(loadHfTokenizer(fx('nope')), { instanceOf: MissingArtifactError });
 });
+
+test('GGUF llama/SPM path reproduces the sentencepiece library on a trained BPE model (weights_spm.py)', async (t) => {
+  const f = JSON.parse(await readFile(fx('spm-bpe-gguf.json'), 'utf8'));
+  const meta = new Map<string, GgufValue>([
+    ['tokenizer.ggml.model', 'llama'], ['tokenizer.ggml.tokens', f.tokens], ['tokenizer.ggml.scores', f.scores],
+    ['tokenizer.ggml.token_type', f.token_type], ['tokenizer.ggml.bos_token_id', f.bos], ['tokenizer.ggml.eos_token_id', f.eos],
+    ['tokenizer.ggml.unknown_token_id', f.unk],
+  ]);
+  const tok = tokenizerFromGguf(meta, 'spm-bpe-gguf.json');
+  for (const c of f.cases) {
+    t.deepEqual(tok.encode(c.text, { addSpecialTokens: false }), c.ids, JSON.stringify(c.text));
+    t.deepEqual(tok.encode(c.text), [f.bos, ...c.ids]);
+    t.is(tok.decode(c.ids), c.text);
+  }
+});
