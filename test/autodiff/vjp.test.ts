@@ -179,14 +179,15 @@ check('expand [3,1] -> [2,3,4]', (g) => {
 });
 
 // Symbolic batch dim: gradients go through runtime Shape/Reshape/Pad paths.
-test('symbolic dims: broadcasting, reshape, slice, reduceMean', async (t) => {
+test('symbolic dims: broadcasting, reshape, slice, concat, reduceMean', async (t) => {
   const g = new O.GraphBuilder();
   const x = g.input('x', 'float64', ['batch', 4]);
   const b = param(g, 'b', [4]);
   const h = O.add(x, b.value);
   const r = O.reshape(h, [-1, 2, 2]);
   const s = O.slice(r, { starts: [1], ends: [2], axes: [2] });
-  const y = O.mul(O.reduceMean(O.reshape(s, O.shapeOf(s)), [0], false), O.reduceSum(h, [0], true));
+  const c = O.concat([h, O.neg(x)], 0); // concat along a symbolic axis: sizes found at run time
+  const y = O.mul(O.mul(O.reduceMean(O.reshape(s, O.shapeOf(s)), [0], false), O.reduceSum(h, [0], true)), O.reduceMax(c, [0]));
   t.deepEqual(y.shape, [2, 4]);
   await fdCheck(t, { g, y, params: [{ value: x, data: [0.1, -0.4, 0.3, 0.9, -0.2, 0.5, 0.7, -0.6, 0.2, 0.3, -0.8, 0.4], dims: [3, 4] }, b] });
 });
