@@ -173,3 +173,41 @@ test('bad magic, bad version, truncated data, unknown value type, unsupported qu
   await r.close();
   t.throws(() => dequantize(GgmlType.Q4_0, new Uint8Array(18), 33), { instanceOf: DataError, message: /not a multiple of the Q4_0 block size 32/ });
 });
+
+test('GGUF v2 files parse; qwen2 tensors (incl. biases) map to HF names without un-permuting', async (t) => {
+  const f32 = (vals: number[]) => new Uint8Array(Float32Array.from(vals).buffer);
+  const q = Array.from({ length: 8 }, (_, i) => i); // 4 rows x 2 cols
+  const bytes = buildGguf([
+    ['general.architecture', V.STRING, 'qwen2'],
+    ['qwen2.attention.head_count', V.UINT32, 1],
+  ], [
+    { name: 'blk.3.attn_q.weight', ne: [2, 4], type: GgmlType.F32, data: f32(q) },
+    { name: 'blk.3.attn_q.bias', ne: [4], type: GgmlType.F32, data: f32([0, 1, 2, 3]) },
+    { name: 'rope_freqs.weight', ne: [2], type: GgmlType.F32, data: f32([1, 1]) },
+  ]);
+  bytes[4] = 2; // version 2 has the same layout as 3 for little-endian files
+  const r = await GgufReader.open(await tmpFile(bytes));
+  t.is(r.header.version, 2);
+  const { tensors, skipped } = await loadGgufAsHf(r);
+  t.deepEqual([...tensors.get('model.layers.3.self_attn.q_proj.weight')!.values], q);
+  t.deepEqual(tensors.get('model.layers.3.self_attn.q_proj.weight')!.shape, [4, 2]);
+  t.deepEqual([...tensors.get('model.layers.3.self_attn.q_proj.bias')!.values], [0, 1, 2, 3]);
+  t.deepEqual(skipped, ['rope_freqs.weight']);
+  await r.close();
+});
+
+test('general.alignment is honoured for the data section and tensor offsets', async (t) => {
+  const f32 = (vals: number[]) => new Uint8Array(Float32Array.from(vals).buffer);
+  const bytes = buildGguf([['general.alignment', V.UINT32, 64]], [
+    { name: 'a', ne: [3], type: GgmlType.F32, data: f32([1, 2, 3]) },
+    { name: 'b', ne: [2], type: GgmlType.F32, data: f32([4, 5]) },
+  ], 64);
+  const r = await GgufReader.open(await tmpFile(bytes));
+  t.is(r.header.alignment, 64);
+  t.is(r.header.dataOffset % 64, 0);
+  t.is(r.tensor('b').offset - r.tensor('a').offset, 64);
+  t.deepEqual([...(await r.readFloat32('b')).values], [4, 5]);
+  await r.close();
+  const bad = buildGguf([['general.alignment', V.UINT32, 48]], []);
+  await t.throwsAsync(GgufReader.open(await tmpFile(bad)), { instanceOf: DataError, message: /general.alignment is 48; expected a power of two/ });
+});
