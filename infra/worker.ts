@@ -66,7 +66,7 @@ export async function startWorkerPool(env: LayerflowEnv, opts: { deliveryInterva
       }),
     ),
   );
-  const delivery = startDeliveryLoop(outbox, new MlflowClient(env.mlflowUri), opts.deliveryIntervalMs ?? 1000);
+  const delivery = startDeliveryLoop(outbox, new MlflowClient(env.mlflowUri), opts.deliveryIntervalMs ?? 1000, (m) => console.warn(m));
   const workers = [control, ...deviceWorkers];
   const done = Promise.all(workers.map((w) => w.run())).then(async () => {
     await delivery.stop();

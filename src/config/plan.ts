@@ -1,4 +1,5 @@
 import { stageCacheKey, type CacheKeyParts } from '../store/cache-key.ts';
+import { sha256 } from '../store/hash.ts';
 import { DEFAULT_RETRY, topologicalStages, type PipelineDef, type StageRetry } from './pipeline.ts';
 import type { Cell, Sweep, AxisValue } from './sweep.ts';
 
@@ -19,6 +20,8 @@ export interface CellPlan {
   sweep: string;
   pipeline: string;
   cellId: string;
+  /** Identity of this cell's whole configuration: hash of its stage keys. */
+  cellKey: string;
   axes: Record<string, AxisValue>;
   /** The resolved cell config flattened to `a.b.c = value` strings (MLflow params). */
   params: Record<string, string>;
@@ -70,7 +73,8 @@ export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef): 
       heartbeatMs: s.heartbeatMs ?? 60_000,
     });
   }
-  return { sweep: sweepName, pipeline: pipeline.name, cellId: cell.id, axes: cell.axes, params: flatten(cell.config), stages };
+  const cellKey = sha256(stages.map((s) => s.key).join('\n')).slice(0, 16);
+  return { sweep: sweepName, pipeline: pipeline.name, cellId: cell.id, cellKey, axes: cell.axes, params: flatten(cell.config), stages };
 }
 
 export function flatten(value: unknown, prefix = '', out: Record<string, string> = {}): Record<string, string> {

@@ -61,26 +61,42 @@ export class TrackingOutbox {
   }
 }
 
-/** Deliver in the background every `intervalMs` until stopped. */
-export function startDeliveryLoop(outbox: TrackingOutbox, client: MlflowClient, intervalMs = 1000): { stop(): Promise<void>; flush(): Promise<void> } {
+/**
+ * Deliver in the background every `intervalMs` until stopped. One delivery at a time: two
+ * concurrent deliverers could both create the same run before either has tagged it.
+ */
+export function startDeliveryLoop(
+  outbox: TrackingOutbox,
+  client: MlflowClient,
+  intervalMs = 1000,
+  onError: (message: string) => void = () => {},
+): { stop(): Promise<void>; flush(): Promise<void> } {
   const cache: PublishCache = new Map();
-  let running: Promise<unknown> = Promise.resolve();
+  let current: Promise<void> | undefined;
   let stopped = false;
-  const tick = () => {
-    running = outbox.deliver(client, cache).catch(() => undefined);
-    return running;
+  let lastError: string | undefined;
+  const tick = (): Promise<void> => {
+    current ??= outbox
+      .deliver(client, cache)
+      .then((r) => {
+        if (r.error && r.error !== lastError) onError(`tracking: ${r.remaining} event(s) waiting: ${r.error}`);
+        lastError = r.error;
+      })
+      .catch((err) => onError(`tracking: ${(err as Error).message}`))
+      .finally(() => (current = undefined));
+    return current;
   };
   const timer = setInterval(() => {
-    if (!stopped) void running.then(tick);
+    if (!stopped && !current) void tick();
   }, intervalMs);
   return {
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running;
+      await current;
     },
     async flush() {
-      await running;
+      await current;
       await tick();
     },
   };

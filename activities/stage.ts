@@ -1,0 +1,148 @@
+/**
+ * The one activity every stage runs through: cache check, run the stage's implementation,
+ * commit the artifact, record the outcome. Thin: the work itself is in the pipeline's stage
+ * implementation (src/ or test/pipeline), the cache in src/store, tracking in src/tracking.
+ */
+import { appendFile, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { ArtifactStore, refOf, type ArtifactRef } from '../src/store/artifacts.ts';
+import { writeFileAtomic } from '../src/store/atomic.ts';
+import { paths } from '../src/config/env.ts';
+import { flatten, type StagePlan } from '../src/config/plan.ts';
+import { LayerflowError, DataError } from '../src/errors.ts';
+import type { TrackingOutbox } from '../src/tracking/outbox.ts';
+import type { PipelineModule } from '../pipelines/index.ts';
+
+export interface RunStageInput {
+  sweep: string;
+  pipeline: string;
+  cellId: string;
+  cellKey: string;
+  cellParams: Record<string, string>;
+  stage: StagePlan;
+  inputs: Record<string, ArtifactRef>;
+  device?: string;
+}
+
+export interface StageOutcome {
+  stage: string;
+  status: 'cached' | 'computed';
+  ref: ArtifactRef;
+  metrics: Record<string, number>;
+  seconds: number;
+}
+
+/** One line per stage execution in `<home>/sweeps/<sweep>/events.jsonl`: what ran, what was reused. */
+export interface LedgerLine {
+  at: string;
+  cell: string;
+  stage: string;
+  key: string;
+  outcome: 'cached' | 'computed' | 'failed' | 'corrupt';
+  attempt: number;
+  reason?: string;
+}
+
+export interface StageActivityDeps {
+  home: string;
+  outbox: TrackingOutbox;
+  pipelines: Record<string, PipelineModule>;
+  gitCommit?: string;
+}
+
+export function createStageActivities(deps: StageActivityDeps) {
+  const store = new ArtifactStore(paths.store(deps.home));
+
+  async function ledger(sweep: string, line: LedgerLine): Promise<void> {
+    const file = paths.events(deps.home, sweep);
+    await mkdir(dirname(file), { recursive: true });
+    await appendFile(file, JSON.stringify(line) + '\n');
+  }
+
+  async function track(input: RunStageInput, ev: { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; error?: string; manifest?: unknown }) {
+    await deps.outbox.enqueue({
+      type: 'stage',
+      sweep: input.sweep,
+      cellId: input.cellId,
+      cellKey: input.cellKey,
+      cellParams: input.cellParams,
+      gitCommit: deps.gitCommit,
+      time: Date.now(),
+      stage: input.stage.name,
+      key: input.stage.key,
+      cached: ev.cached,
+      status: ev.status,
+      startTime: ev.start,
+      params: flatten(input.stage.parts.slice),
+      metrics: ev.metrics,
+      error: ev.error,
+      artifacts: ev.manifest ? { 'manifest.json': JSON.stringify(ev.manifest, null, 1) } : undefined,
+    }).catch(() => undefined); // tracking never fails a stage
+  }
+
+  async function runStage(input: RunStageInput): Promise<StageOutcome> {
+    const ctx = Context.current();
+    const { stage, sweep, cellId } = input;
+    const start = Date.now();
+    const attempt = ctx.info.attempt;
+    const base = { at: new Date().toISOString(), cell: cellId, stage: stage.name, key: stage.key, attempt };
+
+    const found = await store.lookup(stage.key);
+    if (found.status === 'hit') {
+      await ledger(sweep, { ...base, outcome: 'cached' });
+      await track(input, { cached: true, status: 'FINISHED', start, metrics: found.manifest.metrics });
+      await recordLastKey(input, 'cached');
+      return { stage: stage.name, status: 'cached', ref: refOf(found.manifest), metrics: found.manifest.metrics, seconds: 0 };
+    }
+    if (found.status === 'corrupt') await ledger(sweep, { ...base, outcome: 'corrupt', reason: found.reason });
+
+    const impl = deps.pipelines[input.pipeline]?.stages[stage.name];
+    if (!impl) throw ApplicationFailure.nonRetryable(`pipeline ${input.pipeline} has no implementation for stage ${stage.name}`, 'BAD_CONFIG');
+    const abort = new AbortController();
+    ctx.cancelled.catch(() => abort.abort());
+    try {
+      const result = await impl({
+        sweep,
+        cellId,
+        stage: stage.name,
+        key: stage.key,
+        settings: (stage.parts.slice.settings ?? {}) as Record<string, unknown>,
+        slice: stage.parts.slice,
+        inputs: input.inputs,
+        store,
+        home: deps.home,
+        attempt,
+        heartbeat: (d) => ctx.heartbeat(d),
+        resumeFrom: ctx.info.heartbeatDetails,
+        signal: abort.signal,
+      });
+      const metrics = result.metrics ?? {};
+      for (const [k, v] of Object.entries(metrics))
+        if (!Number.isFinite(v)) throw new DataError(`stage ${stage.name} produced metric ${k} = ${v}; expected a finite number`);
+      const manifest = await store.commit({ key: stage.key, parts: stage.parts, kind: stage.kind, files: result.files, metrics });
+      const seconds = (Date.now() - start) / 1000;
+      await ledger(sweep, { ...base, outcome: 'computed' });
+      await track(input, { cached: false, status: 'FINISHED', start, metrics: { ...metrics, seconds }, manifest });
+      await recordLastKey(input, 'computed');
+      return { stage: stage.name, status: 'computed', ref: refOf(manifest), metrics, seconds };
+    } catch (err) {
+      const message = (err as Error).message ?? String(err);
+      await ledger(sweep, { ...base, outcome: 'failed', reason: message });
+      const fatal = err instanceof LayerflowError && !err.retryable;
+      const lastAttempt = attempt >= stage.retry.maximumAttempts;
+      if (fatal || lastAttempt) await track(input, { cached: false, status: 'FAILED', start, metrics: {}, error: message });
+      if (fatal) throw ApplicationFailure.nonRetryable(message, (err as LayerflowError).code);
+      throw err;
+    }
+  }
+
+  /** What this cell's stage last ran with: `layerflow explain` compares the current plan against it. */
+  async function recordLastKey(input: RunStageInput, outcome: string): Promise<void> {
+    const file = paths.cellStage(deps.home, input.sweep, input.cellId, input.stage.name);
+    await writeFileAtomic(file, JSON.stringify({ key: input.stage.key, parts: input.stage.parts, outcome, at: new Date().toISOString() }));
+  }
+
+  return { runStage };
+}

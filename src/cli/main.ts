@@ -1,0 +1,223 @@
+#!/usr/bin/env node
+/**
+ * `layerflow` — the command line. Commands map one-to-one to DESIGN.md's CLI.
+ * Errors LayerFlow knows about (bad config, bad data, services down) print one clear message
+ * and exit 1 or 2; only real bugs print a stack trace.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import logUpdate from 'log-update';
+import { Client, Connection } from '@temporalio/client';
+import { resolveEnv, type LayerflowEnv } from '../config/env.ts';
+import { LayerflowError } from '../errors.ts';
+import { writeFileAtomic } from '../store/atomic.ts';
+import { planFile, cacheStatus, submitSweep, watchSweep, sweepStatus, resumeSweep, cancelSweep, explainStage, type SweepStatus } from './sweeps.ts';
+import { statusTable, statusChanges } from './render.ts';
+import { startTemporal, startMlflow, stopService, serviceStatus } from '../../infra/services.ts';
+import { startWorkerPool } from '../../infra/worker.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const program = new Command('layerflow')
+  .description('Layer-wise influence experiments as Temporal workflows, tracked in MLflow')
+  .option('--home <dir>', 'LayerFlow home: artifacts, service data, logs (env LAYERFLOW_HOME)')
+  .option('--temporal <host:port>', 'Temporal frontend address (env LAYERFLOW_TEMPORAL_ADDRESS)')
+  .option('--mlflow <url>', 'MLflow tracking URI (env LAYERFLOW_MLFLOW_URI)');
+
+function env(): LayerflowEnv {
+  const o = program.opts<{ home?: string; temporal?: string; mlflow?: string }>();
+  return resolveEnv({ home: o.home, temporalAddress: o.temporal, mlflowUri: o.mlflow });
+}
+
+async function client(e: LayerflowEnv): Promise<{ client: Client; close: () => Promise<void> }> {
+  const connection = await Connection.connect({ address: e.temporalAddress, connectTimeout: '5s' }).catch((err: Error) => {
+    throw new ServiceDown(`cannot reach Temporal at ${e.temporalAddress} (${err.message}); start the embedded default with \`layerflow up\``);
+  });
+  return { client: new Client({ connection, namespace: e.namespace }), close: () => connection.close() };
+}
+
+class ServiceDown extends Error {}
+
+function portOf(address: string): number {
+  return Number(new URL(address.includes('://') ? address : `tcp://${address}`).port);
+}
+
+/** Start Temporal, MLflow and a detached worker pool on this machine (idempotent). */
+async function up(e: LayerflowEnv, quiet = false): Promise<void> {
+  const say = (m: string) => quiet || console.log(m);
+  const tPort = portOf(e.temporalAddress);
+  const [t, m] = await Promise.all([startTemporal({ home: e.home, port: tPort }), startMlflow({ home: e.home, port: portOf(e.mlflowUri) })]);
+  say(`temporal  ${t.address}  (pid ${t.pid}, UI http://127.0.0.1:${tPort + 1000}, data ${join(e.home, 'temporal')})`);
+  say(`mlflow    http://${m.address}  (pid ${m.pid}, data ${join(e.home, 'mlflow')})`);
+  const pidFile = join(e.home, 'run', 'worker.pid');
+  const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+  if (pid && alive(pid)) {
+    say(`worker    running (pid ${pid}, devices ${e.devices.join(', ')})`);
+    return;
+  }
+  await mkdir(join(e.home, 'logs'), { recursive: true });
+  const fd = openSync(join(e.home, 'logs', 'worker.log'), 'a');
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), 'worker'], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, LAYERFLOW_HOME: e.home, LAYERFLOW_TEMPORAL_ADDRESS: e.temporalAddress, LAYERFLOW_MLFLOW_URI: e.mlflowUri, LAYERFLOW_DEVICES: e.devices.join(',') },
+  });
+  closeSync(fd);
+  child.unref();
+  await writeFileAtomic(pidFile, String(child.pid));
+  say(`worker    started (pid ${child.pid}, devices ${e.devices.join(', ')}, log ${join(e.home, 'logs', 'worker.log')})`);
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+program.command('up').description('start the embedded default: Temporal dev server, MLflow server, worker pool').action(async () => up(env()));
+
+program.command('down').description('stop what `up` started').action(async () => {
+  const e = env();
+  const pidFile = join(e.home, 'run', 'worker.pid');
+  const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+  if (pid && alive(pid)) {
+    process.kill(-pid, 'SIGTERM');
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  }
+  await rm(pidFile, { force: true });
+  console.log(`worker    ${pid ? 'stopped' : 'not running'}`);
+  for (const name of ['mlflow', 'temporal'] as const) console.log(`${name.padEnd(9)} ${(await stopService(e.home, name)) ? 'stopped' : 'not running'}`);
+});
+
+program.command('worker').description('run a worker pool in the foreground (one worker per device)').action(async () => {
+  const e = env();
+  const pool = await startWorkerPool(e);
+  console.log(`worker pool: control queue ${e.taskQueue}, devices ${e.devices.join(', ')}`);
+  const stop = () => void pool.shutdown();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  await pool.done;
+});
+
+program
+  .command('plan <file>')
+  .description('print the cells, their stages and cache status; runs nothing')
+  .action(async (file: string) => {
+    const plan = await planFile(file);
+    const cache = await cacheStatus(env(), plan);
+    console.log(`sweep ${plan.sweep} (pipeline ${plan.pipeline}): ${plan.cells.length} cells, concurrency ${plan.concurrency}`);
+    let hits = 0;
+    let total = 0;
+    for (const c of plan.cells) {
+      console.log(`  ${c.cellId}`);
+      for (const s of c.stages) {
+        const st = cache[c.cellId][s.name];
+        total++;
+        if (st === 'hit') hits++;
+        console.log(`    ${s.name.padEnd(14)} ${st === 'hit' ? 'cached' : st === 'corrupt' ? 'CORRUPT → recompute' : 'to run'}  ${s.device ? '[device]' : '        '}  key ${s.key.slice(0, 12)}`);
+      }
+    }
+    console.log(`${hits}/${total} stages cached, ${total - hits} to run`);
+  });
+
+async function follow(c: Client, sweep: string): Promise<number> {
+  let prev: SweepStatus | undefined;
+  const tty = process.stdout.isTTY;
+  const result = await watchSweep(c, sweep, (s) => {
+    if (tty) logUpdate(statusTable(s));
+    else for (const line of statusChanges(prev, s)) console.log(line);
+    prev = s;
+  });
+  const final = await sweepStatus(c, sweep);
+  if (tty) {
+    logUpdate(statusTable(final));
+    logUpdate.done();
+  } else {
+    for (const line of statusChanges(prev, final)) console.log(line);
+    console.log(statusTable(final));
+  }
+  return result.failed ? 1 : 0;
+}
+
+program
+  .command('run <file>')
+  .description('submit a sweep and follow its progress until it ends')
+  .option('--detach', 'submit and return at once')
+  .option('--no-up', 'do not start the embedded default services first')
+  .action(async (file: string, o: { detach?: boolean; up: boolean }) => {
+    const e = env();
+    const plan = await planFile(file);
+    if (o.up) await up(e, true);
+    const { client: c, close } = await client(e);
+    try {
+      await submitSweep(c, e, plan);
+      console.log(`sweep ${plan.sweep}: ${plan.cells.length} cells submitted (workflow layerflow/${plan.sweep}); MLflow experiment "${plan.sweep}" at ${e.mlflowUri}`);
+      if (!o.detach) process.exitCode = await follow(c, plan.sweep);
+    } finally {
+      await close();
+    }
+  });
+
+program.command('status <sweep>').description('per-cell, per-stage state').action(async (sweep: string) => {
+  const { client: c, close } = await client(env());
+  try {
+    console.log(statusTable(await sweepStatus(c, sweep)));
+  } finally {
+    await close();
+  }
+});
+
+program
+  .command('resume <sweep>')
+  .description('re-run only failed or missing cells; finished stages are reused')
+  .option('--detach', 'submit and return at once')
+  .action(async (sweep: string, o: { detach?: boolean }) => {
+    const e = env();
+    const { client: c, close } = await client(e);
+    try {
+      const r = await resumeSweep(c, e, sweep);
+      if (!r.handle) return console.log(`sweep ${sweep}: every cell succeeded; nothing to resume`);
+      console.log(`sweep ${sweep}: resuming ${r.cells.length} cell(s): ${r.cells.join(' | ')}`);
+      if (!o.detach) process.exitCode = await follow(c, sweep);
+    } finally {
+      await close();
+    }
+  });
+
+program.command('cancel <sweep>').description('cancel a running sweep').action(async (sweep: string) => {
+  const { client: c, close } = await client(env());
+  try {
+    await cancelSweep(c, sweep);
+    console.log(`sweep ${sweep}: cancellation requested`);
+  } finally {
+    await close();
+  }
+});
+
+program.command('explain <sweep> <cell> <stage>').description('why a stage is (not) a cache hit').action(async (sweep: string, cell: string, stage: string) => {
+  for (const line of await explainStage(env(), sweep, cell, stage)) console.log(line);
+});
+
+program.command('services').description('show whether the embedded services are running').action(async () => {
+  const e = env();
+  for (const [name, addr] of [['temporal', e.temporalAddress], ['mlflow', e.mlflowUri]] as const) {
+    const s = await serviceStatus(e.home, name, addr);
+    console.log(`${name.padEnd(9)} ${s.running ? `running (pid ${s.pid})` : 'stopped'}  ${addr}  log ${s.log}`);
+  }
+});
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof LayerflowError || err instanceof ServiceDown) {
+    console.error(`layerflow: ${(err as Error).message}`);
+    process.exit(err instanceof LayerflowError && err.code === 'BAD_CONFIG' ? 2 : 1);
+  }
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,192 @@
+/**
+ * Sweep operations behind the CLI: plan, submit, watch, status, resume, cancel, explain.
+ * Each takes a Temporal client and the environment, so tests call them directly too.
+ */
+import { readFile } from 'node:fs/promises';
+import { Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { loadSweep } from '../config/sweep.ts';
+import { planSweep, type SweepPlan, type CellPlan } from '../config/plan.ts';
+import { deviceQueue, paths, type LayerflowEnv } from '../config/env.ts';
+import { ArtifactStore } from '../store/artifacts.ts';
+import { writeFileAtomic } from '../store/atomic.ts';
+import { diffCacheKeyParts, type CacheKeyParts } from '../store/cache-key.ts';
+import { ConfigError } from '../errors.ts';
+import { pipelineDefs } from '../../pipelines/index.ts';
+import type { SweepInput, SweepResult, CellSummary } from '../../workflows/sweep.ts';
+import type { StageState } from '../../workflows/experiment.ts';
+
+export const sweepWorkflowId = (sweep: string) => `layerflow/${sweep}`;
+
+export async function planFile(file: string): Promise<SweepPlan> {
+  const sweep = await loadSweep(file, pipelineDefs);
+  return planSweep(sweep, pipelineDefs[sweep.pipeline]);
+}
+
+export type CacheStatus = 'hit' | 'miss' | 'corrupt';
+
+/** Cache status of every stage of every cell (verified, like a real run would). */
+export async function cacheStatus(env: LayerflowEnv, plan: SweepPlan): Promise<Record<string, Record<string, CacheStatus>>> {
+  const store = new ArtifactStore(paths.store(env.home));
+  const out: Record<string, Record<string, CacheStatus>> = {};
+  for (const c of plan.cells) {
+    out[c.cellId] = {};
+    for (const s of c.stages) {
+      const r = await store.lookup(s.key);
+      out[c.cellId][s.name] = r.status === 'hit' ? 'hit' : r.status === 'missing' ? 'miss' : 'corrupt';
+    }
+  }
+  return out;
+}
+
+/** Start the sweep workflow for `cells` (default: all). Saves the plan for status/resume/explain. */
+export async function submitSweep(client: Client, env: LayerflowEnv, plan: SweepPlan, cells: CellPlan[] = plan.cells) {
+  await writeFileAtomic(`${paths.sweep(env.home, plan.sweep)}/plan.json`, JSON.stringify(plan, null, 1));
+  const input: SweepInput = {
+    sweep: plan.sweep,
+    cells,
+    concurrency: plan.concurrency,
+    devices: env.devices,
+    controlQueue: env.taskQueue,
+    deviceQueues: Object.fromEntries(env.devices.map((d) => [d, deviceQueue(env, d)])),
+  };
+  try {
+    return await client.workflow.start('sweepWorkflow', {
+      taskQueue: env.taskQueue,
+      workflowId: sweepWorkflowId(plan.sweep),
+      args: [input],
+    });
+  } catch (err) {
+    if ((err as Error).name === 'WorkflowExecutionAlreadyStartedError')
+      throw new ConfigError(`sweep ${plan.sweep} is already running; see \`layerflow status ${plan.sweep}\` or cancel it first`);
+    throw err;
+  }
+}
+
+export interface SweepStatus {
+  sweep: string;
+  state: 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'unknown';
+  cells: Record<string, CellSummary>;
+}
+
+/** Per-cell, per-stage state: live from the running workflows, or from the finished result. */
+export async function sweepStatus(client: Client, sweep: string): Promise<SweepStatus> {
+  const handle = client.workflow.getHandle(sweepWorkflowId(sweep));
+  let desc;
+  try {
+    desc = await handle.describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new ConfigError(`no sweep named ${sweep} has been run (workflow ${sweepWorkflowId(sweep)} not found)`);
+    throw err;
+  }
+  const name = desc.status.name;
+  if (name === 'RUNNING') {
+    const cells = await handle.query<Record<string, CellSummary>>('sweepState');
+    await Promise.all(
+      Object.values(cells)
+        .filter((c) => c.status === 'running')
+        .map(async (c) => {
+          c.stages = await client.workflow.getHandle(c.workflowId).query<Record<string, StageState>>('cellState').catch(() => c.stages);
+        }),
+    );
+    return { sweep, state: 'running', cells };
+  }
+  if (name === 'COMPLETED') {
+    const r = (await handle.result()) as SweepResult;
+    return { sweep, state: 'completed', cells: r.cells };
+  }
+  const state = ({ FAILED: 'failed', CANCELLED: 'cancelled', TERMINATED: 'terminated', TIMED_OUT: 'timed_out' } as const)[name as 'FAILED'] ?? 'unknown';
+  return { sweep, state, cells: {} };
+}
+
+/** Wait for the sweep, calling `onUpdate` with its status about every `intervalMs`. */
+export async function watchSweep(client: Client, sweep: string, onUpdate: (s: SweepStatus) => void, intervalMs = 1000): Promise<SweepResult> {
+  const handle = client.workflow.getHandle(sweepWorkflowId(sweep));
+  const result = handle.result() as Promise<SweepResult>;
+  let done = false;
+  result.then(() => (done = true), () => (done = true));
+  while (!done) {
+    const s = await sweepStatus(client, sweep).catch(() => undefined);
+    if (s && !done) onUpdate(s);
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, intervalMs))]);
+  }
+  try {
+    return await result;
+  } catch (err) {
+    if (err instanceof WorkflowFailedError) throw new Error(`sweep ${sweep} did not complete: ${err.cause?.message ?? err.message}`);
+    throw err;
+  }
+}
+
+async function savedPlan(env: LayerflowEnv, sweep: string): Promise<SweepPlan> {
+  const text = await readFile(`${paths.sweep(env.home, sweep)}/plan.json`, 'utf8').catch(() => {
+    throw new ConfigError(`no sweep named ${sweep} under ${env.home}; run it first with \`layerflow run <file>\``);
+  });
+  return JSON.parse(text) as SweepPlan;
+}
+
+/**
+ * Re-run only the cells that failed, were cancelled or never ran. The sweep file is read again
+ * (the cause may have been fixed there); inside each cell every stage whose artifact exists and
+ * verifies is a cache hit, so only failed or missing stages compute.
+ */
+export async function resumeSweep(client: Client, env: LayerflowEnv, sweep: string) {
+  const old = await savedPlan(env, sweep);
+  const plan = await planFile(old.file);
+  if (plan.sweep !== sweep) throw new ConfigError(`${old.file} now declares sweep "${plan.sweep}", not "${sweep}"`);
+  const status = await sweepStatus(client, sweep);
+  if (status.state === 'running') throw new ConfigError(`sweep ${sweep} is still running; nothing to resume`);
+  const todo = plan.cells.filter((c) => status.cells[c.cellId]?.status !== 'succeeded');
+  if (todo.length === 0) return { handle: undefined, cells: [] as string[] };
+  const handle = await submitSweep(client, env, plan, todo);
+  return { handle, cells: todo.map((c) => c.cellId) };
+}
+
+export async function cancelSweep(client: Client, sweep: string): Promise<void> {
+  await client.workflow.getHandle(sweepWorkflowId(sweep)).cancel();
+}
+
+/** Why a stage is (not) a cache hit: verified artifact, corrupt artifact, or which key parts changed. */
+export async function explainStage(env: LayerflowEnv, sweep: string, cellId: string, stageName: string): Promise<string[]> {
+  const old = await savedPlan(env, sweep);
+  const plan = await planFile(old.file).catch(() => old);
+  const cell = plan.cells.find((c) => c.cellId === cellId);
+  if (!cell) throw new ConfigError(`sweep ${sweep} has no cell "${cellId}"; cells: ${plan.cells.map((c) => c.cellId).join(' | ')}`);
+  const store = new ArtifactStore(paths.store(env.home));
+  const lines: string[] = [];
+  const explainOne = async (name: string, depth: number): Promise<void> => {
+    const stage = cell.stages.find((s) => s.name === name);
+    if (!stage) throw new ConfigError(`pipeline ${plan.pipeline} has no stage "${name}"; stages: ${cell.stages.map((s) => s.name).join(', ')}`);
+    const pad = '  '.repeat(depth);
+    const found = await store.lookup(stage.key);
+    if (found.status === 'hit') {
+      lines.push(`${pad}${name}: cache HIT — artifact ${stage.key.slice(0, 12)} exists and its checksums verify (written ${found.manifest.createdAt})`);
+      return;
+    }
+    if (found.status === 'corrupt') {
+      lines.push(`${pad}${name}: cache MISS — artifact ${stage.key.slice(0, 12)} is corrupt: ${found.reason}; it will be recomputed`);
+      return;
+    }
+    const last = await readFile(paths.cellStage(env.home, sweep, cellId, name), 'utf8').then((t) => JSON.parse(t) as { key: string; parts: CacheKeyParts }, () => undefined);
+    if (!last) {
+      lines.push(`${pad}${name}: cache MISS — this stage has never completed for cell ${cellId} (key ${stage.key.slice(0, 12)})`);
+      return;
+    }
+    if (last.key === stage.key) {
+      lines.push(`${pad}${name}: cache MISS — key ${stage.key.slice(0, 12)} is unchanged but its artifact is gone from the store`);
+      return;
+    }
+    const diffs = diffCacheKeyParts(last.parts, stage.parts);
+    lines.push(`${pad}${name}: cache MISS — key changed ${last.key.slice(0, 12)} → ${stage.key.slice(0, 12)}:`);
+    for (const d of diffs) {
+      if (d.part === 'upstream') {
+        lines.push(`${pad}  upstream stage ${d.path} changed key:`);
+        await explainOne(d.path, depth + 2);
+      } else {
+        const where = d.part === 'slice' ? `config ${d.path}` : d.part;
+        lines.push(`${pad}  ${where}: ${JSON.stringify(d.before)} → ${JSON.stringify(d.after)}`);
+      }
+    }
+  };
+  await explainOne(stageName, 0);
+  return lines;
+}

@@ -1,0 +1,54 @@
+import { resolve, join } from 'node:path';
+import { ConfigError } from '../errors.ts';
+
+/**
+ * Where LayerFlow's services and data are. The embedded default is one machine:
+ * Temporal dev server on 127.0.0.1:7233, MLflow on 127.0.0.1:5000, data under .layerflow/.
+ * At scale the same code points elsewhere through these variables — no code change.
+ */
+export interface LayerflowEnv {
+  home: string;
+  temporalAddress: string;
+  namespace: string;
+  mlflowUri: string;
+  /** Task queue of workflows and non-device activities. */
+  taskQueue: string;
+  /** Devices served by this host's workers, e.g. ['cpu:0'] or ['cuda:0', 'cuda:1']. */
+  devices: string[];
+}
+
+export function resolveEnv(overrides: Partial<LayerflowEnv> = {}, env: NodeJS.ProcessEnv = process.env): LayerflowEnv {
+  const devices = (overrides.devices ?? (env.LAYERFLOW_DEVICES ?? 'cpu:0').split(',')).map((d) => d.trim()).filter(Boolean);
+  for (const d of devices) parseDevice(d);
+  return {
+    home: resolve(overrides.home ?? env.LAYERFLOW_HOME ?? '.layerflow'),
+    temporalAddress: overrides.temporalAddress ?? env.LAYERFLOW_TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    namespace: overrides.namespace ?? env.LAYERFLOW_NAMESPACE ?? 'default',
+    mlflowUri: overrides.mlflowUri ?? env.LAYERFLOW_MLFLOW_URI ?? 'http://127.0.0.1:5000',
+    taskQueue: overrides.taskQueue ?? env.LAYERFLOW_TASK_QUEUE ?? 'layerflow',
+    devices,
+  };
+}
+
+export interface Device { kind: 'cpu' | 'cuda'; index: number }
+
+/** `cpu:N` or `cuda:N` (DESIGN.md contract 5). */
+export function parseDevice(text: string): Device {
+  const m = /^(cpu|cuda):(\d+)$/.exec(text);
+  if (!m) throw new ConfigError(`device "${text}": expected cpu:N or cuda:N`);
+  return { kind: m[1] as Device['kind'], index: Number(m[2]) };
+}
+
+/** Each device has its own task queue; its worker runs one device-bound activity at a time. */
+export function deviceQueue(env: Pick<LayerflowEnv, 'taskQueue'>, device: string): string {
+  return `${env.taskQueue}@${device}`;
+}
+
+export const paths = {
+  store: (home: string) => join(home, 'store'),
+  outbox: (home: string) => join(home, 'tracking'),
+  sweep: (home: string, sweep: string) => join(home, 'sweeps', sweep),
+  events: (home: string, sweep: string) => join(home, 'sweeps', sweep, 'events.jsonl'),
+  cellStage: (home: string, sweep: string, cell: string, stage: string) =>
+    join(home, 'sweeps', sweep, 'cells', encodeURIComponent(cell), `${stage}.json`),
+};

@@ -1,0 +1,2 @@
+export { sweepWorkflow, sweepStateQuery } from './sweep.ts';
+export { experimentWorkflow, cellStateQuery } from './experiment.ts';
