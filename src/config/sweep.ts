@@ -248,7 +248,7 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
 
   const seenIds = new Map<string, number>();
   const cells: Cell[] = kept.map((c, n) => {
-    const id = Object.entries(c).map(([k, v]) => `${k.replace(/^stages\./, '')}=${v}`).join(',');
+    const id = [...axes.keys()].map((k) => `${k.replace(/^stages\./, '')}=${c[k]}`).join(',');
     if (seenIds.has(id)) at(['axes'], `two cells get the same id "${id}"`);
     seenIds.set(id, n);
     const stages: Record<string, Record<string, unknown>> = {};
@@ -265,7 +265,7 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
       seed: Number(c.seed),
       stages,
     };
-    return { id, axes: c, config };
+    return { id, axes: Object.fromEntries([...axes.keys()].map((k) => [k, c[k]])), config };
   });
   if (issues.length) throw fail();
   return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, cells };
