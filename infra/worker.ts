@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { NativeConnection, Worker, Runtime, DefaultLogger, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.ts';
 import { pipelineModules } from '../pipelines/index.ts';
 import { deviceQueue, paths, type LayerflowEnv } from '../src/config/env.ts';
@@ -41,7 +41,15 @@ export function gitCommit(): string | undefined {
   }
 }
 
+let runtimeInstalled = false;
+
 export async function startWorkerPool(env: LayerflowEnv, opts: { deliveryIntervalMs?: number } = {}): Promise<WorkerPool> {
+  if (!runtimeInstalled) {
+    runtimeInstalled = true;
+    try {
+      Runtime.install({ logger: new DefaultLogger((process.env.LAYERFLOW_LOG_LEVEL as 'WARN') ?? 'WARN') });
+    } catch { /* already installed by the host process */ }
+  }
   const connection = await NativeConnection.connect({ address: env.temporalAddress });
   const outbox = new TrackingOutbox(paths.outbox(env.home));
   const activities = createActivities({ home: env.home, outbox, pipelines: pipelineModules, gitCommit: gitCommit() });

@@ -1,0 +1,189 @@
+/**
+ * End to end on a real Temporal dev server and a real MLflow server (issue 2's required tests).
+ * One stack for the file; tests run serially and each uses its own sweep.
+ */
+import anyTest, { type TestFn } from 'ava';
+import { readdir, writeFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startStack, writeSweep, ledger, setFaults, drainTracking, type Stack } from '../helpers/stack.ts';
+import { planFile, submitSweep, resumeSweep, sweepStatus, explainStage, cacheStatus } from '../../src/cli/sweeps.ts';
+import { ArtifactStore } from '../../src/store/artifacts.ts';
+import { paths } from '../../src/config/env.ts';
+import { TrackingOutbox } from '../../src/tracking/outbox.ts';
+import { TAG } from '../../src/tracking/publish.ts';
+import type { SweepResult } from '../../workflows/sweep.ts';
+
+const test = anyTest as TestFn<{ stack: Stack }>;
+
+test.before(async (t) => {
+  t.context.stack = await startStack();
+});
+test.after.always(async (t) => {
+  await t.context.stack?.stop();
+});
+
+async function runSweep(stack: Stack, file: string): Promise<SweepResult> {
+  const plan = await planFile(file);
+  const handle = await submitSweep(stack.client, stack.env, plan);
+  return (await handle.result()) as SweepResult;
+}
+
+const computed = (lines: Awaited<ReturnType<typeof ledger>>) => lines.filter((l) => l.outcome === 'computed');
+
+test.serial('e2e: a 2×2 sweep completes and MLflow holds the experiment, 4 parent runs and their nested stage runs', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'grid');
+  const r = await runSweep(stack, file);
+  t.is(r.succeeded, 4);
+  t.is(r.failed, 0);
+  // load and profile are shared by cells with the same task: content-addressed, so each computes at most twice
+  const lines = await ledger(stack.env, 'grid');
+  t.is(computed(lines).filter((l) => l.stage === 'transform').length, 4);
+  t.is(computed(lines).filter((l) => l.stage === 'report').length, 4);
+
+  t.is(await drainTracking(stack), 0);
+  const exp = await stack.mlflow.getExperimentByName('grid');
+  t.truthy(exp);
+  const runs = await stack.mlflow.searchRuns({ experimentIds: [exp!.experiment_id] });
+  const tag = (run: (typeof runs)[number], k: string) => run.data.tags?.find((x) => x.key === k)?.value;
+  const parents = runs.filter((x) => !tag(x, TAG.parent));
+  t.is(parents.length, 4);
+  t.deepEqual(parents.map((p) => tag(p, TAG.cell)).sort(), r && Object.keys(r.cells).sort());
+  for (const p of parents) {
+    t.is(p.info.status, 'FINISHED');
+    const params = Object.fromEntries((p.data.params ?? []).map((x) => [x.key, x.value]));
+    t.is(params['model.id'], tag(p, TAG.cell)!.match(/model=([^,]+)/)![1]);
+    t.truthy(params['task.data.sha256']);
+    const children = runs.filter((x) => tag(x, TAG.parent) === p.info.run_id);
+    t.deepEqual(children.map((c) => tag(c, TAG.stage)).sort(), ['load', 'profile', 'report', 'transform']);
+    for (const c of children) {
+      t.is(c.info.status, 'FINISHED');
+      t.regex(tag(c, TAG.cacheKey) ?? '', /^[0-9a-f]{64}$/);
+    }
+    const transform = children.find((c) => tag(c, TAG.stage) === 'transform')!;
+    const metrics = Object.fromEntries((transform.data.metrics ?? []).map((m) => [m.key, m.value]));
+    t.is(metrics.lines > 0, true);
+    t.is(metrics.work, 500);
+    const files = await stack.mlflow.listArtifacts(transform.info.run_id);
+    t.deepEqual(files.map((f) => f.path), ['manifest.json']);
+  }
+});
+
+test.serial('e2e: running the same sweep again reuses every stage and recomputes nothing', async (t) => {
+  const { stack } = t.context;
+  const file = join(stack.dir, 'grid', 'sweep.yaml');
+  const before = (await ledger(stack.env, 'grid')).length;
+  const plan = await planFile(file);
+  const cache = await cacheStatus(stack.env, plan);
+  t.true(Object.values(cache).every((c) => Object.values(c).every((s) => s === 'hit')));
+  const r = await runSweep(stack, file);
+  t.is(r.succeeded, 4);
+  const again = (await ledger(stack.env, 'grid')).slice(before);
+  t.is(again.length, 16);
+  t.is(computed(again).length, 0);
+  t.true(again.every((l) => l.outcome === 'cached'));
+  t.true(Object.values(r.cells).every((c) => Object.values(c.stages!).every((s) => s.status === 'cached')));
+});
+
+test.serial('e2e: a non-retryable failure fails its cell; after the fix, resume runs only what failed or was missing', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'resume');
+  const bad = 'model=rot13,task=ozy,seed=6';
+  await setFaults(stack.env, [{ stage: 'transform', cell: bad, kind: 'fatal' }]);
+  const r = await runSweep(stack, file);
+  t.is(r.succeeded, 3);
+  t.is(r.cells[bad].status, 'failed');
+  t.regex(r.cells[bad].error!, /injected fatal fault/);
+  t.is(r.cells[bad].stages!.transform.status, 'failed');
+  t.is(r.cells[bad].stages!.report.status, 'skipped');
+  const first = await ledger(stack.env, 'resume');
+  t.is(first.filter((l) => l.cell === bad && l.stage === 'transform' && l.outcome === 'failed').length, 1, 'non-retryable: one attempt only');
+
+  await setFaults(stack.env, []); // the cause is fixed
+  const { handle, cells } = await resumeSweep(stack.client, stack.env, 'resume');
+  t.deepEqual(cells, [bad]);
+  const r2 = (await handle!.result()) as SweepResult;
+  t.deepEqual(Object.keys(r2.cells), [bad]);
+  t.is(r2.succeeded, 1);
+  const second = (await ledger(stack.env, 'resume')).slice(first.length);
+  t.true(second.every((l) => l.cell === bad), 'no other cell ran');
+  const outcome = Object.fromEntries(second.map((l) => [l.stage, l.outcome]));
+  t.deepEqual(outcome, { load: 'cached', profile: 'cached', transform: 'computed', report: 'computed' });
+  const status = await sweepStatus(stack.client, 'resume');
+  t.is(status.state, 'completed');
+});
+
+test.serial('e2e: a retryable failure succeeds on retry without user action', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'retry');
+  const cell = 'model=upper,task=raven,seed=5';
+  await setFaults(stack.env, [{ stage: 'transform', cell, kind: 'transient', attempts: 2 }]);
+  try {
+    const r = await runSweep(stack, file);
+    t.is(r.succeeded, 4);
+  } finally {
+    await setFaults(stack.env, []);
+  }
+  const lines = (await ledger(stack.env, 'retry')).filter((l) => l.cell === cell && l.stage === 'transform');
+  t.deepEqual(lines.map((l) => `${l.attempt}:${l.outcome}`), ['1:failed', '2:failed', '3:computed']);
+});
+
+test.serial('e2e: an artifact corrupted on disk is detected and its stage recomputed; the bad bytes are never used', async (t) => {
+  const { stack } = t.context;
+  const file = join(stack.dir, 'grid', 'sweep.yaml');
+  const plan = await planFile(file);
+  const cell = plan.cells[0];
+  const stage = cell.stages.find((s) => s.name === 'transform')!;
+  const store = new ArtifactStore(paths.store(stack.env.home));
+  const found = await store.lookup(stage.key);
+  if (found.status !== 'hit') return t.fail('expected the grid sweep to have cached transform');
+  const blob = store.blobPath(found.manifest.files['transformed.txt'].sha256);
+  const good = await readFile(blob);
+  await writeFile(blob, Buffer.concat([good.subarray(0, 10), Buffer.from('CORRUPTED'), good.subarray(19)]));
+  t.is((await store.lookup(stage.key)).status, 'corrupt');
+  t.regex((await explainStage(stack.env, 'grid', cell.cellId, 'transform')).join('\n'), /corrupt/);
+
+  const before = (await ledger(stack.env, 'grid')).length;
+  const r = await runSweep(stack, file);
+  t.is(r.succeeded, 4);
+  const lines = (await ledger(stack.env, 'grid')).slice(before).filter((l) => l.cell === cell.cellId);
+  t.deepEqual(lines.filter((l) => l.stage === 'transform').map((l) => l.outcome), ['corrupt', 'computed']);
+  t.deepEqual(await readFile(blob), good, 'recomputed bytes are the original, verified content');
+  // The report stage's own artifact was intact and its inputs' keys unchanged: a cache hit.
+  t.is(lines.find((l) => l.stage === 'report')!.outcome, 'cached');
+});
+
+test.serial('e2e: explain names the config field that changed a cache key', async (t) => {
+  const { stack } = t.context;
+  const file = join(stack.dir, 'grid', 'sweep.yaml');
+  await writeFile(file, (await readFile(file, 'utf8')).replace('id: rot13, transform: rot13, work: 500', 'id: rot13, transform: rot13, work: 501'));
+  const out = (await explainStage(stack.env, 'grid', 'model=rot13,task=raven,seed=4', 'report')).join('\n');
+  t.regex(out, /report: cache MISS/);
+  t.regex(out, /upstream stage transform changed key/);
+  t.regex(out, /config model\.work: 500 → 501/);
+  t.regex((await explainStage(stack.env, 'grid', 'model=rot13,task=raven,seed=4', 'profile')).join('\n'), /profile: cache HIT/);
+});
+
+test.serial('e2e: with MLflow stopped mid-sweep the sweep completes, and the tracking events arrive once MLflow is back', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'outage', { work: 30000 });
+  const plan = await planFile(file);
+  const handle = await submitSweep(stack.client, stack.env, plan);
+  // Stop MLflow as soon as the first stage has finished.
+  for (let i = 0; i < 400 && computed(await ledger(stack.env, 'outage')).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  await stack.stopMlflow();
+  const r = (await handle.result()) as SweepResult;
+  t.is(r.succeeded, 4);
+  const outbox = new TrackingOutbox(paths.outbox(stack.env.home));
+  t.true((await outbox.pending()).length > 0, 'events wait on disk while MLflow is down');
+
+  await stack.startMlflow();
+  t.is(await drainTracking(stack), 0);
+  const exp = await stack.mlflow.getExperimentByName('outage');
+  const runs = await stack.mlflow.searchRuns({ experimentIds: [exp!.experiment_id] });
+  const parents = runs.filter((x) => !x.data.tags?.some((tg) => tg.key === TAG.parent));
+  t.is(parents.length, 4);
+  t.is(runs.length - parents.length, 16);
+  t.true(runs.every((x) => x.info.status === 'FINISHED'));
+  t.deepEqual(await readdir(join(paths.outbox(stack.env.home), 'dead')).catch(() => []), []);
+});

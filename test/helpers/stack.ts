@@ -1,0 +1,102 @@
+/**
+ * A real stack for end-to-end tests: a Temporal dev server and an MLflow server on free
+ * loopback ports with their data in a temp home, plus an in-process worker pool. Everything
+ * started here is torn down by `stop()` (ava hangs otherwise).
+ */
+import { mkdtemp, rm, readFile, writeFile, mkdir, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { startTemporal, startMlflow, stopService, freePort } from '../../infra/services.ts';
+import { startWorkerPool, type WorkerPool } from '../../infra/worker.ts';
+import { resolveEnv, paths, type LayerflowEnv } from '../../src/config/env.ts';
+import { TrackingOutbox } from '../../src/tracking/outbox.ts';
+import { MlflowClient } from '../../src/tracking/mlflow.ts';
+import type { LedgerLine } from '../../activities/index.ts';
+
+export interface Stack {
+  env: LayerflowEnv;
+  client: Client;
+  pool: WorkerPool;
+  mlflow: MlflowClient;
+  mlflowPort: number;
+  dir: string;
+  stopMlflow(): Promise<void>;
+  startMlflow(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  const dir = await mkdtemp(join(tmpdir(), 'lf-e2e-'));
+  const home = join(dir, 'home');
+  const [tPort, uiPort, mPort] = [await freePort(), await freePort(), await freePort()];
+  await Promise.all([startTemporal({ home, port: tPort, uiPort }), startMlflow({ home, port: mPort })]);
+  const env = resolveEnv({ home, temporalAddress: `127.0.0.1:${tPort}`, mlflowUri: `http://127.0.0.1:${mPort}`, devices: ['cpu:0'], taskQueue: 'layerflow-e2e' });
+  const pool = await startWorkerPool(env, { deliveryIntervalMs: 250 });
+  const connection = await Connection.connect({ address: env.temporalAddress });
+  const client = new Client({ connection });
+  return {
+    env,
+    client,
+    pool,
+    mlflow: new MlflowClient(env.mlflowUri),
+    mlflowPort: mPort,
+    dir,
+    stopMlflow: async () => void (await stopService(home, 'mlflow')),
+    startMlflow: async () => void (await startMlflow({ home, port: mPort })),
+    async stop() {
+      await pool.shutdown().catch(() => undefined);
+      await connection.close().catch(() => undefined);
+      await Promise.all([stopService(home, 'temporal'), stopService(home, 'mlflow')]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const DATA = fileURLToPath(new URL('../../configs/data/', import.meta.url));
+
+/** Write a demo-pipeline sweep (2 models × 2 tasks unless `extra` changes it) into its own folder. */
+export async function writeSweep(stack: Stack, name: string, opts: { work?: number; extra?: string } = {}): Promise<string> {
+  const d = join(stack.dir, name);
+  await mkdir(d, { recursive: true });
+  await copyFile(join(DATA, 'raven.txt'), join(d, 'raven.txt'));
+  await copyFile(join(DATA, 'ozymandias.txt'), join(d, 'ozymandias.txt'));
+  const file = join(d, 'sweep.yaml');
+  await writeFile(file, `sweep: ${name}
+pipeline: demo
+concurrency: 4
+models:
+  - { id: upper, transform: upper, work: ${opts.work ?? 500} }
+  - { id: rot13, transform: rot13, work: ${opts.work ?? 500} }
+tasks:
+  - { id: raven, data: raven.txt }
+  - { id: ozy, data: ozymandias.txt }
+axes:
+  model: [upper, rot13]
+  task: [raven, ozy]
+  seed: [${name.length}]
+${opts.extra ?? ''}`);
+  return file;
+}
+
+export async function ledger(env: LayerflowEnv, sweep: string): Promise<LedgerLine[]> {
+  const t = await readFile(paths.events(env.home, sweep), 'utf8').catch(() => '');
+  return t.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LedgerLine);
+}
+
+export async function setFaults(env: LayerflowEnv, faults: unknown[]): Promise<void> {
+  await writeFile(join(env.home, 'faults.json'), JSON.stringify(faults));
+}
+
+/** Wait until every tracking event has been delivered (or time out). */
+export async function drainTracking(stack: Stack, timeoutMs = 60_000): Promise<number> {
+  const outbox = new TrackingOutbox(paths.outbox(stack.env.home));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await stack.pool.flushTracking();
+    const left = (await outbox.pending()).length;
+    if (left === 0 || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
