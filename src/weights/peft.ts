@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, DataError, MissingArtifactError } from '../errors.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { writeFileAtomic } from '../store/atomic.ts';
 import { SafetensorsReader, writeSafetensors, type FloatTensor } from './safetensors.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';

@@ -9,7 +9,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { DataError } from '../errors.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { writeFileAtomic } from '../store/atomic.ts';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from './half.ts';
 
 /** Bytes per element of every dtype the format defines. */
