@@ -47,7 +47,13 @@ export async function startWorkerPool(env: LayerflowEnv, opts: { deliveryInterva
   if (!runtimeInstalled) {
     runtimeInstalled = true;
     try {
-      Runtime.install({ logger: new DefaultLogger((process.env.LAYERFLOW_LOG_LEVEL as 'WARN') ?? 'WARN') });
+      const level = (process.env.LAYERFLOW_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN';
+      Runtime.install({
+        logger: new DefaultLogger(level),
+        // Native (core) logs go through the same logger; core's WARNs about slow workflow tasks
+        // on a busy 2-core machine are noise, its errors are not.
+        telemetryOptions: { logging: { filter: { core: (process.env.LAYERFLOW_CORE_LOG_LEVEL ?? 'ERROR') as 'ERROR', other: 'ERROR' }, forward: {} } },
+      });
     } catch { /* already installed by the host process */ }
   }
   const connection = await NativeConnection.connect({ address: env.temporalAddress });

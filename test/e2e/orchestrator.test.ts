@@ -4,9 +4,10 @@
  */
 import anyTest, { type TestFn } from 'ava';
 import { readdir, writeFile, readFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startStack, writeSweep, ledger, setFaults, drainTracking, type Stack } from '../helpers/stack.ts';
-import { planFile, submitSweep, resumeSweep, sweepStatus, explainStage, cacheStatus } from '../../src/cli/sweeps.ts';
+import { planFile, submitSweep, resumeSweep, sweepStatus, explainStage, cacheStatus, cancelSweep } from '../../src/cli/sweeps.ts';
 import { ArtifactStore } from '../../src/store/artifacts.ts';
 import { paths } from '../../src/config/env.ts';
 import { TrackingOutbox } from '../../src/tracking/outbox.ts';
@@ -186,4 +187,61 @@ test.serial('e2e: with MLflow stopped mid-sweep the sweep completes, and the tra
   t.is(runs.length - parents.length, 16);
   t.true(runs.every((x) => x.info.status === 'FINISHED'));
   t.deepEqual(await readdir(join(paths.outbox(stack.env.home), 'dead')).catch(() => []), []);
+});
+
+test.serial('e2e: the CLI runs a sweep with live progress, then plan and status report it', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'cli');
+  const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', main, '--home', stack.env.home, '--temporal', stack.env.temporalAddress, '--mlflow', stack.env.mlflowUri, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, LAYERFLOW_TASK_QUEUE: stack.env.taskQueue },
+    });
+  // spawnSync would block this process's in-process worker, so run the CLI asynchronously.
+  const run = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', main, '--home', stack.env.home, '--temporal', stack.env.temporalAddress, '--mlflow', stack.env.mlflowUri, 'run', '--no-up', file], {
+      env: { ...process.env, LAYERFLOW_TASK_QUEUE: stack.env.taskQueue },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+  t.is(run.code, 0, run.out);
+  t.regex(run.out, /model=upper,task=raven,seed=3 transform: computed/);
+  t.regex(run.out, /4 cells: 4 succeeded, 0 failed/);
+  const plan = cli('plan', file);
+  t.is(plan.status, 0, plan.stderr);
+  t.regex(plan.stdout, /16\/16 stages cached, 0 to run/);
+  const status = cli('status', 'cli');
+  t.is(status.status, 0, status.stderr);
+  t.regex(status.stdout, /sweep cli: completed/);
+});
+
+test.serial('e2e: cancel stops a running sweep; resume then finishes it', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'cancel', { work: 200000 });
+  const handle = await submitSweep(stack.client, stack.env, await planFile(file));
+  for (let i = 0; i < 600; i++) {
+    const s = await sweepStatus(stack.client, 'cancel').catch(() => undefined);
+    if (s && Object.values(s.cells).some((c) => c.stages?.transform?.status === 'running')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await cancelSweep(stack.client, 'cancel');
+  await t.throwsAsync(handle.result());
+  t.is((await sweepStatus(stack.client, 'cancel')).state, 'cancelled');
+
+  const done = (await ledger(stack.env, 'cancel')).filter((l) => l.outcome === 'computed');
+  const before = (await ledger(stack.env, 'cancel')).length;
+  const { handle: h2, cells } = await resumeSweep(stack.client, stack.env, 'cancel');
+  t.is(cells.length, 4);
+  const r = (await h2!.result()) as SweepResult;
+  t.is(r.succeeded, 4);
+  const after = (await ledger(stack.env, 'cancel')).slice(before);
+  t.true(done.length > 0);
+  for (const d of done) {
+    const again = after.find((l) => l.cell === d.cell && l.stage === d.stage);
+    t.is(again?.outcome, 'cached', `${d.cell} ${d.stage} finished before the cancel and is reused`);
+  }
 });
