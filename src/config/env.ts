@@ -1,5 +1,5 @@
 import { resolve, join } from 'node:path';
-import { ConfigError } from '../errors.ts';
+import { parseDevice } from '../runtime/device.ts';
 
 /**
  * Where LayerFlow's services and data are. The embedded default is one machine:
@@ -28,15 +28,6 @@ export function resolveEnv(overrides: Partial<LayerflowEnv> = {}, env: NodeJS.Pr
     taskQueue: overrides.taskQueue ?? env.LAYERFLOW_TASK_QUEUE ?? 'layerflow',
     devices,
   };
-}
-
-export interface Device { kind: 'cpu' | 'cuda'; index: number }
-
-/** `cpu:N` or `cuda:N` (DESIGN.md contract 5). */
-export function parseDevice(text: string): Device {
-  const m = /^(cpu|cuda):(\d+)$/.exec(text);
-  if (!m) throw new ConfigError(`device "${text}": expected cpu:N or cuda:N`);
-  return { kind: m[1] as Device['kind'], index: Number(m[2]) };
 }
 
 /** Each device has its own task queue; its worker runs one device-bound activity at a time. */
