@@ -1,0 +1,20 @@
+/** Task datasets (SCIENCE.md §3c, §4): multiple-choice items or labelled texts. */
+
+export interface ChoiceExample {
+  id: number;
+  prompt: string;
+  choices: string[];
+  /** Index of the correct choice. */
+  answer: number;
+}
+
+export interface ClassificationExample {
+  id: number;
+  text: string;
+  /** Class id 0..numClasses−1. */
+  label: number;
+}
+
+export type TaskDataset =
+  | { name: string; kind: 'choice'; examples: ChoiceExample[] }
+  | { name: string; kind: 'classification'; examples: ClassificationExample[]; numClasses: number; labelNames?: string[] };
