@@ -81,7 +81,8 @@ test('α̂ recovers the exponent of a matrix built with a power-law spectrum', (
     const lam = Array.from({ length: n }, (_, i) => (1 - (i + 0.5) / n) ** (-1 / (alpha - 1)));
     const W = withSpectrum(lam.map(Math.sqrt), 100 + 10 * alpha);
     const fit = matrixAlpha({ data: W, rows: n, cols: n });
-    t.true(Math.abs(fit.alpha - alpha) < 0.15 * alpha, `α = ${alpha}: α̂ = ${fit.alpha} (x_min ${fit.xmin}, tail ${fit.tail})`);
+    t.log(`α = ${alpha}: α̂ = ${fit.alpha.toFixed(3)}, tail ${fit.tail}`);
+    t.true(Math.abs(fit.alpha - alpha) < 0.05 * alpha, `α = ${alpha}: α̂ = ${fit.alpha} (x_min ${fit.xmin}, tail ${fit.tail})`);
   }
 });
 
