@@ -1,0 +1,144 @@
+/**
+ * ONNX graphs for the influence matrix (SCIENCE.md §2), built once per (kind, precision) with
+ * symbolic dims m (validation rows), n (training rows, or b for one row block) and d (unit size),
+ * so one session serves every unit and every shape. Used by full-matrix.ts.
+ *
+ * Every graph also outputs the squared row norms of its inputs (`g_norm_sq`, `v_norm_sq`): the
+ * host checks those n + m numbers for NaN/Inf instead of scanning all n·d entries in JavaScript
+ * (a NaN or ±Inf anywhere in a row makes that row's squared norm non-finite).
+ *
+ * DataInf damping inside a graph: λ = lam_fixed + lam_scale · Σ_i ‖g_i‖² / (n·d), so the default
+ * λ_l = 0.1 · (1/(n·d)) Σ‖g_i‖² is (lam_fixed, lam_scale) = (0, 0.1) and an explicit λ is (λ, 0).
+ */
+import {
+  add, cast, div, gemm, GraphBuilder, greater, matMul, mul, reduceSum, size, sqrt, sub, unsqueeze, where,
+  type Value,
+} from '../onnx/index.ts';
+import type { InfluenceMethod } from './types.ts';
+
+export type Precision = 'float32' | 'float64';
+
+/**
+ * How DataInf's correction term (V Gᵀ) diag(1/(λ+‖g‖²)) (G Gᵀ) is associated:
+ *  - `gram`:       W (G Gᵀ)   with W = (V Gᵀ) diag(·): n²·d + m·n² multiply-adds, an [n × n] temporary;
+ *  - `projection`: (W G) Gᵀ:  2·m·n·d multiply-adds, an [m × d] temporary R = W G.
+ * Mathematically identical; `projection` is cheaper whenever m < n (the usual case) and is the only
+ * one that streams over row blocks of G in a fixed number of passes.
+ */
+export type Association = 'gram' | 'projection';
+
+/** Multiply-add count of the DataInf correction for each association (used by `auto`). */
+export function correctionCost(assoc: Association, m: number, n: number, d: number): number {
+  return assoc === 'gram' ? n * n * d + m * n * n : 2 * m * n * d;
+}
+
+function rowNormSq(x: Value): Value {
+  return reduceSum(mul(x, x), [1], false);
+}
+
+/** λ = lam_fixed + lam_scale · Σ gn / numel(G) (a scalar). */
+function dampingIn(g: GraphBuilder, G: Value, gn: Value, dtype: Precision): Value {
+  const fixed = g.input('lam_fixed', dtype, []);
+  const scale = g.input('lam_scale', dtype, []);
+  const meanSq = div(reduceSum(gn, undefined, false), cast(size(G), dtype));
+  return add(fixed, mul(scale, meanSq));
+}
+
+/** cos = P / (‖v‖ ‖g‖ᵀ), 0 where a norm is 0 (cosine.ts convention). */
+function cosineFrom(P: Value, vn: Value, gn: Value, vAxis: 'col' | 'scalar'): Value {
+  const vNorm = vAxis === 'col' ? unsqueeze(sqrt(vn), [1]) : sqrt(vn);
+  const den = mul(vNorm, unsqueeze(sqrt(gn), [0]));
+  const pos = greater(den, 0);
+  return where(pos, div(P, where(pos, den, 1)), 0);
+}
+
+/** DataInf from P = V Gᵀ (rows = validation vectors), all in the graph. */
+function dataInfFrom(P: Value, G: Value, gn: Value, lam: Value, assoc: Association, dtype: Precision): Value {
+  const W = div(P, add(lam, gn)); // [m, n] · diag(1/(λ+‖g‖²))
+  const C = assoc === 'gram'
+    ? matMul(W, gemm(G, G, null, { transB: 1 })) // W (G Gᵀ)
+    : gemm(matMul(W, G), G, null, { transB: 1 }); // (W G) Gᵀ
+  const n = cast(size(gn), dtype);
+  return div(sub(P, div(C, n)), lam);
+}
+
+/**
+ * In-memory full matrix: inputs V [m, d], G [n, d] (+ lam_fixed, lam_scale for DataInf);
+ * outputs M [m, n], g_norm_sq [n], v_norm_sq [m] (+ lambda [] for DataInf).
+ */
+export function buildFullMatrixGraph(method: InfluenceMethod, dtype: Precision, assoc: Association = 'projection'): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_matrix_${method}_${assoc}_${dtype}` });
+  const V = g.input('V', dtype, ['m', 'd']);
+  const G = g.input('G', dtype, ['n', 'd']);
+  const P = gemm(V, G, null, { transB: 1 });
+  const gn = rowNormSq(G);
+  const vn = rowNormSq(V);
+  if (method === 'tracin') g.output(P, 'M');
+  else if (method === 'cosine') g.output(cosineFrom(P, vn, gn, 'col'), 'M');
+  else {
+    const lam = dampingIn(g, G, gn, dtype);
+    g.output(dataInfFrom(P, G, gn, lam, assoc, dtype), 'M');
+    g.output(lam, 'lambda');
+  }
+  g.output(gn, 'g_norm_sq');
+  g.output(vn, 'v_norm_sq');
+  return g.toModel();
+}
+
+/**
+ * Mean-gradient path (one score per training sample): inputs V [m, d], G [n, d], red_scale []
+ * (1/m for the mean, 1 for the sum) (+ lam_fixed, lam_scale). v = red_scale · Σ_j v_j.
+ * Outputs S [1, n], g_norm_sq [n], v_norm_sq [m] (+ lambda). DataInf uses r = Σ_i w_i g_i
+ * (never the n×n Gram matrix, SCIENCE.md §2 "Cost").
+ */
+export function buildMeanScoresGraph(method: InfluenceMethod, dtype: Precision): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_mean_${method}_${dtype}` });
+  const V = g.input('V', dtype, ['m', 'd']);
+  const G = g.input('G', dtype, ['n', 'd']);
+  const scale = g.input('red_scale', dtype, []);
+  const v = mul(reduceSum(V, [0], true), scale); // [1, d]
+  const P = gemm(v, G, null, { transB: 1 }); // [1, n]
+  const gn = rowNormSq(G);
+  const vn = rowNormSq(V);
+  if (method === 'tracin') g.output(P, 'S');
+  else if (method === 'cosine') g.output(cosineFrom(P, reduceSum(mul(v, v), undefined, false), gn, 'scalar'), 'S');
+  else {
+    const lam = dampingIn(g, G, gn, dtype);
+    g.output(dataInfFrom(P, G, gn, lam, 'projection', dtype), 'S');
+    g.output(lam, 'lambda');
+  }
+  g.output(gn, 'g_norm_sq');
+  g.output(vn, 'v_norm_sq');
+  return g.toModel();
+}
+
+/** Streaming pass 1, one row block B [b, d]: P = V Bᵀ [m, b], g_norm_sq [b], v_norm_sq [m]. */
+export function buildBlockProjectGraph(dtype: Precision): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_block_project_${dtype}` });
+  const V = g.input('V', dtype, ['m', 'd']);
+  const B = g.input('B', dtype, ['b', 'd']);
+  g.output(gemm(V, B, null, { transB: 1 }), 'P');
+  g.output(rowNormSq(B), 'g_norm_sq');
+  g.output(rowNormSq(V), 'v_norm_sq');
+  return g.toModel();
+}
+
+/** Streaming DataInf accumulation: R_out = R + W B, with W [m, b] the weighted block of V Gᵀ. */
+export function buildBlockAccumulateGraph(dtype: Precision): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_block_accumulate_${dtype}` });
+  const W = g.input('W', dtype, ['m', 'b']);
+  const B = g.input('B', dtype, ['b', 'd']);
+  const R = g.input('R', dtype, ['m', 'd']);
+  g.output(gemm(W, B, R), 'R_out');
+  return g.toModel();
+}
+
+/** Streaming DataInf finish: M = Ps − Rs Bᵀ, with Ps = P/λ [m, b] and Rs = R/(n·λ) [m, d]. */
+export function buildBlockFinishGraph(dtype: Precision): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_block_finish_${dtype}` });
+  const Rs = g.input('Rs', dtype, ['m', 'd']);
+  const B = g.input('B', dtype, ['b', 'd']);
+  const Ps = g.input('Ps', dtype, ['m', 'b']);
+  g.output(gemm(Rs, B, Ps, { alpha: -1, transB: 1 }), 'M');
+  return g.toModel();
+}

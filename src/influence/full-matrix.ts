@@ -1,0 +1,538 @@
+/**
+ * Full [m × n] influence matrix per unit, and the mean-gradient scores, as ONNX graphs run through
+ * src/runtime on the engine's device (`cpu:N` or `cuda:N`), SCIENCE.md §2:
+ *
+ *   TracIn:  V Gᵀ
+ *   cosine:  (V Gᵀ) / (‖v_j‖ ‖g_k‖)            (0 where a norm is 0, as in cosine.ts)
+ *   DataInf: (1/λ) [ V Gᵀ − (1/n) (V Gᵀ) diag(1/(λ+‖g_i‖²)) (G Gᵀ) ],  λ_l = 0.1 · Σ_i‖g_i‖² / (n·d)
+ *
+ * Entry (j, k) = influence of training sample k on validation sample j; sign: positive = helpful
+ * (`convention: 'positive=helpful'` in every result). Plain-TS reference: reference-matrix.ts.
+ *
+ *   const engine = createInfluenceEngine({ device: 'cpu:0', precision: 'float32' });
+ *   const mat = await engine.influenceMatrix({ method: 'datainf', train, validation });
+ *   const mats = await engine.influenceMatrixStream({ method: 'datainf', train: shards, validation: [valQ, valV] });
+ *   const scores = await engine.influenceScores({ method: 'datainf', train, validation }); // mean-gradient path
+ *   await engine.release();
+ *
+ * Graphs (full-matrix-graphs.ts) have symbolic dims m, n, d: each is built and its session created
+ * once per (graph kind, precision) on first use and reused for every unit and shape.
+ *
+ * Memory (elements of the engine precision unless noted; m = validation rows, n = training rows,
+ * d = unit size, b = rows of the largest shard chunk):
+ *  - `influenceMatrix` (in memory, one graph run): inputs m·d + n·d; ORT temporaries m·n (V Gᵀ, W)
+ *    plus m·d (`projection`) or n² (`gram`); result m·n float64.
+ *  - `influenceMatrixStream` / `blockRows`: per unit V and R (2·m·d), V Gᵀ blocks (m·n), one chunk
+ *    (b·d) and its m·b products; result m·n float64 (+ m·n of 1/λ-scaled blocks for DataInf).
+ *    n·d is never held: O(m·d + m·n + b·d) per unit, summed over the units of one call (call per unit
+ *    subset to bound it further; the source is re-read per call).
+ * Passes over the shards: TracIn/cosine 1; DataInf with λ given 2 (V Gᵀ and R = W G; then R Gᵀ);
+ * DataInf with the default λ 3 (λ needs Σ‖g_i‖² of all rows before W is known).
+ *
+ * Finiteness: instead of scanning n·d entries in JavaScript, the graphs return the squared row norms
+ * (n + m numbers); a NaN/Inf entry makes its row's norm non-finite, and only that row is scanned to
+ * name the column. A finite entry whose square overflows the precision is reported as overflow.
+ */
+import { ConfigError, DataError } from '../errors.ts';
+import { createSession, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
+import { cosineFromParts } from './cosine.ts';
+import { checkLambda, dataInfDamping, DEFAULT_DAMPING_SCALE } from './datainf.ts';
+import {
+  buildBlockAccumulateGraph, buildBlockFinishGraph, buildBlockProjectGraph, buildFullMatrixGraph, buildMeanScoresGraph,
+  correctionCost, type Association, type Precision,
+} from './full-matrix-graphs.ts';
+import type { GradientShard, GradientSource } from './streaming.ts';
+import {
+  SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients, type UnitInfluence, type UnitRef,
+  type ValidationReduction,
+} from './types.ts';
+
+export type { Association, Precision } from './full-matrix-graphs.ts';
+export { correctionCost } from './full-matrix-graphs.ts';
+
+export interface InfluenceEngineOptions {
+  /** `cpu:N` or `cuda:N` (the same device as the model). */
+  device: string;
+  /** CPU intra-op threads (default: all cores). */
+  threads?: number;
+  /** Compute precision of the graphs (default float32, like the gradients); inputs are converted if needed. */
+  precision?: Precision;
+}
+
+export interface FullMatrixArgs {
+  method: InfluenceMethod;
+  /** Training gradients [n × d] of one unit. */
+  train: UnitGradients;
+  /** Validation gradients [m × d] of the same unit. */
+  validation: UnitGradients;
+  /** DataInf: multiplier of the mean squared gradient entry in λ (default 0.1). */
+  dampingScale?: number;
+  /** DataInf: use this λ instead of the data-dependent default. */
+  lambda?: number;
+  /** DataInf correction association (default `auto`: the cheaper by multiply-adds, see correctionCost). */
+  association?: Association | 'auto';
+  /** Stream `train` through the block graphs in chunks of this many rows (bounds device memory). */
+  blockRows?: number;
+}
+
+export interface MatrixStreamArgs {
+  method: InfluenceMethod;
+  /** Re-iterable shards of training gradients (streaming.ts format: chunks of one or more units, rows in order). */
+  train: GradientSource;
+  /** Validation gradients [m_l × d_l], one record per unit (matched to training chunks by `unit`). */
+  validation: readonly UnitGradients[];
+  dampingScale?: number;
+  /** Explicit DataInf λ per unit (saves one pass). */
+  lambda?: Record<string, number>;
+}
+
+export interface MeanScoresArgs {
+  method: InfluenceMethod;
+  train: UnitGradients;
+  /** Validation gradients [m × d] (reduced in the graph with `reduction`) or an already-reduced d-vector. */
+  validation: UnitGradients | Float64Array;
+  reduction?: ValidationReduction;
+  dampingScale?: number;
+  lambda?: number;
+}
+
+export function createInfluenceEngine(opts: InfluenceEngineOptions): InfluenceEngine {
+  return new InfluenceEngine(opts);
+}
+
+type Key = string;
+
+export class InfluenceEngine {
+  readonly device: string;
+  readonly precision: Precision;
+  private readonly threads?: number;
+  private readonly sessions = new Map<Key, Promise<Session>>();
+  private released = false;
+
+  constructor({ device, threads, precision = 'float32' }: InfluenceEngineOptions) {
+    parseDevice(device); // ConfigError on a malformed device string, before any graph is built
+    if (precision !== 'float32' && precision !== 'float64') {
+      throw new ConfigError(`influence engine: precision '${precision}'; expected 'float32' or 'float64'`);
+    }
+    if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) {
+      throw new ConfigError(`influence engine: threads must be a positive integer, got ${threads}`);
+    }
+    this.device = device;
+    this.precision = precision;
+    this.threads = threads;
+  }
+
+  /** Number of distinct graphs (sessions) built so far; constant across units and shapes. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Release every session. The engine cannot be used afterwards. */
+  async release(): Promise<void> {
+    this.released = true;
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await (await s).release();
+  }
+
+  private session(key: Key, build: () => Uint8Array): Promise<Session> {
+    if (this.released) throw new ConfigError(`influence engine on ${this.device}: used after release()`);
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = createSession({ model: build(), device: this.device, threads: this.threads });
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  /** Full [m × n] influence matrix of one unit (SCIENCE.md §2), one graph run (or streamed with `blockRows`). */
+  async influenceMatrix(args: FullMatrixArgs): Promise<InfluenceMatrix> {
+    const { method, train, validation, dampingScale, lambda, association = 'auto', blockRows } = args;
+    checkMethod(method);
+    checkPair(train, validation);
+    const lamArgs = damping(method, train.unit, dampingScale, lambda);
+    if (blockRows !== undefined) {
+      if (!(Number.isInteger(blockRows) && blockRows > 0)) throw new ConfigError(`influenceMatrix: blockRows must be a positive integer, got ${blockRows}`);
+      if (blockRows < train.n) {
+        const [mat] = await this.influenceMatrixStream({
+          method, train: () => rowBlocks(train, blockRows), validation: [validation], dampingScale,
+          ...(lambda !== undefined ? { lambda: { [train.unit]: lambda } } : {}),
+        });
+        return mat;
+      }
+    }
+    if (association !== 'auto' && association !== 'gram' && association !== 'projection') {
+      throw new ConfigError(`influenceMatrix: association '${association}'; expected 'auto', 'gram' or 'projection'`);
+    }
+    const { n, d } = train;
+    const m = validation.n;
+    const assoc: Association = association !== 'auto' ? association
+      : correctionCost('gram', m, n, d) < correctionCost('projection', m, n, d) ? 'gram' : 'projection';
+    const key = method === 'datainf' ? `full:datainf:${assoc}` : `full:${method}`;
+    const s = await this.session(key, () => buildFullMatrixGraph(method, this.precision, assoc));
+    const feeds: Record<string, HostTensor> = {
+      V: this.tensor(validation.data, [m, d]),
+      G: this.tensor(train.data, [n, d]),
+    };
+    if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
+    const out = await s.run(feeds);
+    const gn = out.g_norm_sq.data as Float32Array | Float64Array;
+    checkNorms(gn, train, 'training gradients', this.precision);
+    checkNorms(out.v_norm_sq.data as Float32Array | Float64Array, validation, 'validation gradients', this.precision);
+    const base = matrixBase(train, method, m, n);
+    let lam: number | undefined;
+    if (lamArgs) lam = lamArgs.fixed ?? resolveDamping(gn, train, lamArgs.scale, Number((out.lambda.data as Float32Array)[0]));
+    const data = Float64Array.from(out.M.data as Float32Array | Float64Array);
+    checkResult(data, train.unit, method, this.precision);
+    return lam !== undefined ? { ...base, lambda: lam, data } : { ...base, data };
+  }
+
+  /** Full influence matrices for every unit in the training shards, streamed over row chunks (see the header). */
+  async influenceMatrixStream(args: MatrixStreamArgs): Promise<InfluenceMatrix[]> {
+    const { method, train, validation, dampingScale, lambda } = args;
+    checkMethod(method);
+    const vals = new Map<string, UnitGradients>();
+    for (const v of validation) {
+      checkShape(v, 'validation gradients');
+      if (v.n === 0) throw new DataError(`validation gradients (unit ${v.unit}): empty set; expected m ≥ 1 samples`);
+      if (vals.has(v.unit)) throw new DataError(`validation gradients: unit ${v.unit} appears twice; expected one record per unit`);
+      vals.set(v.unit, v);
+    }
+    const scale = dampingScale ?? DEFAULT_DAMPING_SCALE;
+    if (method === 'datainf') checkScale(scale);
+    const knownLambda = method === 'datainf' && lambda !== undefined;
+    const project = await this.session('block:project', () => buildBlockProjectGraph(this.precision));
+    const accumulate = method === 'datainf' ? await this.session('block:accumulate', () => buildBlockAccumulateGraph(this.precision)) : undefined;
+    const finish = method === 'datainf' ? await this.session('block:finish', () => buildBlockFinishGraph(this.precision)) : undefined;
+
+    const states = new Map<string, StreamState>();
+    const accumulateR = async (st: StreamState, chunk: UnitGradients, t: number): Promise<void> => {
+      const P = st.blocks[t], gn = st.gnBlocks[t], b = chunk.n;
+      const W = this.alloc(st.m * b);
+      for (let i = 0; i < b; i++) {
+        const c = 1 / (st.lambda! + gn[i]);
+        for (let j = 0; j < st.m; j++) W[j * b + i] = P[j * b + i] * c;
+      }
+      const out = await accumulate!.run({
+        W: { data: W, dims: [st.m, b] }, B: this.tensor(chunk.data, [b, st.d]), R: { data: st.R!, dims: [st.m, st.d] },
+      });
+      st.R = out.R_out.data as Float32Array | Float64Array;
+    };
+
+    // Pass 1: V Gᵀ per chunk and squared norms (and R when λ is known).
+    await forEachChunk(train, 'training gradients', async (chunk, row0) => {
+      let st = states.get(chunk.unit);
+      if (!st) {
+        const v = vals.get(chunk.unit);
+        if (!v) throw new DataError(`training gradients (unit ${chunk.unit}): no validation gradients for this unit; expected one of [${[...vals.keys()].join(', ')}]`);
+        st = {
+          ref: { unit: chunk.unit, layer: chunk.layer, kind: chunk.kind }, d: chunk.d, m: v.n, rows: 0,
+          V: this.convert(v.data), val: v, blocks: [], gnBlocks: [], sizes: [],
+        };
+        if (knownLambda) {
+          st.lambda = checkLambda(lambda![chunk.unit], chunk.unit);
+          st.R = this.alloc(st.m * st.d);
+        }
+        states.set(chunk.unit, st);
+      }
+      if (chunk.d !== st.d) throw new DataError(`training gradients (unit ${chunk.unit}): shard has d=${chunk.d}; earlier shards had d=${st.d}`);
+      if (chunk.d !== st.val.d) throw new DataError(`unit ${chunk.unit}: training gradients have d=${chunk.d}, validation gradients have d=${st.val.d}; expected equal`);
+      const out = await project.run({ V: { data: st.V, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]) });
+      const gn = out.g_norm_sq.data as Float32Array | Float64Array;
+      checkNorms(gn, chunk, 'training gradients', this.precision, row0);
+      if (!st.vChecked) {
+        checkNorms(out.v_norm_sq.data as Float32Array | Float64Array, st.val, 'validation gradients', this.precision);
+        st.vn = Float64Array.from(out.v_norm_sq.data as Float32Array | Float64Array);
+        st.vChecked = true;
+      }
+      st.blocks.push(out.P.data as Float32Array | Float64Array);
+      st.gnBlocks.push(gn);
+      st.sizes.push(chunk.n);
+      st.rows += chunk.n;
+      if (knownLambda) await accumulateR(st, chunk, st.blocks.length - 1);
+    });
+    if (states.size === 0) throw new DataError('training gradients: the shard source yielded no rows; expected n ≥ 1 samples');
+
+    const results: InfluenceMatrix[] = [];
+    if (method !== 'datainf') {
+      for (const st of states.values()) {
+        const data = assemble(st, (P, j, i, b) => P[j * b + i]);
+        if (method === 'cosine') {
+          const gn = concatNorms(st);
+          for (let j = 0; j < st.m; j++) for (let k = 0; k < st.rows; k++) data[j * st.rows + k] = cosineFromParts(data[j * st.rows + k], st.vn![j], gn[k]);
+        }
+        checkResult(data, st.ref.unit, method, this.precision);
+        results.push({ ...matrixBase(st.ref, method, st.m, st.rows), data });
+      }
+      return results;
+    }
+
+    // DataInf: λ per unit, then R = W G (pass 2 unless λ was given), then M = P/λ − (R/(nλ)) Gᵀ.
+    if (!knownLambda) {
+      for (const st of states.values()) {
+        let sum = 0;
+        for (const gn of st.gnBlocks) for (let i = 0; i < gn.length; i++) sum += gn[i];
+        st.lambda = dataInfDamping({ sumNormSq: sum, n: st.rows, d: st.d, scale, unit: st.ref.unit });
+        st.R = this.alloc(st.m * st.d);
+      }
+      const counts = await forEachChunk(train, 'training gradients', async (chunk, _row0, t) => {
+        const st = states.get(chunk.unit)!;
+        sameChunk(st, chunk, t, 'pass 2 (R = W G)');
+        await accumulateR(st, chunk, t);
+      });
+      checkSameRows(states, counts, 'pass 2 (R = W G)');
+    }
+    const finals = new Map<string, (Float32Array | Float64Array)[]>();
+    for (const st of states.values()) {
+      const c = 1 / (st.rows * st.lambda!);
+      const Rs = st.R!;
+      for (let p = 0; p < Rs.length; p++) Rs[p] *= c;
+      finals.set(st.ref.unit, []);
+    }
+    const counts = await forEachChunk(train, 'training gradients', async (chunk, _row0, t) => {
+      const st = states.get(chunk.unit)!;
+      sameChunk(st, chunk, t, 'final pass (R Gᵀ)');
+      const P = st.blocks[t];
+      const Ps = this.alloc(P.length);
+      const il = 1 / st.lambda!;
+      for (let p = 0; p < P.length; p++) Ps[p] = P[p] * il;
+      const out = await finish!.run({ Rs: { data: st.R!, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]), Ps: { data: Ps, dims: [st.m, chunk.n] } });
+      finals.get(chunk.unit)!.push(out.M.data as Float32Array | Float64Array);
+    });
+    checkSameRows(states, counts, 'final pass (R Gᵀ)');
+    for (const st of states.values()) {
+      st.blocks = finals.get(st.ref.unit)!;
+      const data = assemble(st, (P, j, i, b) => P[j * b + i]);
+      checkResult(data, st.ref.unit, method, this.precision);
+      results.push({ ...matrixBase(st.ref, method, st.m, st.rows), lambda: st.lambda, data });
+    }
+    return results;
+  }
+
+  /**
+   * Mean-gradient path (SCIENCE.md §2 last bullet): one score per training sample against the reduced
+   * validation gradient, in one graph run; DataInf via r = Σ_i w_i g_i (no n×n matrix). Same record as
+   * tracInInfluence / cosineInfluence / dataInfInfluence.
+   */
+  async influenceScores(args: MeanScoresArgs): Promise<UnitInfluence> {
+    const { method, train, validation, reduction = 'mean', dampingScale, lambda } = args;
+    checkMethod(method);
+    if (reduction !== 'mean' && reduction !== 'sum') throw new ConfigError(`influenceScores: reduction '${reduction}'; expected 'mean' or 'sum'`);
+    checkShape(train, 'training gradients');
+    if (train.n === 0) throw new DataError(`training gradients (unit ${train.unit}): empty set; expected n ≥ 1 samples`);
+    const val: UnitGradients = validation instanceof Float64Array
+      ? { unit: train.unit, layer: train.layer, n: 1, d: validation.length, data: validation }
+      : validation;
+    if (!(validation instanceof Float64Array)) {
+      checkShape(val, 'validation gradients');
+      if (val.n === 0) throw new DataError(`validation gradients (unit ${val.unit}): empty set; expected m ≥ 1 samples`);
+    }
+    if (val.d !== train.d) throw new DataError(`unit ${train.unit}: validation gradient has ${val.d} values per sample; expected d = ${train.d} (same as training gradients)`);
+    const lamArgs = damping(method, train.unit, dampingScale, lambda);
+    const s = await this.session(`mean:${method}`, () => buildMeanScoresGraph(method, this.precision));
+    const redScale = validation instanceof Float64Array || reduction === 'sum' ? 1 : 1 / val.n;
+    const feeds: Record<string, HostTensor> = {
+      V: this.tensor(val.data, [val.n, val.d]), G: this.tensor(train.data, [train.n, train.d]), red_scale: this.scalar(redScale),
+    };
+    if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
+    const out = await s.run(feeds);
+    const gn = out.g_norm_sq.data as Float32Array | Float64Array;
+    checkNorms(gn, train, 'training gradients', this.precision);
+    checkNorms(out.v_norm_sq.data as Float32Array | Float64Array, val, 'validation gradients', this.precision);
+    let lam: number | undefined;
+    if (lamArgs) lam = lamArgs.fixed ?? resolveDamping(gn, train, lamArgs.scale, Number((out.lambda.data as Float32Array)[0]));
+    const scores = Float64Array.from(out.S.data as Float32Array | Float64Array);
+    checkResult(scores, train.unit, method, this.precision);
+    return {
+      unit: train.unit, layer: train.layer, kind: train.kind, method, convention: SIGN_CONVENTION, validation: reduction,
+      ...(lam !== undefined ? { lambda: lam } : {}), scores,
+    };
+  }
+
+  // ---- host helpers ----
+
+  private alloc(len: number): Float32Array | Float64Array {
+    return this.precision === 'float32' ? new Float32Array(len) : new Float64Array(len);
+  }
+  /** The data in the engine precision (no copy when it already is). */
+  private convert(data: Float32Array | Float64Array): Float32Array | Float64Array {
+    if (this.precision === 'float32') return data instanceof Float32Array ? data : Float32Array.from(data);
+    return data instanceof Float64Array ? data : Float64Array.from(data);
+  }
+  private tensor(data: Float32Array | Float64Array, dims: number[]): HostTensor {
+    return { data: this.convert(data) as HostArray, dims };
+  }
+  private scalar(x: number): HostTensor {
+    return { data: this.precision === 'float32' ? Float32Array.of(x) : Float64Array.of(x), dims: [] };
+  }
+  private dampingFeeds(l: DampingArgs): Record<string, HostTensor> {
+    return { lam_fixed: this.scalar(l.fixed ?? 0), lam_scale: this.scalar(l.fixed !== undefined ? 0 : l.scale) };
+  }
+}
+
+// ---- validation and assembly ----
+
+interface StreamState {
+  ref: UnitRef;
+  d: number;
+  m: number;
+  rows: number;
+  V: Float32Array | Float64Array;
+  val: UnitGradients;
+  vChecked?: boolean;
+  vn?: Float64Array;
+  /** Per chunk: [m × b] products (V Gᵀ, later the final blocks), squared norms, and row counts. */
+  blocks: (Float32Array | Float64Array)[];
+  gnBlocks: (Float32Array | Float64Array)[];
+  sizes: number[];
+  lambda?: number;
+  R?: Float32Array | Float64Array;
+}
+
+interface DampingArgs { fixed?: number; scale: number }
+
+const METHODS: readonly InfluenceMethod[] = ['tracin', 'cosine', 'datainf'];
+function checkMethod(method: InfluenceMethod): void {
+  if (!METHODS.includes(method)) throw new ConfigError(`influence method '${method}'; expected one of ${METHODS.join(', ')}`);
+}
+
+function checkScale(scale: number): void {
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new ConfigError(`DataInf damping scale is ${scale}; expected a positive finite number (default 0.1)`);
+}
+
+function damping(method: InfluenceMethod, unit: string, dampingScale: number | undefined, lambda: number | undefined): DampingArgs | undefined {
+  if (method !== 'datainf') return undefined;
+  if (lambda !== undefined) return { fixed: checkLambda(lambda, unit), scale: 0 };
+  const scale = dampingScale ?? DEFAULT_DAMPING_SCALE;
+  checkScale(scale);
+  return { scale };
+}
+
+/** Host check of the data-dependent λ (typed errors as in datainf.ts); returns the λ the graph used. */
+function resolveDamping(gn: ArrayLike<number>, g: UnitGradients, scale: number, graphLambda: number): number {
+  let sum = 0;
+  for (let i = 0; i < gn.length; i++) sum += gn[i];
+  dataInfDamping({ sumNormSq: sum, n: g.n, d: g.d, scale, unit: g.unit });
+  if (!(graphLambda > 0) || !Number.isFinite(graphLambda)) {
+    throw new DataError(`unit ${g.unit}: DataInf damping λ = ${graphLambda} in the graph; expected λ > 0 (gradients too small for this precision?)`);
+  }
+  return graphLambda;
+}
+
+/** Shape-only check (the NaN scan is replaced by the norm check after the run). */
+function checkShape(g: UnitGradients, what: string): void {
+  if (!g || typeof g !== 'object') throw new DataError(`${what}: expected a UnitGradients record, got ${g}`);
+  if (!Number.isInteger(g.n) || !Number.isInteger(g.d) || g.n < 0 || g.d < 1) {
+    throw new DataError(`${what} (unit ${g.unit}): n=${g.n}, d=${g.d}; expected integer n ≥ 0 and d ≥ 1`);
+  }
+  if (!(g.data instanceof Float32Array || g.data instanceof Float64Array)) {
+    throw new DataError(`${what} (unit ${g.unit}): data must be a Float32Array or Float64Array`);
+  }
+  if (g.data.length !== g.n * g.d) {
+    throw new DataError(`${what} (unit ${g.unit}): data has ${g.data.length} values; expected n·d = ${g.n}·${g.d} = ${g.n * g.d}`);
+  }
+}
+
+function checkPair(train: UnitGradients, validation: UnitGradients): void {
+  checkShape(train, 'training gradients');
+  checkShape(validation, 'validation gradients');
+  if (train.n === 0) throw new DataError(`training gradients (unit ${train.unit}): empty set; expected n ≥ 1 samples`);
+  if (validation.n === 0) throw new DataError(`validation gradients (unit ${validation.unit}): empty set; expected m ≥ 1 samples`);
+  if (train.d !== validation.d) {
+    throw new DataError(`unit ${train.unit}: training gradients have d=${train.d}, validation gradients (unit ${validation.unit}) have d=${validation.d}; expected equal`);
+  }
+}
+
+/** Throws DataError naming the first non-finite entry of any row whose squared norm is not finite. */
+function checkNorms(norms: ArrayLike<number>, g: UnitGradients, what: string, precision: Precision, row0 = g.rowOffset ?? 0): void {
+  for (let i = 0; i < norms.length; i++) {
+    if (Number.isFinite(norms[i])) continue;
+    const o = i * g.d;
+    for (let p = 0; p < g.d; p++) {
+      const x = g.data[o + p];
+      if (!Number.isFinite(x)) throw new DataError(`${what} (unit ${g.unit}): row ${row0 + i}, column ${p} is ${x}; expected a finite number`);
+    }
+    throw new DataError(`${what} (unit ${g.unit}): row ${row0 + i} has squared norm ${norms[i]} in ${precision} (overflow); expected finite (rescale the gradients or use precision 'float64')`);
+  }
+}
+
+function checkResult(data: Float64Array, unit: string, method: InfluenceMethod, precision: Precision): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new DataError(`unit ${unit}: ${method} influence entry ${i} is ${data[i]} in ${precision} (overflow); expected finite (use precision 'float64' or a larger λ)`);
+    }
+  }
+}
+
+function matrixBase(ref: UnitRef, method: InfluenceMethod, m: number, n: number) {
+  return { unit: ref.unit, layer: ref.layer, kind: ref.kind, method, convention: SIGN_CONVENTION, m, n };
+}
+
+/** [m × n] float64 from the per-chunk [m × b] blocks. */
+function assemble(st: StreamState, at: (P: ArrayLike<number>, j: number, i: number, b: number) => number): Float64Array {
+  const n = st.rows;
+  const out = new Float64Array(st.m * n);
+  let k0 = 0;
+  st.blocks.forEach((P, t) => {
+    const b = st.sizes[t];
+    for (let j = 0; j < st.m; j++) for (let i = 0; i < b; i++) out[j * n + k0 + i] = at(P, j, i, b);
+    k0 += b;
+  });
+  return out;
+}
+
+function concatNorms(st: StreamState): Float64Array {
+  const out = new Float64Array(st.rows);
+  let k = 0;
+  for (const gn of st.gnBlocks) for (let i = 0; i < gn.length; i++) out[k++] = gn[i];
+  return out;
+}
+
+function sameChunk(st: StreamState, chunk: UnitGradients, t: number, pass: string): void {
+  if (st.sizes[t] !== chunk.n) {
+    throw new DataError(`training gradients (unit ${chunk.unit}): ${pass} chunk ${t} has ${chunk.n} rows; pass 1 had ${st.sizes[t] ?? 'no such chunk'} (the source must yield the same shards every time)`);
+  }
+}
+
+function checkSameRows(states: Map<string, StreamState>, counts: Map<string, number>, pass: string): void {
+  for (const st of states.values()) {
+    if (counts.get(st.ref.unit) !== st.rows) {
+      throw new DataError(`training gradients (unit ${st.ref.unit}): ${pass} saw ${counts.get(st.ref.unit) ?? 0} rows; pass 1 saw ${st.rows} (the source must yield the same shards every time)`);
+    }
+  }
+}
+
+/**
+ * Walk the shards once; `fn(chunk, row0, t)` gets each non-empty chunk with its first row index and its
+ * chunk index within its unit. Chunks must be contiguous and in order (as in streaming.ts).
+ */
+async function forEachChunk(
+  source: GradientSource, what: string, fn: (chunk: UnitGradients, row0: number, t: number) => Promise<void>,
+): Promise<Map<string, number>> {
+  const seen = new Map<string, number>();
+  const chunks = new Map<string, number>();
+  for await (const shard of source() as AsyncIterable<GradientShard>) {
+    for (const chunk of Array.isArray(shard) ? shard : [shard]) {
+      checkShape(chunk, what);
+      const row0 = seen.get(chunk.unit) ?? 0;
+      if (chunk.rowOffset !== undefined && chunk.rowOffset !== row0) {
+        throw new DataError(`${what} (unit ${chunk.unit}): shard starts at row ${chunk.rowOffset}; expected row ${row0} (shards must be contiguous and in order)`);
+      }
+      if (chunk.n === 0) continue;
+      const t = chunks.get(chunk.unit) ?? 0;
+      await fn(chunk, row0, t);
+      seen.set(chunk.unit, row0 + chunk.n);
+      chunks.set(chunk.unit, t + 1);
+    }
+  }
+  return seen;
+}
+
+/** Row blocks of an in-memory gradient matrix as views (no copies); `rowOffset` counts from 0. */
+export function* rowBlocks(g: UnitGradients, blockRows: number): Generator<UnitGradients> {
+  for (let r = 0; r < g.n; r += blockRows) {
+    const b = Math.min(blockRows, g.n - r);
+    yield { unit: g.unit, layer: g.layer, kind: g.kind, n: b, d: g.d, data: g.data.subarray(r * g.d, (r + b) * g.d), rowOffset: r };
+  }
+}
