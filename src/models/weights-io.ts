@@ -14,7 +14,7 @@ import { mulberry32 } from './lora.ts';
 
 /** HF checkpoint key → graph name (GPT-2 checkpoints often lack the "transformer." prefix). */
 export function graphWeightName(config: ModelConfig, key: string): string {
-  if (config.modelType === 'gpt2' && !key.startsWith('transformer.') && !key.startsWith('lm_head.') && !key.startsWith('score.')) return `transformer.${key}`;
+  if (config.modelType === 'gpt2' && !/^(transformer|lm_head|score|base_model)\./.test(key)) return `transformer.${key}`;
   return key;
 }
 
