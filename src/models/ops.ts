@@ -36,7 +36,12 @@ export function layerNorm(x: Value, w: Value, b: Value, eps: number): Value {
   return O.add(O.mul(O.div(c, O.sqrt(O.add(v, eps))), w), b);
 }
 
-export const silu = (x: Value): Value => O.mul(x, O.sigmoid(x));
+/**
+ * SiLU x·σ(x). In float64, σ is written 0.5(1 + tanh(x/2)): ORT fuses x·Sigmoid(x) into
+ * com.microsoft.QuickGelu, which has no double kernel.
+ */
+export const silu = (x: Value): Value =>
+  O.mul(x, x.dtype === 'float64' ? O.mul(O.add(O.tanh(O.mul(x, 0.5)), 1), 0.5) : O.sigmoid(x));
 /** HF 'gelu_new' / 'gelu_pytorch_tanh': 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))). */
 export function geluTanh(x: Value): Value {
   const inner = O.mul(O.add(x, O.mul(O.mul(O.mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
@@ -80,7 +85,9 @@ export function ropeTables(pos: Value, invFreq: number[], dtype: 'float32' | 'fl
   const g = pos.graph;
   const inv = g.constant(invFreq.map(Math.fround), 'float32', [1, invFreq.length]);
   const freqs = O.mul(O.unsqueeze(O.cast(pos, 'float32'), [-1]), inv); // [T, dh/2], float32 as in HF
-  const emb = O.concat([freqs, freqs], -1);
+  // cos/sin in float64: ORT's float32 kernels round differently in their SIMD body and scalar tail,
+  // which made a position's table depend on the sequence length.
+  const emb = O.cast(O.concat([freqs, freqs], -1), 'float64');
   return { cos: O.cast(cos(emb), dtype), sin: O.cast(sin(emb), dtype) };
 }
 
