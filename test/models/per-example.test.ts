@@ -102,7 +102,7 @@ test('training graph gradient (sample-mean) equals the mean of per-example gradi
     const s = await createSession({ model: tg.model, device: 'cpu:0', threads: 1 });
     const out = await s.run(M.feedsFor(tg, weights, batch));
     const w = reduction === 'sample-mean' ? [1, 1, 1].map((x) => x / 3) : counts.map((x) => x / 8);
-    const loss = per.losses.reduce((a, l, b) => a + w[b] * l, 0);
+    const loss = Array.from(per.losses).reduce((a, l, b) => a + w[b] * l, 0);
     t.true(Math.abs((out.loss.data[0] as number) - loss) < 1e-12, `${reduction} loss`);
     for (const { name, shape } of tg.trainable) {
       const d = shape[0] * shape[1], pg = per.grads.get(name)!;
