@@ -5,6 +5,7 @@
  * Update: y = W x + (alpha / r) · B A x   (alpha / √r with useRslora). Dropout is training-time
  * only and is not part of these graphs.
  */
+import { createRng } from '../data/random.ts';
 import { ConfigError } from '../errors.ts';
 import type { ModelConfig } from '../weights/hf-config.ts';
 import { peftKey, type LoraConfig, type LoraPair } from '../weights/peft.ts';
@@ -85,21 +86,14 @@ export function loraUnits(c: ModelConfig, spec: LoraSpec): LoraUnit[] {
   ]);
 }
 
-/** PEFT's LoraConfig for writePeftAdapter (GPT-2 Conv1D modules need fan_in_fan_out in PEFT, which peft.ts does not write). */
+/** PEFT's LoraConfig for writePeftAdapter; GPT-2's Conv1D modules (c_attn, c_proj, c_fc) store W transposed: fan_in_fan_out. */
 export function peftConfig(spec: LoraSpec, opts: { base?: string; taskType?: string; dropout?: number } = {}): LoraConfig {
-  return { r: spec.r, loraAlpha: spec.alpha, loraDropout: opts.dropout ?? 0, targetModules: [...spec.targets], baseModelNameOrPath: opts.base ?? null, taskType: opts.taskType ?? 'CAUSAL_LM', useRslora: spec.useRslora ?? false };
+  return { r: spec.r, loraAlpha: spec.alpha, loraDropout: opts.dropout ?? 0, targetModules: [...spec.targets], baseModelNameOrPath: opts.base ?? null, taskType: opts.taskType ?? 'CAUSAL_LM', useRslora: spec.useRslora ?? false, fanInFanOut: spec.targets.some((t) => /^c_(attn|proj|fc)$/.test(t)) };
 }
 
-/** Deterministic PRNG (mulberry32) for initialisations. */
+/** Deterministic uniform [0, 1) generator for initialisations (mulberry32, src/data/random.ts). */
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return createRng(seed >>> 0).next;
 }
 
 /**

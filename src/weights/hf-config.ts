@@ -117,12 +117,24 @@ export function parseHfConfig(json: unknown, file = 'config.json'): ModelConfig 
     modelType: mt, hiddenSize: hidden, numLayers: f.int('num_hidden_layers'), numHeads: heads, numKvHeads: kv, headDim,
     intermediateSize: f.int('intermediate_size'), vocabSize: f.int('vocab_size'),
     maxPositions: f.int('max_position_embeddings', { llama: 2048, mistral: 4096 * 32, qwen2: 32768 }[mt]),
-    norm: 'rms', normEps: f.num('rms_norm_eps', 1e-6), positions: 'rope', ropeTheta: f.num('rope_theta', 10000),
-    ropeScaling: f.obj('rope_scaling'), hiddenAct: f.str('hidden_act', 'silu'),
+    norm: 'rms', normEps: f.num('rms_norm_eps', 1e-6), positions: 'rope', ...rope(f, j), hiddenAct: f.str('hidden_act', 'silu'),
     tieWordEmbeddings: f.bool('tie_word_embeddings', false),
     attentionBias: mt === 'qwen2' ? true : f.bool('attention_bias', false),
     slidingWindow: sliding, bosTokenId: f.optInt('bos_token_id'), eosTokenIds: f.ids('eos_token_id'),
   };
+}
+
+/**
+ * RoPE settings: transformers ≤ 4 writes `rope_theta` + `rope_scaling`; transformers 5 writes
+ * `rope_parameters: { rope_type, rope_theta, ... }`.
+ */
+function rope(f: { num(k: string, d: number): number; obj(k: string): Record<string, unknown> | null }, j: Record<string, unknown>): { ropeTheta: number; ropeScaling: Record<string, unknown> | null } {
+  const p = f.obj('rope_parameters');
+  if (!p) return { ropeTheta: f.num('rope_theta', 10000), ropeScaling: f.obj('rope_scaling') };
+  const theta = p.rope_theta ?? j.rope_theta ?? 10000;
+  if (typeof theta !== 'number' || !(theta > 0)) throw new ConfigError(`config.json: rope_parameters.rope_theta is ${JSON.stringify(theta)}; expected a positive number`);
+  const type = p.rope_type ?? p.type ?? 'default';
+  return { ropeTheta: theta, ropeScaling: type === 'default' ? null : p };
 }
 
 /** Reads and parses a config.json file. */

@@ -25,6 +25,8 @@ export interface LoraConfig {
   taskType: string;
   useRslora?: boolean;
   bias?: 'none' | 'all' | 'lora_only';
+  /** True for Conv1D-style modules that store W as [in, out] (GPT-2); lora_A/lora_B keep their usual shapes. */
+  fanInFanOut?: boolean;
 }
 
 export interface LoraPair {
@@ -43,7 +45,7 @@ export function peftKey(module: string, which: 'A' | 'B'): string {
 export function peftConfigJson(c: LoraConfig): Record<string, unknown> {
   return {
     alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: c.baseModelNameOrPath, bias: c.bias ?? 'none',
-    fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, layers_pattern: null, layers_to_transform: null,
+    fan_in_fan_out: c.fanInFanOut ?? false, inference_mode: true, init_lora_weights: true, layers_pattern: null, layers_to_transform: null,
     lora_alpha: c.loraAlpha, lora_dropout: c.loraDropout, modules_to_save: null, peft_type: 'LORA', r: c.r,
     rank_pattern: {}, revision: null, target_modules: c.targetModules, task_type: c.taskType,
     use_dora: false, use_rslora: c.useRslora ?? false,
@@ -87,11 +89,10 @@ function validateConfig(j: Record<string, unknown>, file: string): LoraConfig {
     if (j[f] && Object.keys(j[f] as object).length > 0) throw new ConfigError(`${file}: field "${f}" is non-empty; per-module ranks/alphas are not supported`);
   }
   if (j.use_dora === true) throw bad('use_dora', 'false (DoRA is not supported)');
-  if (j.fan_in_fan_out === true) throw bad('fan_in_fan_out', 'false (Conv1D-style transposed weights are not supported)');
   return {
     r: j.r as number, loraAlpha: j.lora_alpha, loraDropout: dropout, targetModules: tm as string[] | string,
     baseModelNameOrPath: base as string | null, taskType: task, useRslora: j.use_rslora === true,
-    bias: (j.bias ?? 'none') as LoraConfig['bias'],
+    bias: (j.bias ?? 'none') as LoraConfig['bias'], fanInFanOut: j.fan_in_fan_out === true,
   };
 }
 

@@ -15,6 +15,7 @@ import { z } from 'zod';
 import type { PipelineDef } from '../../src/config/pipeline.ts';
 import type { StageContext, StageImpl } from '../../src/store/stage-context.ts';
 import { DataError, TransientError } from '../../src/errors.ts';
+import { createRng } from '../../src/data/random.ts';
 
 export const filesPipeline: PipelineDef = {
   name: 'demo',
@@ -74,10 +75,10 @@ const transform: StageImpl = async (ctx) => {
   const lines = await ctx.store.readJson<string[]>(ctx.inputs.load, 'lines.json');
   const fn = { upper: (s: string) => s.toUpperCase(), reverse: (s: string) => [...s].reverse().join(''), rot13 }[model.transform];
   const out = lines.map(fn);
-  if (ctx.settings.shuffle) seededShuffle(out, Number(ctx.slice.seed));
+  const shuffled = ctx.settings.shuffle ? createRng(Number(ctx.slice.seed)).shuffle(out) : out;
   const digests: string[] = [];
-  for (let i = 0; i < out.length; i++) {
-    let h = Buffer.from(out[i]);
+  for (let i = 0; i < shuffled.length; i++) {
+    let h = Buffer.from(shuffled[i]);
     for (let k = 0; k < model.work; k++) h = createHash('sha256').update(h).digest();
     digests.push(h.toString('hex').slice(0, 16));
     if (ctx.signal.aborted) throw new Error('cancelled');
@@ -85,8 +86,8 @@ const transform: StageImpl = async (ctx) => {
     await new Promise((r) => setImmediate(r)); // let the worker's event loop breathe between lines
   }
   return {
-    files: { 'transformed.txt': out.join('\n') + '\n', 'digests.json': JSON.stringify(digests) },
-    metrics: { lines: out.length, work: model.work },
+    files: { 'transformed.txt': shuffled.join('\n') + '\n', 'digests.json': JSON.stringify(digests) },
+    metrics: { lines: shuffled.length, work: model.work },
   };
 };
 
@@ -108,19 +109,3 @@ const report: StageImpl = async (ctx) => {
 };
 
 export const filesStages: Record<string, StageImpl> = { load, transform, profile, report };
-
-/** Fisher–Yates with a seeded mulberry32 generator. */
-function seededShuffle<T>(xs: T[], seed: number): void {
-  let a = seed >>> 0;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [xs[i], xs[j]] = [xs[j], xs[i]];
-  }
-}

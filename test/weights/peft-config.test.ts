@@ -105,3 +105,22 @@ test('model record from GGUF metadata (fixture written by gguf-py)', async (t) =
   });
   await r.close();
 });
+
+test('config.json written by transformers 5 (rope_parameters) keeps rope_theta and scaling', (t) => {
+  const base = { model_type: 'llama', hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128, vocab_size: 100 };
+  t.is(parseHfConfig({ ...base, rope_parameters: { rope_type: 'default', rope_theta: 500000 } }).ropeTheta, 500000);
+  t.is(parseHfConfig({ ...base, rope_parameters: { rope_type: 'default', rope_theta: 500000 } }).ropeScaling, null);
+  const scaled = parseHfConfig({ ...base, rope_parameters: { rope_type: 'linear', rope_theta: 10000, factor: 2 } });
+  t.deepEqual(scaled.ropeScaling, { rope_type: 'linear', rope_theta: 10000, factor: 2 });
+  t.is(parseHfConfig({ ...base, rope_theta: 1000 }).ropeTheta, 1000);
+  t.throws(() => parseHfConfig({ ...base, rope_parameters: { rope_theta: -1 } }), { instanceOf: ConfigError, message: /rope_theta/ });
+});
+
+test('a GPT-2 (Conv1D) adapter records fan_in_fan_out and reads back', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lf-peft-fifo-'));
+  const config: LoraConfig = { r: 1, loraAlpha: 2, loraDropout: 0, targetModules: ['c_attn'], baseModelNameOrPath: null, taskType: 'CAUSAL_LM', fanInFanOut: true };
+  const weights = new Map<string, LoraPair>([['transformer.h.0.attn.c_attn', { a: { shape: [1, 2], values: new Float32Array([1, 2]) }, b: { shape: [3, 1], values: new Float32Array([3, 4, 5]) } }]]);
+  await writePeftAdapter({ dir, config, weights });
+  t.is(JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8')).fan_in_fan_out, true);
+  t.true((await readPeftAdapter(dir)).config.fanInFanOut);
+});
