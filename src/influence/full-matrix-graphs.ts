@@ -3,16 +3,18 @@
  * symbolic dims m (validation rows), n (training rows, or b for one row block) and d (unit size),
  * so one session serves every unit and every shape. Used by full-matrix.ts.
  *
- * Every graph also outputs the squared row norms of its inputs (`g_norm_sq`, `v_norm_sq`): the
- * host checks those n + m numbers for NaN/Inf instead of scanning all n·d entries in JavaScript
- * (a NaN or ±Inf anywhere in a row makes that row's squared norm non-finite).
+ * Only what a method needs is computed: TracIn is one Gemm; cosine and DataInf add the squared row
+ * norms (ReduceSumSquare, one pass over G), which are also returned (`g_norm_sq`, and `v_norm_sq` for
+ * cosine) so the host can check them: a NaN/Inf entry makes its row's norm non-finite. NaN/Inf in the
+ * result itself is checked on the host as well (a non-finite entry of g_k makes column k of V Gᵀ
+ * non-finite), so no O(n·d) scan runs in JavaScript unless something is wrong.
  *
  * DataInf damping inside a graph: λ = lam_fixed + lam_scale · Σ_i ‖g_i‖² / (n·d), so the default
  * λ_l = 0.1 · (1/(n·d)) Σ‖g_i‖² is (lam_fixed, lam_scale) = (0, 0.1) and an explicit λ is (λ, 0).
  */
 import {
   add, cast, div, gemm, GraphBuilder, greater, matMul, mul, reduceSum, size, sqrt, sub, unsqueeze, where,
-  type Value,
+  type OpDef, type Value,
 } from '../onnx/index.ts';
 import type { InfluenceMethod } from './types.ts';
 
@@ -32,8 +34,19 @@ export function correctionCost(assoc: Association, m: number, n: number, d: numb
   return assoc === 'gram' ? n * n * d + m * n * n : 2 * m * n * d;
 }
 
+/**
+ * ReduceSumSquare (opset 13–17: axes attribute), not differentiable; defined here because src/onnx has
+ * no builder for it. One pass over x without the [rows × d] temporary that ReduceSum(Mul(x, x)) makes.
+ */
+const ReduceSumSquare: OpDef = {
+  type: 'ReduceSumSquare',
+  attrs: { axes: 'ints', keepdims: 'i' },
+  infer: ([x]) => [{ dtype: x!.dtype, shape: [x!.shape[0]] }],
+};
+
+/** Squared norm of each row of a 2-D x: [rows]. */
 function rowNormSq(x: Value): Value {
-  return reduceSum(mul(x, x), [1], false);
+  return x.graph.apply(ReduceSumSquare, [x], { axes: [1], keepdims: 0 })[0];
 }
 
 /** λ = lam_fixed + lam_scale · Σ gn / numel(G) (a scalar). */
@@ -63,33 +76,37 @@ function dataInfFrom(P: Value, G: Value, gn: Value, lam: Value, assoc: Associati
 }
 
 /**
- * In-memory full matrix: inputs V [m, d], G [n, d] (+ lam_fixed, lam_scale for DataInf);
- * outputs M [m, n], g_norm_sq [n], v_norm_sq [m] (+ lambda [] for DataInf).
+ * In-memory full matrix: inputs V [m, d], G [n, d] (+ lam_fixed, lam_scale for DataInf); outputs
+ * M [m, n]; cosine also g_norm_sq [n], v_norm_sq [m]; DataInf also g_norm_sq [n], lambda [].
  */
 export function buildFullMatrixGraph(method: InfluenceMethod, dtype: Precision, assoc: Association = 'projection'): Uint8Array {
   const g = new GraphBuilder({ name: `influence_matrix_${method}_${assoc}_${dtype}` });
   const V = g.input('V', dtype, ['m', 'd']);
   const G = g.input('G', dtype, ['n', 'd']);
   const P = gemm(V, G, null, { transB: 1 });
+  if (method === 'tracin') {
+    g.output(P, 'M');
+    return g.toModel();
+  }
   const gn = rowNormSq(G);
-  const vn = rowNormSq(V);
-  if (method === 'tracin') g.output(P, 'M');
-  else if (method === 'cosine') g.output(cosineFrom(P, vn, gn, 'col'), 'M');
-  else {
+  if (method === 'cosine') {
+    const vn = rowNormSq(V);
+    g.output(cosineFrom(P, vn, gn, 'col'), 'M');
+    g.output(vn, 'v_norm_sq');
+  } else {
     const lam = dampingIn(g, G, gn, dtype);
     g.output(dataInfFrom(P, G, gn, lam, assoc, dtype), 'M');
     g.output(lam, 'lambda');
   }
   g.output(gn, 'g_norm_sq');
-  g.output(vn, 'v_norm_sq');
   return g.toModel();
 }
 
 /**
  * Mean-gradient path (one score per training sample): inputs V [m, d], G [n, d], red_scale []
  * (1/m for the mean, 1 for the sum) (+ lam_fixed, lam_scale). v = red_scale · Σ_j v_j.
- * Outputs S [1, n], g_norm_sq [n], v_norm_sq [m] (+ lambda). DataInf uses r = Σ_i w_i g_i
- * (never the n×n Gram matrix, SCIENCE.md §2 "Cost").
+ * Outputs S [1, n]; cosine also g_norm_sq [n], v_norm_sq [] (‖v‖²); DataInf also g_norm_sq, lambda.
+ * DataInf uses r = Σ_i w_i g_i (never the n×n Gram matrix, SCIENCE.md §2 "Cost").
  */
 export function buildMeanScoresGraph(method: InfluenceMethod, dtype: Precision): Uint8Array {
   const g = new GraphBuilder({ name: `influence_mean_${method}_${dtype}` });
@@ -98,28 +115,38 @@ export function buildMeanScoresGraph(method: InfluenceMethod, dtype: Precision):
   const scale = g.input('red_scale', dtype, []);
   const v = mul(reduceSum(V, [0], true), scale); // [1, d]
   const P = gemm(v, G, null, { transB: 1 }); // [1, n]
+  if (method === 'tracin') {
+    g.output(P, 'S');
+    return g.toModel();
+  }
   const gn = rowNormSq(G);
-  const vn = rowNormSq(V);
-  if (method === 'tracin') g.output(P, 'S');
-  else if (method === 'cosine') g.output(cosineFrom(P, reduceSum(mul(v, v), undefined, false), gn, 'scalar'), 'S');
-  else {
+  if (method === 'cosine') {
+    const vv = reduceSum(mul(v, v), undefined, false);
+    g.output(cosineFrom(P, vv, gn, 'scalar'), 'S');
+    g.output(vv, 'v_norm_sq');
+  } else {
     const lam = dampingIn(g, G, gn, dtype);
     g.output(dataInfFrom(P, G, gn, lam, 'projection', dtype), 'S');
     g.output(lam, 'lambda');
   }
   g.output(gn, 'g_norm_sq');
-  g.output(vn, 'v_norm_sq');
   return g.toModel();
 }
 
-/** Streaming pass 1, one row block B [b, d]: P = V Bᵀ [m, b], g_norm_sq [b], v_norm_sq [m]. */
-export function buildBlockProjectGraph(dtype: Precision): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_block_project_${dtype}` });
+/** Streaming pass 1, one row block B [b, d]: P = V Bᵀ [m, b] (+ g_norm_sq [b] with `norms`). */
+export function buildBlockProjectGraph(dtype: Precision, norms: boolean): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_block_project${norms ? '_norms' : ''}_${dtype}` });
   const V = g.input('V', dtype, ['m', 'd']);
   const B = g.input('B', dtype, ['b', 'd']);
   g.output(gemm(V, B, null, { transB: 1 }), 'P');
-  g.output(rowNormSq(B), 'g_norm_sq');
-  g.output(rowNormSq(V), 'v_norm_sq');
+  if (norms) g.output(rowNormSq(B), 'g_norm_sq');
+  return g.toModel();
+}
+
+/** Squared row norms of X [r, d] (validation rows, once per unit when streaming). */
+export function buildRowNormsGraph(dtype: Precision): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_row_norms_${dtype}` });
+  g.output(rowNormSq(g.input('X', dtype, ['r', 'd'])), 'norm_sq');
   return g.toModel();
 }
 

@@ -29,21 +29,27 @@
  * Passes over the shards: TracIn/cosine 1; DataInf with λ given 2 (V Gᵀ and R = W G; then R Gᵀ);
  * DataInf with the default λ 3 (λ needs Σ‖g_i‖² of all rows before W is known).
  *
- * Finiteness: instead of scanning n·d entries in JavaScript, the graphs return the squared row norms
- * (n + m numbers); a NaN/Inf entry makes its row's norm non-finite, and only that row is scanned to
- * name the column. A finite entry whose square overflows the precision is reported as overflow.
+ * Finiteness: instead of scanning n·d entries in JavaScript up front, the host checks the outputs
+ * (the m·n result, and the n squared row norms that cosine and DataInf compute anyway): a NaN/Inf
+ * gradient entry makes them non-finite. Only then are the inputs scanned, to name row and column
+ * (DataError, as checkUnitGradients); if the inputs are finite, the error reports overflow in the
+ * engine precision.
+ *
+ * Speed: bench/influence.ts, results and analysis in bench/README.md (on 2 CPU cores the full matrix
+ * runs at NumPy/OpenBLAS speed, since both are GEMM-bound; the ONNX paths are 6–28× faster than the
+ * plain-TS functions).
  */
 import { ConfigError, DataError } from '../errors.ts';
 import { createSession, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
 import { cosineFromParts } from './cosine.ts';
 import { checkLambda, dataInfDamping, DEFAULT_DAMPING_SCALE } from './datainf.ts';
 import {
-  buildBlockAccumulateGraph, buildBlockFinishGraph, buildBlockProjectGraph, buildFullMatrixGraph, buildMeanScoresGraph,
+  buildBlockAccumulateGraph, buildBlockFinishGraph, buildBlockProjectGraph, buildFullMatrixGraph, buildMeanScoresGraph, buildRowNormsGraph,
   correctionCost, type Association, type Precision,
 } from './full-matrix-graphs.ts';
 import type { GradientShard, GradientSource } from './streaming.ts';
 import {
-  SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients, type UnitInfluence, type UnitRef,
+  checkUnitGradients, SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients, type UnitInfluence, type UnitRef,
   type ValidationReduction,
 } from './types.ts';
 
@@ -177,14 +183,13 @@ export class InfluenceEngine {
     };
     if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
     const out = await s.run(feeds);
-    const gn = out.g_norm_sq.data as Float32Array | Float64Array;
-    checkNorms(gn, train, 'training gradients', this.precision);
-    checkNorms(out.v_norm_sq.data as Float32Array | Float64Array, validation, 'validation gradients', this.precision);
+    const suspects: Suspect[] = [{ g: validation, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
+    if (out.g_norm_sq) checkNorms(out.g_norm_sq.data as FloatArray, train, 'training gradients', this.precision);
+    if (out.v_norm_sq) checkNorms(out.v_norm_sq.data as FloatArray, validation, 'validation gradients', this.precision);
+    const lam = lamArgs ? lamArgs.fixed ?? checkGraphDamping(Number((out.lambda.data as FloatArray)[0]), train.unit) : undefined;
+    const data = Float64Array.from(out.M.data as FloatArray);
+    checkResult(data, train.unit, method, this.precision, suspects);
     const base = matrixBase(train, method, m, n);
-    let lam: number | undefined;
-    if (lamArgs) lam = lamArgs.fixed ?? resolveDamping(gn, train, lamArgs.scale, Number((out.lambda.data as Float32Array)[0]));
-    const data = Float64Array.from(out.M.data as Float32Array | Float64Array);
-    checkResult(data, train.unit, method, this.precision);
     return lam !== undefined ? { ...base, lambda: lam, data } : { ...base, data };
   }
 
@@ -202,7 +207,9 @@ export class InfluenceEngine {
     const scale = dampingScale ?? DEFAULT_DAMPING_SCALE;
     if (method === 'datainf') checkScale(scale);
     const knownLambda = method === 'datainf' && lambda !== undefined;
-    const project = await this.session('block:project', () => buildBlockProjectGraph(this.precision));
+    const norms = method !== 'tracin';
+    const project = await this.session(norms ? 'block:project-norms' : 'block:project', () => buildBlockProjectGraph(this.precision, norms));
+    const rowNorms = method === 'cosine' ? await this.session('row-norms', () => buildRowNormsGraph(this.precision)) : undefined;
     const accumulate = method === 'datainf' ? await this.session('block:accumulate', () => buildBlockAccumulateGraph(this.precision)) : undefined;
     const finish = method === 'datainf' ? await this.session('block:finish', () => buildBlockFinishGraph(this.precision)) : undefined;
 
@@ -217,7 +224,7 @@ export class InfluenceEngine {
       const out = await accumulate!.run({
         W: { data: W, dims: [st.m, b] }, B: this.tensor(chunk.data, [b, st.d]), R: { data: st.R!, dims: [st.m, st.d] },
       });
-      st.R = out.R_out.data as Float32Array | Float64Array;
+      st.R = out.R_out.data as FloatArray;
     };
 
     // Pass 1: V Gᵀ per chunk and squared norms (and R when λ is known).
@@ -239,14 +246,18 @@ export class InfluenceEngine {
       if (chunk.d !== st.d) throw new DataError(`training gradients (unit ${chunk.unit}): shard has d=${chunk.d}; earlier shards had d=${st.d}`);
       if (chunk.d !== st.val.d) throw new DataError(`unit ${chunk.unit}: training gradients have d=${chunk.d}, validation gradients have d=${st.val.d}; expected equal`);
       const out = await project.run({ V: { data: st.V, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]) });
-      const gn = out.g_norm_sq.data as Float32Array | Float64Array;
-      checkNorms(gn, chunk, 'training gradients', this.precision, row0);
-      if (!st.vChecked) {
-        checkNorms(out.v_norm_sq.data as Float32Array | Float64Array, st.val, 'validation gradients', this.precision);
-        st.vn = Float64Array.from(out.v_norm_sq.data as Float32Array | Float64Array);
-        st.vChecked = true;
+      const P = out.P.data as FloatArray;
+      checkResult(P, chunk.unit, 'V Gᵀ', this.precision, [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }]);
+      const gn = norms ? out.g_norm_sq.data as FloatArray : new Float32Array(0);
+      if (norms) {
+        checkNorms(gn, chunk, 'training gradients', this.precision, row0);
+        if (rowNorms && !st.vn) {
+          const vn = (await rowNorms.run({ X: { data: st.V, dims: [st.m, st.d] } })).norm_sq.data as FloatArray;
+          checkNorms(vn, st.val, 'validation gradients', this.precision);
+          st.vn = Float64Array.from(vn);
+        }
       }
-      st.blocks.push(out.P.data as Float32Array | Float64Array);
+      st.blocks.push(P);
       st.gnBlocks.push(gn);
       st.sizes.push(chunk.n);
       st.rows += chunk.n;
@@ -262,7 +273,6 @@ export class InfluenceEngine {
           const gn = concatNorms(st);
           for (let j = 0; j < st.m; j++) for (let k = 0; k < st.rows; k++) data[j * st.rows + k] = cosineFromParts(data[j * st.rows + k], st.vn![j], gn[k]);
         }
-        checkResult(data, st.ref.unit, method, this.precision);
         results.push({ ...matrixBase(st.ref, method, st.m, st.rows), data });
       }
       return results;
@@ -283,14 +293,14 @@ export class InfluenceEngine {
       });
       checkSameRows(states, counts, 'pass 2 (R = W G)');
     }
-    const finals = new Map<string, (Float32Array | Float64Array)[]>();
+    const finals = new Map<string, (FloatArray)[]>();
     for (const st of states.values()) {
       const c = 1 / (st.rows * st.lambda!);
       const Rs = st.R!;
       for (let p = 0; p < Rs.length; p++) Rs[p] *= c;
       finals.set(st.ref.unit, []);
     }
-    const counts = await forEachChunk(train, 'training gradients', async (chunk, _row0, t) => {
+    const counts = await forEachChunk(train, 'training gradients', async (chunk, row0, t) => {
       const st = states.get(chunk.unit)!;
       sameChunk(st, chunk, t, 'final pass (R Gᵀ)');
       const P = st.blocks[t];
@@ -298,13 +308,14 @@ export class InfluenceEngine {
       const il = 1 / st.lambda!;
       for (let p = 0; p < P.length; p++) Ps[p] = P[p] * il;
       const out = await finish!.run({ Rs: { data: st.R!, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]), Ps: { data: Ps, dims: [st.m, chunk.n] } });
-      finals.get(chunk.unit)!.push(out.M.data as Float32Array | Float64Array);
+      const M = out.M.data as FloatArray;
+      checkResult(M, chunk.unit, method, this.precision, [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }]);
+      finals.get(chunk.unit)!.push(M);
     });
     checkSameRows(states, counts, 'final pass (R Gᵀ)');
     for (const st of states.values()) {
       st.blocks = finals.get(st.ref.unit)!;
       const data = assemble(st, (P, j, i, b) => P[j * b + i]);
-      checkResult(data, st.ref.unit, method, this.precision);
       results.push({ ...matrixBase(st.ref, method, st.m, st.rows), lambda: st.lambda, data });
     }
     return results;
@@ -337,13 +348,15 @@ export class InfluenceEngine {
     };
     if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
     const out = await s.run(feeds);
-    const gn = out.g_norm_sq.data as Float32Array | Float64Array;
-    checkNorms(gn, train, 'training gradients', this.precision);
-    checkNorms(out.v_norm_sq.data as Float32Array | Float64Array, val, 'validation gradients', this.precision);
-    let lam: number | undefined;
-    if (lamArgs) lam = lamArgs.fixed ?? resolveDamping(gn, train, lamArgs.scale, Number((out.lambda.data as Float32Array)[0]));
-    const scores = Float64Array.from(out.S.data as Float32Array | Float64Array);
-    checkResult(scores, train.unit, method, this.precision);
+    const suspects: Suspect[] = [{ g: val, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
+    if (out.g_norm_sq) checkNorms(out.g_norm_sq.data as FloatArray, train, 'training gradients', this.precision);
+    if (out.v_norm_sq && !Number.isFinite((out.v_norm_sq.data as FloatArray)[0])) {
+      checkInputs(suspects);
+      throw new DataError(`unit ${train.unit}: ‖v‖² of the reduced validation gradient is ${(out.v_norm_sq.data as FloatArray)[0]} in ${this.precision} (overflow); expected finite (rescale the gradients or use precision 'float64')`);
+    }
+    const lam = lamArgs ? lamArgs.fixed ?? checkGraphDamping(Number((out.lambda.data as FloatArray)[0]), train.unit) : undefined;
+    const scores = Float64Array.from(out.S.data as FloatArray);
+    checkResult(scores, train.unit, method, this.precision, suspects);
     return {
       unit: train.unit, layer: train.layer, kind: train.kind, method, convention: SIGN_CONVENTION, validation: reduction,
       ...(lam !== undefined ? { lambda: lam } : {}), scores,
@@ -352,15 +365,15 @@ export class InfluenceEngine {
 
   // ---- host helpers ----
 
-  private alloc(len: number): Float32Array | Float64Array {
+  private alloc(len: number): FloatArray {
     return this.precision === 'float32' ? new Float32Array(len) : new Float64Array(len);
   }
   /** The data in the engine precision (no copy when it already is). */
-  private convert(data: Float32Array | Float64Array): Float32Array | Float64Array {
+  private convert(data: FloatArray): FloatArray {
     if (this.precision === 'float32') return data instanceof Float32Array ? data : Float32Array.from(data);
     return data instanceof Float64Array ? data : Float64Array.from(data);
   }
-  private tensor(data: Float32Array | Float64Array, dims: number[]): HostTensor {
+  private tensor(data: FloatArray, dims: number[]): HostTensor {
     return { data: this.convert(data) as HostArray, dims };
   }
   private scalar(x: number): HostTensor {
@@ -378,16 +391,15 @@ interface StreamState {
   d: number;
   m: number;
   rows: number;
-  V: Float32Array | Float64Array;
+  V: FloatArray;
   val: UnitGradients;
-  vChecked?: boolean;
   vn?: Float64Array;
   /** Per chunk: [m × b] products (V Gᵀ, later the final blocks), squared norms, and row counts. */
-  blocks: (Float32Array | Float64Array)[];
-  gnBlocks: (Float32Array | Float64Array)[];
+  blocks: (FloatArray)[];
+  gnBlocks: (FloatArray)[];
   sizes: number[];
   lambda?: number;
-  R?: Float32Array | Float64Array;
+  R?: FloatArray;
 }
 
 interface DampingArgs { fixed?: number; scale: number }
@@ -409,15 +421,12 @@ function damping(method: InfluenceMethod, unit: string, dampingScale: number | u
   return { scale };
 }
 
-/** Host check of the data-dependent λ (typed errors as in datainf.ts); returns the λ the graph used. */
-function resolveDamping(gn: ArrayLike<number>, g: UnitGradients, scale: number, graphLambda: number): number {
-  let sum = 0;
-  for (let i = 0; i < gn.length; i++) sum += gn[i];
-  dataInfDamping({ sumNormSq: sum, n: g.n, d: g.d, scale, unit: g.unit });
-  if (!(graphLambda > 0) || !Number.isFinite(graphLambda)) {
-    throw new DataError(`unit ${g.unit}: DataInf damping λ = ${graphLambda} in the graph; expected λ > 0 (gradients too small for this precision?)`);
+/** The data-dependent λ computed in the graph (inputs already known finite): typed error as in datainf.ts. */
+function checkGraphDamping(lambda: number, unit: string): number {
+  if (!(lambda > 0) || !Number.isFinite(lambda)) {
+    throw new DataError(`unit ${unit}: DataInf damping λ = ${lambda} (all training gradients are zero?); expected λ > 0`);
   }
-  return graphLambda;
+  return lambda;
 }
 
 /** Shape-only check (the NaN scan is replaced by the norm check after the run). */
@@ -444,24 +453,31 @@ function checkPair(train: UnitGradients, validation: UnitGradients): void {
   }
 }
 
-/** Throws DataError naming the first non-finite entry of any row whose squared norm is not finite. */
+type FloatArray = Float32Array | Float64Array;
+
+/** An input to scan when an output is non-finite; `row0` numbers its rows in messages. */
+interface Suspect { g: UnitGradients; what: string; row0?: number }
+
+/** Throws the DataError of checkUnitGradients (row, column, value) for the first non-finite input entry. */
+function checkInputs(suspects: readonly Suspect[]): void {
+  for (const { g, what, row0 } of suspects) checkUnitGradients(row0 !== undefined ? { ...g, rowOffset: row0 } : g, what);
+}
+
+/** Squared row norms must be finite: NaN/Inf in that row (named), or overflow of the precision. */
 function checkNorms(norms: ArrayLike<number>, g: UnitGradients, what: string, precision: Precision, row0 = g.rowOffset ?? 0): void {
   for (let i = 0; i < norms.length; i++) {
     if (Number.isFinite(norms[i])) continue;
-    const o = i * g.d;
-    for (let p = 0; p < g.d; p++) {
-      const x = g.data[o + p];
-      if (!Number.isFinite(x)) throw new DataError(`${what} (unit ${g.unit}): row ${row0 + i}, column ${p} is ${x}; expected a finite number`);
-    }
+    checkInputs([{ g, what, row0 }]);
     throw new DataError(`${what} (unit ${g.unit}): row ${row0 + i} has squared norm ${norms[i]} in ${precision} (overflow); expected finite (rescale the gradients or use precision 'float64')`);
   }
 }
 
-function checkResult(data: Float64Array, unit: string, method: InfluenceMethod, precision: Precision): void {
+/** Every output entry must be finite: NaN/Inf in an input (named), or overflow of the precision. */
+function checkResult(data: ArrayLike<number>, unit: string, what: string, precision: Precision, suspects: readonly Suspect[]): void {
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) {
-      throw new DataError(`unit ${unit}: ${method} influence entry ${i} is ${data[i]} in ${precision} (overflow); expected finite (use precision 'float64' or a larger λ)`);
-    }
+    if (Number.isFinite(data[i])) continue;
+    checkInputs(suspects);
+    throw new DataError(`unit ${unit}: ${what} influence entry ${i} is ${data[i]} in ${precision} (overflow); expected finite (use precision 'float64' or a larger λ)`);
   }
 }
 

@@ -37,35 +37,35 @@ const f32 = (g: UnitGradients): UnitGradients => ({ ...g, data: Float32Array.fro
 
 for (const precision of ['float64', 'float32'] as const) {
   test(`ONNX full matrix (${precision}) equals the plain-TS reference for every method, shape and association`, withEngine(precision, async (t, e) => {
-      // Shapes: m < n, m > n (auto picks gram), n = 1, m = 1, d = 1.
-      const shapes = [[3, 11, 7], [9, 4, 6], [2, 1, 5], [1, 6, 3], [4, 5, 1]];
-      for (const [i, [m, n, d]] of shapes.entries()) {
-        const train = randomGrads(`u${i}`, n, d, 100 + i, i);
-        const val = randomGrads(`u${i}`, m, d, 200 + i, i);
-        // Feed float32 data to the float32 engine (the usual case), float64 to the float64 one.
-        const tr = precision === 'float32' ? f32(train) : train;
-        const va = precision === 'float32' ? f32(val) : val;
-        for (const method of METHODS) {
-          const ref = influenceMatrixReference({ method, train, validation: val });
-          const assocs = method === 'datainf' ? (['auto', 'gram', 'projection'] as const) : (['auto'] as const);
-          for (const association of assocs) {
-            const got = await e.influenceMatrix({ method, train: tr, validation: va, association });
-            const what = `${method} ${association} m=${m} n=${n} d=${d}`;
-            t.is(got.m, m, what);
-            t.is(got.n, n, what);
-            t.is(got.unit, `u${i}`);
-            t.is(got.layer, i);
-            t.is(got.method, method);
-            t.is(got.convention, 'positive=helpful');
-            t.true(got.data instanceof Float64Array);
-            t.true(maxRelErr(got.data, ref.data) < TOL[precision], `${what}: err ${maxRelErr(got.data, ref.data)}`);
-            if (method === 'datainf') t.true(Math.abs(got.lambda! - ref.lambda!) <= 1e-6 * ref.lambda!, what);
-            else t.is(got.lambda, undefined);
-          }
+    // Shapes: m < n, m > n (auto picks gram), n = 1, m = 1, d = 1.
+    const shapes = [[3, 11, 7], [9, 4, 6], [2, 1, 5], [1, 6, 3], [4, 5, 1]];
+    for (const [i, [m, n, d]] of shapes.entries()) {
+      const train = randomGrads(`u${i}`, n, d, 100 + i, i);
+      const val = randomGrads(`u${i}`, m, d, 200 + i, i);
+      // Feed float32 data to the float32 engine (the usual case), float64 to the float64 one.
+      const tr = precision === 'float32' ? f32(train) : train;
+      const va = precision === 'float32' ? f32(val) : val;
+      for (const method of METHODS) {
+        const ref = influenceMatrixReference({ method, train, validation: val });
+        const assocs = method === 'datainf' ? (['auto', 'gram', 'projection'] as const) : (['auto'] as const);
+        for (const association of assocs) {
+          const got = await e.influenceMatrix({ method, train: tr, validation: va, association });
+          const what = `${method} ${association} m=${m} n=${n} d=${d}`;
+          t.is(got.m, m, what);
+          t.is(got.n, n, what);
+          t.is(got.unit, `u${i}`);
+          t.is(got.layer, i);
+          t.is(got.method, method);
+          t.is(got.convention, 'positive=helpful');
+          t.true(got.data instanceof Float64Array);
+          t.true(maxRelErr(got.data, ref.data) < TOL[precision], `${what}: err ${maxRelErr(got.data, ref.data)}`);
+          if (method === 'datainf') t.true(Math.abs(got.lambda! - ref.lambda!) <= 1e-6 * ref.lambda!, what);
+          else t.is(got.lambda, undefined);
         }
       }
-      // One graph per (kind, precision): 2 (tracin, cosine) + 2 (datainf gram / projection), whatever the shapes.
-      t.is(e.sessionCount, 4);
+    }
+    // One graph per (kind, precision): 2 (tracin, cosine) + 2 (datainf gram / projection), whatever the shapes.
+    t.is(e.sessionCount, 4);
   }));
 }
 
@@ -114,49 +114,50 @@ test('DataInf matrix equals brute force: v_j岬� [(1/n) 危_i (g_i g_i岬� + 位I)鈦
 
 for (const precision of ['float64', 'float32'] as const) {
   test(`streamed (${precision}) equals unstreamed: blockRows, multi-unit async shards, 位 given or derived`, withEngine(precision, async (t, e) => {
-      const n = 13, m = 4;
-      const units = [randomGrads('q', n, 6, 31, 0), randomGrads('v', n, 9, 32, 1)].map((g) => (precision === 'float32' ? f32(g) : g));
-      const vals = [randomGrads('q', m, 6, 41, 0), randomGrads('v', m, 9, 42, 1)].map((g) => (precision === 'float32' ? f32(g) : g));
-      const tol = precision === 'float64' ? 1e-12 : 1e-5;
-      let reads = 0;
-      // Shards of uneven sizes (5, 1, 7 rows), each holding a chunk of both units; async like shard files.
-      const source = async function* (): AsyncGenerator<GradientShard> {
-        reads++;
-        const cuts = [0, 5, 6, 13];
-        for (let s = 0; s + 1 < cuts.length; s++) {
-          yield units.map((u) => ({ ...u, n: cuts[s + 1] - cuts[s], data: u.data.subarray(cuts[s] * u.d, cuts[s + 1] * u.d), rowOffset: cuts[s] }));
-        }
-      };
-      for (const method of METHODS) {
-        const whole = await Promise.all(units.map((u, i) => e.influenceMatrix({ method, train: u, validation: vals[i] })));
-        for (const blockRows of [1, 4, n - 1, n, 100]) {
-          const b = await e.influenceMatrix({ method, train: units[0], validation: vals[0], blockRows });
-          t.true(maxRelErr(b.data, whole[0].data) < tol, `${method} blockRows=${blockRows}`);
-          t.is(b.convention, 'positive=helpful');
-        }
+    const n = 13, m = 4;
+    const units = [randomGrads('q', n, 6, 31, 0), randomGrads('v', n, 9, 32, 1)].map((g) => (precision === 'float32' ? f32(g) : g));
+    const vals = [randomGrads('q', m, 6, 41, 0), randomGrads('v', m, 9, 42, 1)].map((g) => (precision === 'float32' ? f32(g) : g));
+    const tol = precision === 'float64' ? 1e-12 : 1e-5;
+    let reads = 0;
+    // Shards of uneven sizes (5, 1, 7 rows), each holding a chunk of both units; async like shard files.
+    const source = async function* (): AsyncGenerator<GradientShard> {
+      reads++;
+      const cuts = [0, 5, 6, 13];
+      for (let s = 0; s + 1 < cuts.length; s++) {
+        yield units.map((u) => ({ ...u, n: cuts[s + 1] - cuts[s], data: u.data.subarray(cuts[s] * u.d, cuts[s + 1] * u.d), rowOffset: cuts[s] }));
+      }
+    };
+    for (const method of METHODS) {
+      const whole = await Promise.all(units.map((u, i) => e.influenceMatrix({ method, train: u, validation: vals[i] })));
+      for (const blockRows of [1, 4, n - 1, n, 100]) {
+        const b = await e.influenceMatrix({ method, train: units[0], validation: vals[0], blockRows });
+        t.true(maxRelErr(b.data, whole[0].data) < tol, `${method} blockRows=${blockRows}`);
+        t.is(b.convention, 'positive=helpful');
+      }
+      reads = 0;
+      const streamed = await e.influenceMatrixStream({ method, train: source, validation: vals });
+      t.is(reads, method === 'datainf' ? 3 : 1, `${method}: passes over the shards`);
+      t.deepEqual(streamed.map((s) => [s.unit, s.layer, s.m, s.n]), [['q', 0, m, n], ['v', 1, m, n]]);
+      streamed.forEach((s, i) => {
+        t.true(maxRelErr(s.data, whole[i].data) < tol, `${method} unit ${s.unit}: ${maxRelErr(s.data, whole[i].data)}`);
+        t.is(s.convention, 'positive=helpful');
+        if (method === 'datainf') t.true(Math.abs(s.lambda! - whole[i].lambda!) < 1e-6 * whole[i].lambda!);
+      });
+      if (method === 'datainf') {
         reads = 0;
-        const streamed = await e.influenceMatrixStream({ method, train: source, validation: vals });
-        t.is(reads, method === 'datainf' ? 3 : 1, `${method}: passes over the shards`);
-        t.deepEqual(streamed.map((s) => [s.unit, s.layer, s.m, s.n]), [['q', 0, m, n], ['v', 1, m, n]]);
-        streamed.forEach((s, i) => {
-          t.true(maxRelErr(s.data, whole[i].data) < tol, `${method} unit ${s.unit}: ${maxRelErr(s.data, whole[i].data)}`);
-          t.is(s.convention, 'positive=helpful');
-          if (method === 'datainf') t.true(Math.abs(s.lambda! - whole[i].lambda!) < 1e-6 * whole[i].lambda!);
-        });
-        if (method === 'datainf') {
-          reads = 0;
-          const lambda = { q: 0.25, v: 1.5 };
-          const known = await e.influenceMatrixStream({ method, train: source, validation: vals, lambda });
-          t.is(reads, 2, '位 given: two passes');
-          for (const [i, u] of units.entries()) {
-            const w = await e.influenceMatrix({ method, train: u, validation: vals[i], lambda: lambda[u.unit as 'q' | 'v'] });
-            t.true(maxRelErr(known[i].data, w.data) < tol);
-            t.is(known[i].lambda, w.lambda);
-          }
+        const lambda = { q: 0.25, v: 1.5 };
+        const known = await e.influenceMatrixStream({ method, train: source, validation: vals, lambda });
+        t.is(reads, 2, '位 given: two passes');
+        for (const [i, u] of units.entries()) {
+          const w = await e.influenceMatrix({ method, train: u, validation: vals[i], lambda: lambda[u.unit as 'q' | 'v'] });
+          t.true(maxRelErr(known[i].data, w.data) < tol);
+          t.is(known[i].lambda, w.lambda);
         }
       }
-      // block graphs: project, accumulate, finish; full graphs: tracin, cosine, datainf(projection).
-      t.is(e.sessionCount, 6);
+    }
+    // block graphs: project (TracIn), project with norms, row norms (cosine), accumulate, finish;
+    // full: tracin, cosine, datainf(projection).
+    t.is(e.sessionCount, 8);
   }));
 }
 
@@ -243,13 +244,28 @@ test('typed errors: shapes, NaN/Inf (located by row and column), overflow, 位, c
   }
   const inf = Float32Array.from(val.data);
   inf[1 * 3 + 2] = -Infinity;
-  await t.throwsAsync(M({ validation: { ...val, data: inf }, method: 'datainf' }), { instanceOf: DataError, message: /validation gradients \(unit q\): row 1, column 2 is -Infinity/ });
+  for (const method of METHODS) {
+    for (const blockRows of [undefined, 2]) {
+      await t.throwsAsync(M({ validation: { ...val, data: inf }, method, blockRows }), { instanceOf: DataError, message: /validation gradients \(unit q\): row 1, column 2 is -Infinity/ }, `${method} ${blockRows}`);
+    }
+    await t.throwsAsync(e.influenceScores({ method, train, validation: { ...val, data: inf } }), { instanceOf: DataError, message: /validation gradients \(unit q\): row 1, column 2 is -Infinity/ });
+  }
   // Streamed: the row index is global (chunk offset added).
   await t.throwsAsync(M({ train: bad({ data: nan }), blockRows: 2 }), { instanceOf: DataError, message: /row 2, column 1 is NaN/ });
-  // A finite value whose square overflows float32.
+  // Finite values whose square or product overflows float32.
   const huge = Float32Array.from(train.data);
   huge[0] = 3e38;
-  await t.throwsAsync(M({ train: bad({ data: huge }) }), { instanceOf: DataError, message: /row 0 has squared norm Infinity in float32 \(overflow\)/ });
+  for (const method of ['cosine', 'datainf'] as const) {
+    await t.throwsAsync(M({ method, train: bad({ data: huge }) }), { instanceOf: DataError, message: /training gradients \(unit q\): row 0 has squared norm Infinity in float32 \(overflow\)/ });
+    await t.throwsAsync(M({ method, train: bad({ data: huge }), blockRows: 3 }), { instanceOf: DataError, message: /row 0 has squared norm Infinity in float32 \(overflow\)/ });
+  }
+  const big = Float32Array.from(val.data);
+  big[0] = 10;
+  await t.throwsAsync(M({ train: bad({ data: huge }), validation: { ...val, data: big } }), { instanceOf: DataError, message: /unit q: tracin influence entry 0 is (-)?Infinity in float32 \(overflow\)/ });
+  const e64 = createInfluenceEngine({ device: 'cpu:0', threads: 1, precision: 'float64' });
+  const ok = await e64.influenceMatrix({ method: 'tracin', train: bad({ data: huge }), validation: { ...val, data: big } });
+  t.true(ok.data[0] > 1e39, 'the same data is fine in float64');
+  await e64.release();
 
   // DataInf damping.
   const zero = bad({ data: new Float32Array(12) });
