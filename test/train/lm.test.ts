@@ -96,7 +96,7 @@ test('LoRA fine-tuning of the tiny pretrained model lowers validation loss below
   const lora: M.LoraSpec = { r: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
   const graph = M.buildTrainGraph({ config, lora });
   const { params, shapes } = weightsToParams(M.loraToWeights(M.initLora({ config, lora, seed: 1 })));
-  const obj = await lmObjective({ graph, frozen: weights, threads: 2, weighting: 'examples', padId: tok.eosId! });
+  const obj = await lmObjective({ graph, frozen: weights, threads: 1, weighting: 'examples', padId: tok.eosId! });
   const before = await evaluateLoss({ objective: obj, params, examples: valSet, batchSize: 16 });
   const r = await train({ objective: obj, params, shapes, train: trainSet, validation: valSet, epochs: 10, microBatchSize: 8, lr: 3e-3, seed: 0 });
   const seconds = (performance.now() - t0) / 1000;
@@ -108,6 +108,8 @@ test('LoRA fine-tuning of the tiny pretrained model lowers validation loss below
   // and under a tenth of the initial loss.
   t.true(best < 0.6, `best validation loss ${best}`);
   t.true(best < before / 10, `before ${before}, best ${best}`);
-  t.true(seconds < 30, `${seconds} s`);
+  // Budget: 80 optimizer steps on one ORT thread (≈ 19 s alone, ≈ 23 s beside the other train tests on 2 cores).
+  t.is(r.steps, 80);
+  t.true(seconds < 60, `${seconds} s`);
   await obj.release();
 });
