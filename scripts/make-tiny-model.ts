@@ -155,7 +155,7 @@ ${SEQ}-token windows (remainders dropped): ${trainChunks.length} train / ${valCh
 Byte-level BPE (GPT-2 pre-tokenization and byte alphabet, no BOS added), learned on the training
 documents only with \`src/train/bpe.ts\`: 256 byte tokens (ids 0–255) + ${bpe.merges.length} merges (ids 256–${255 + bpe.merges.length})
 + \`${EOT}\` (id ${eot}, used as BOS/EOS/UNK) = ${tok.vocabSize} tokens. \`tokenizer.json\` is in Hugging Face format
-(loads with \`src/tokenize\` and with Python \`tokenizers\` / \`transformers\`).
+(loads with \`src/tokenize\`; Python \`tokenizers\` 0.23 gives the same ids).
 
 ## Model
 \`LlamaForCausalLM\`: ${config.numLayers} layers, hidden ${config.hiddenSize}, ${config.numHeads} attention heads (head dim ${config.headDim}),
@@ -166,7 +166,7 @@ tied input/output embeddings, context ${SEQ}. ${nParams} parameters, float32 saf
 Full-weight causal-LM training with \`src/train\` (\`buildFullTrainGraph\`: gradients of every weight from
 an ONNX graph built by \`src/models\` + \`src/autodiff\`, run on onnxruntime-node CPU with ${threads} threads).
 Initialisation N(0, 0.02), norms 1, seed ${seed}. AdamW (β1 0.9, β2 0.95, ε 1e-8, weight decay 0.1 except
-norm weights), peak lr ${LR}, linear warmup over 10 % of the steps then cosine decay to ${LR / 10},
+norm weights), peak lr ${LR}, linear warmup over 10 % of the steps then cosine decay to ${+(LR / 10).toPrecision(3)},
 gradient-norm clipping 1.0, micro-batch ${MICRO} windows (${MICRO * SEQ} tokens), no accumulation, ${epochs} epochs =
 ${result.totalSteps} steps, seeded shuffling. Validation every epoch; the weights here are the best
 validation epoch (${best.epoch}).
