@@ -13,6 +13,10 @@ export interface Rng {
   normal(): number;
   /** Fisher–Yates shuffle of a copy. */
   shuffle<T>(items: readonly T[]): T[];
+  /** Fisher–Yates permutation of 0..n−1. */
+  permutation(n: number): number[];
+  /** The whole generator state (one uint32): `createRng(state)` continues the same sequence. */
+  readonly state: number;
 }
 
 /** mulberry32 generator seeded with a 32-bit integer. */
@@ -27,9 +31,13 @@ export function createRng(seed: number): Rng {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const int = (n: number): number => Math.floor(next() * n);
-  return {
+  const rng: Rng = {
     next,
     int,
+    get state() {
+      return a;
+    },
+    permutation: (n: number) => rng.shuffle(Array.from({ length: n }, (_, i) => i)),
     normal() {
       let u = 0;
       while (u === 0) u = next();
@@ -44,4 +52,5 @@ export function createRng(seed: number): Rng {
       return out;
     },
   };
+  return rng;
 }

@@ -14,7 +14,7 @@
  */
 export { adamwHyper, adamwStep, adamwStepInto, type AdamWConfig, type AdamWHyper, type AdamWStepArgs } from './adamw.ts';
 export { cosineWithWarmup, warmupStepsOf, type CosineSchedule } from './schedule.ts';
-export { StatefulRng } from './rng.ts';
+export { createRng } from '../data/random.ts';
 export * from './checkpoint.ts';
 export * from './trainer.ts';
 export { OnnxObjective, type OnnxObjectiveOptions } from './objective.ts';

@@ -17,7 +17,7 @@ import {
   loadCheckpoint, readCheckpointTensors, saveBest, saveCheckpoint,
   type BestInfo, type EpochRecord, type ParamMap, type ShapeMap, type TrainState,
 } from './checkpoint.ts';
-import { StatefulRng } from './rng.ts';
+import { createRng } from '../data/random.ts';
 import { cosineWithWarmup, warmupStepsOf } from './schedule.ts';
 
 export interface LossAndGrads {
@@ -161,7 +161,7 @@ export async function train<E>(o: TrainOptions<E>): Promise<TrainResult> {
   let m: ParamMap = new Map([...params].map(([k, v]) => [k, new Float32Array(v.length)]));
   let v: ParamMap = new Map([...params].map(([k, x]) => [k, new Float32Array(x.length)]));
   let step = 0;
-  let epochRngState = new StatefulRng(o.seed).state;
+  let epochRngState = createRng(o.seed).state;
   let stepLosses: number[] = [];
   let history: EpochRecord[] = [];
   let best: BestInfo | null = null;
@@ -197,7 +197,7 @@ export async function train<E>(o: TrainOptions<E>): Promise<TrainResult> {
   let order: number[] | null = null;
   let nextEpochRngState = epochRngState;
   const drawOrder = (): number[] => {
-    const r = new StatefulRng(epochRngState);
+    const r = createRng(epochRngState);
     const out = doShuffle ? r.permutation(N) : Array.from({ length: N }, (_, i) => i);
     nextEpochRngState = r.state;
     return out;
