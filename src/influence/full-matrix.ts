@@ -35,9 +35,10 @@
  * (DataError, as checkUnitGradients); if the inputs are finite, the error reports overflow in the
  * engine precision.
  *
- * Speed: bench/influence.ts, results and analysis in bench/README.md (on 2 CPU cores the full matrix
- * runs at NumPy/OpenBLAS speed, since both are GEMM-bound; the ONNX paths are 6–28× faster than the
- * plain-TS functions).
+ * Speed: bench/influence.ts, results and analysis in bench/README.md (on 2 CPU cores the one-run
+ * paths are at NumPy/OpenBLAS parity: the full matrix is GEMM-bound, and row norms run as a batched
+ * MatMul, see rowNormSq in full-matrix-graphs.ts; the ONNX paths are 13–32× faster than the plain-TS
+ * functions).
  */
 import { ConfigError, DataError } from '../errors.ts';
 import { createSession, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
@@ -182,6 +183,7 @@ export class InfluenceEngine {
       G: this.tensor(train.data, [n, d]),
     };
     if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
+    if (method !== 'tracin') Object.assign(feeds, this.normFeeds(d));
     const out = await s.run(feeds);
     const suspects: Suspect[] = [{ g: validation, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
     if (out.g_norm_sq) checkNorms(out.g_norm_sq.data as FloatArray, train, 'training gradients', this.precision);
@@ -245,14 +247,14 @@ export class InfluenceEngine {
       }
       if (chunk.d !== st.d) throw new DataError(`training gradients (unit ${chunk.unit}): shard has d=${chunk.d}; earlier shards had d=${st.d}`);
       if (chunk.d !== st.val.d) throw new DataError(`unit ${chunk.unit}: training gradients have d=${chunk.d}, validation gradients have d=${st.val.d}; expected equal`);
-      const out = await project.run({ V: { data: st.V, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]) });
+      const out = await project.run({ V: { data: st.V, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]), ...(norms ? this.normFeeds(st.d) : {}) });
       const P = out.P.data as FloatArray;
       checkResult(P, chunk.unit, 'V Gᵀ', this.precision, [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }]);
       const gn = norms ? out.g_norm_sq.data as FloatArray : new Float32Array(0);
       if (norms) {
         checkNorms(gn, chunk, 'training gradients', this.precision, row0);
         if (rowNorms && !st.vn) {
-          const vn = (await rowNorms.run({ X: { data: st.V, dims: [st.m, st.d] } })).norm_sq.data as FloatArray;
+          const vn = (await rowNorms.run({ X: { data: st.V, dims: [st.m, st.d] }, ...this.normFeeds(st.d) })).norm_sq.data as FloatArray;
           checkNorms(vn, st.val, 'validation gradients', this.precision);
           st.vn = Float64Array.from(vn);
         }
@@ -347,6 +349,7 @@ export class InfluenceEngine {
       V: this.tensor(val.data, [val.n, val.d]), G: this.tensor(train.data, [train.n, train.d]), red_scale: this.scalar(redScale),
     };
     if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
+    if (method !== 'tracin') Object.assign(feeds, this.normFeeds(train.d));
     const out = await s.run(feeds);
     const suspects: Suspect[] = [{ g: val, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
     if (out.g_norm_sq) checkNorms(out.g_norm_sq.data as FloatArray, train, 'training gradients', this.precision);
@@ -379,6 +382,13 @@ export class InfluenceEngine {
   private scalar(x: number): HostTensor {
     return { data: this.precision === 'float32' ? Float32Array.of(x) : Float64Array.of(x), dims: [] };
   }
+  /** Feeds of rowNormSq (full-matrix-graphs.ts) for unit size d: `norm_shape` [-1, k, d/k] and `norm_eye` I_k. */
+  private normFeeds(d: number): Record<string, HostTensor> {
+    const k = normBlocks(d);
+    const eye = this.alloc(k * k);
+    for (let i = 0; i < k; i++) eye[i * k + i] = 1;
+    return { norm_shape: { data: BigInt64Array.of(-1n, BigInt(k), BigInt(d / k)), dims: [3] }, norm_eye: { data: eye as HostArray, dims: [k, k] } };
+  }
   private dampingFeeds(l: DampingArgs): Record<string, HostTensor> {
     return { lam_fixed: this.scalar(l.fixed ?? 0), lam_scale: this.scalar(l.fixed !== undefined ? 0 : l.scale) };
   }
@@ -403,6 +413,16 @@ interface StreamState {
 }
 
 interface DampingArgs { fixed?: number; scale: number }
+
+/**
+ * k for the [k × d/k] view of a row in rowNormSq: a divisor of d, preferring 8 and 16 (fastest in
+ * bench/README.md: MLAS batched [k × d/k]·[d/k × k]), then the nearest other divisor in 2..32.
+ * A d with none (a prime d > 32) gets k = 1: correct, but ~3× slower than k = 8.
+ */
+function normBlocks(d: number): number {
+  for (const k of [8, 16, 4, 12, 24, 6, 10, 20, 32, 14, 28, 5, 7, 9, 11, 13, 15, 3, 2]) if (d % k === 0) return k;
+  return 1;
+}
 
 const METHODS: readonly InfluenceMethod[] = ['tracin', 'cosine', 'datainf'];
 function checkMethod(method: InfluenceMethod): void {
