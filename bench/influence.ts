@@ -30,14 +30,9 @@ import { dataInfInfluence } from '../src/influence/datainf.ts';
 import { correctionCost, createInfluenceEngine } from '../src/influence/full-matrix.ts';
 import { tracInInfluence } from '../src/influence/tracin.ts';
 import type { InfluenceMethod, UnitGradients } from '../src/influence/types.ts';
+import { envInt } from './common.ts';
 
-const env = (k: string, dflt: number): number => {
-  const v = process.env[k];
-  if (v === undefined || v === '') return dflt;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 1) throw new Error(`${k}=${v}: expected a positive integer`);
-  return x;
-};
+const env = envInt;
 const UNITS = env('BENCH_UNITS', 4), N = env('BENCH_N', 1024), M = env('BENCH_M', 128), D = env('BENCH_D', 32768);
 const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 300);
 const REPS = env('BENCH_REPS', 5), BLOCK = env('BENCH_BLOCK', 256), THREADS = env('BENCH_THREADS', availableParallelism());

@@ -42,14 +42,9 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import * as M from '../src/models/index.ts';
 import { parseHfConfig, type ModelConfig } from '../src/weights/hf-config.ts';
+import { envInt } from './common.ts';
 
-const env = (k: string, dflt: number): number => {
-  const v = process.env[k];
-  if (v === undefined || v === '') return dflt;
-  const x = Number(v);
-  if (!Number.isInteger(x) || x < 1) throw new Error(`${k}=${v}: expected a positive integer`);
-  return x;
-};
+const env = envInt;
 const BATCH = env('BENCH_BATCH', 8), SEQ = env('BENCH_SEQ', 128), THREADS = env('BENCH_THREADS', availableParallelism());
 const DEVICE = process.env.DEVICE ?? 'cpu:0';
 const PYTHON = process.env.PYTHON ?? (existsSync('/tmp/venv-hf/bin/python') ? '/tmp/venv-hf/bin/python' : 'python3');
