@@ -49,8 +49,9 @@ import {
   correctionCost, type Association, type Precision,
 } from './full-matrix-graphs.ts';
 import type { GradientShard, GradientSource } from './streaming.ts';
+import { checkMatrixInputs } from './reference-matrix.ts';
 import {
-  checkUnitGradients, SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients, type UnitInfluence, type UnitRef,
+  checkUnitGradients, checkUnitShape, SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients, type UnitInfluence, type UnitRef,
   type ValidationReduction,
 } from './types.ts';
 
@@ -157,7 +158,7 @@ export class InfluenceEngine {
   async influenceMatrix(args: FullMatrixArgs): Promise<InfluenceMatrix> {
     const { method, train, validation, dampingScale, lambda, association = 'auto', blockRows } = args;
     checkMethod(method);
-    checkPair(train, validation);
+    checkMatrixInputs(train, validation, { scanValues: false }); // NaN/Inf: found from the outputs after the run
     const lamArgs = damping(method, train.unit, dampingScale, lambda);
     if (blockRows !== undefined) {
       if (!(Number.isInteger(blockRows) && blockRows > 0)) throw new ConfigError(`influenceMatrix: blockRows must be a positive integer, got ${blockRows}`);
@@ -201,7 +202,7 @@ export class InfluenceEngine {
     checkMethod(method);
     const vals = new Map<string, UnitGradients>();
     for (const v of validation) {
-      checkShape(v, 'validation gradients');
+      checkUnitShape(v, 'validation gradients');
       if (v.n === 0) throw new DataError(`validation gradients (unit ${v.unit}): empty set; expected m ≥ 1 samples`);
       if (vals.has(v.unit)) throw new DataError(`validation gradients: unit ${v.unit} appears twice; expected one record per unit`);
       vals.set(v.unit, v);
@@ -332,13 +333,13 @@ export class InfluenceEngine {
     const { method, train, validation, reduction = 'mean', dampingScale, lambda } = args;
     checkMethod(method);
     if (reduction !== 'mean' && reduction !== 'sum') throw new ConfigError(`influenceScores: reduction '${reduction}'; expected 'mean' or 'sum'`);
-    checkShape(train, 'training gradients');
+    checkUnitShape(train, 'training gradients');
     if (train.n === 0) throw new DataError(`training gradients (unit ${train.unit}): empty set; expected n ≥ 1 samples`);
     const val: UnitGradients = validation instanceof Float64Array
       ? { unit: train.unit, layer: train.layer, n: 1, d: validation.length, data: validation }
       : validation;
     if (!(validation instanceof Float64Array)) {
-      checkShape(val, 'validation gradients');
+      checkUnitShape(val, 'validation gradients');
       if (val.n === 0) throw new DataError(`validation gradients (unit ${val.unit}): empty set; expected m ≥ 1 samples`);
     }
     if (val.d !== train.d) throw new DataError(`unit ${train.unit}: validation gradient has ${val.d} values per sample; expected d = ${train.d} (same as training gradients)`);
@@ -449,29 +450,6 @@ function checkGraphDamping(lambda: number, unit: string): number {
   return lambda;
 }
 
-/** Shape-only check (the NaN scan is replaced by the norm check after the run). */
-function checkShape(g: UnitGradients, what: string): void {
-  if (!g || typeof g !== 'object') throw new DataError(`${what}: expected a UnitGradients record, got ${g}`);
-  if (!Number.isInteger(g.n) || !Number.isInteger(g.d) || g.n < 0 || g.d < 1) {
-    throw new DataError(`${what} (unit ${g.unit}): n=${g.n}, d=${g.d}; expected integer n ≥ 0 and d ≥ 1`);
-  }
-  if (!(g.data instanceof Float32Array || g.data instanceof Float64Array)) {
-    throw new DataError(`${what} (unit ${g.unit}): data must be a Float32Array or Float64Array`);
-  }
-  if (g.data.length !== g.n * g.d) {
-    throw new DataError(`${what} (unit ${g.unit}): data has ${g.data.length} values; expected n·d = ${g.n}·${g.d} = ${g.n * g.d}`);
-  }
-}
-
-function checkPair(train: UnitGradients, validation: UnitGradients): void {
-  checkShape(train, 'training gradients');
-  checkShape(validation, 'validation gradients');
-  if (train.n === 0) throw new DataError(`training gradients (unit ${train.unit}): empty set; expected n ≥ 1 samples`);
-  if (validation.n === 0) throw new DataError(`validation gradients (unit ${validation.unit}): empty set; expected m ≥ 1 samples`);
-  if (train.d !== validation.d) {
-    throw new DataError(`unit ${train.unit}: training gradients have d=${train.d}, validation gradients (unit ${validation.unit}) have d=${validation.d}; expected equal`);
-  }
-}
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -550,7 +528,7 @@ async function forEachChunk(
   const chunks = new Map<string, number>();
   for await (const shard of source() as AsyncIterable<GradientShard>) {
     for (const chunk of Array.isArray(shard) ? shard : [shard]) {
-      checkShape(chunk, what);
+      checkUnitShape(chunk, what);
       const row0 = seen.get(chunk.unit) ?? 0;
       if (chunk.rowOffset !== undefined && chunk.rowOffset !== row0) {
         throw new DataError(`${what} (unit ${chunk.unit}): shard starts at row ${chunk.rowOffset}; expected row ${row0} (shards must be contiguous and in order)`);

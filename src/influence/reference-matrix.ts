@@ -12,7 +12,7 @@
 import { DataError } from '../errors.ts';
 import { cosineFromParts } from './cosine.ts';
 import { checkLambda, dataInfDamping } from './datainf.ts';
-import { checkUnitGradients, SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients } from './types.ts';
+import { checkUnitGradients, checkUnitShape, SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients } from './types.ts';
 import { rowNormSq } from './vector.ts';
 
 export interface InfluenceMatrixArgs {
@@ -23,10 +23,14 @@ export interface InfluenceMatrixArgs {
   lambda?: number;
 }
 
-/** Validate a (train, validation) pair for a full-matrix computation. */
-export function checkMatrixInputs(train: UnitGradients, validation: UnitGradients): void {
-  checkUnitGradients(train, 'training gradients');
-  checkUnitGradients(validation, 'validation gradients');
+/**
+ * Validate a (train, validation) pair for a full-matrix computation. `scanValues: false` checks
+ * shapes only, for callers that detect NaN/Inf from their outputs instead (the ONNX path).
+ */
+export function checkMatrixInputs(train: UnitGradients, validation: UnitGradients, { scanValues = true } = {}): void {
+  const check = scanValues ? checkUnitGradients : checkUnitShape;
+  check(train, 'training gradients');
+  check(validation, 'validation gradients');
   if (train.n === 0) throw new DataError(`training gradients (unit ${train.unit}): empty set; expected n ≥ 1 samples`);
   if (validation.n === 0) throw new DataError(`validation gradients (unit ${validation.unit}): empty set; expected m ≥ 1 samples`);
   if (train.d !== validation.d) {

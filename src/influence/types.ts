@@ -57,13 +57,22 @@ export interface InfluenceMatrix extends UnitRef {
 }
 
 /** Throws DataError unless `g` is a well-formed, finite [n × d] gradient matrix. */
-export function checkUnitGradients(g: UnitGradients, what: string): void {
+/** Shape-only validation of a UnitGradients record (no scan of the values). */
+export function checkUnitShape(g: UnitGradients, what: string): void {
+  if (!g || typeof g !== 'object') throw new DataError(`${what}: expected a UnitGradients record, got ${g}`);
   if (!Number.isInteger(g.n) || !Number.isInteger(g.d) || g.n < 0 || g.d < 1) {
     throw new DataError(`${what} (unit ${g.unit}): n=${g.n}, d=${g.d}; expected integer n ≥ 0 and d ≥ 1`);
+  }
+  if (!(g.data instanceof Float32Array || g.data instanceof Float64Array)) {
+    throw new DataError(`${what} (unit ${g.unit}): data must be a Float32Array or Float64Array`);
   }
   if (g.data.length !== g.n * g.d) {
     throw new DataError(`${what} (unit ${g.unit}): data has ${g.data.length} values; expected n·d = ${g.n}·${g.d} = ${g.n * g.d}`);
   }
+}
+
+export function checkUnitGradients(g: UnitGradients, what: string): void {
+  checkUnitShape(g, what);
   for (let i = 0; i < g.data.length; i++) {
     if (!Number.isFinite(g.data[i])) {
       throw new DataError(`${what} (unit ${g.unit}): row ${Math.floor(i / g.d) + (g.rowOffset ?? 0)}, column ${i % g.d} is ${g.data[i]}; expected a finite number`);
