@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { YamlSource, type FieldPath } from './yaml-source.ts';
-import { SweepConfigError, issueAt, formatFieldPath, type SweepIssue } from './errors.ts';
+import { SweepConfigError, issueAt, type SweepIssue } from './errors.ts';
 import type { PipelineDef } from './pipeline.ts';
 import { sha256File } from '../store/hash.ts';
 
@@ -291,4 +291,3 @@ function knownKeys(schema: z.ZodType, path: FieldPath): string[] | undefined {
   return s instanceof z.ZodObject ? Object.keys(s.shape) : undefined;
 }
 
-export { formatFieldPath };

@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.ts';
 import { canonicalJson, sha256 } from './hash.ts';
@@ -141,14 +141,6 @@ export class ArtifactStore {
     return { status: 'hit', manifest };
   }
 
-  /** Cheap existence check (no checksum) for `plan`'s display; `lookup` is the real test. */
-  async hasManifest(key: string): Promise<boolean> {
-    return stat(this.manifestPath(key)).then(() => true, () => false);
-  }
-
-  async init(): Promise<void> {
-    await mkdir(join(this.root, 'stages'), { recursive: true });
-  }
 }
 
 export function refOf(m: Manifest): ArtifactRef {
