@@ -1,22 +1,27 @@
 /**
- * ONNX graphs for the influence matrix (SCIENCE.md §2), built once per (kind, precision) with
- * symbolic dims m (validation rows), n (training rows, or b for one row block) and d (unit size),
- * so one session serves every unit and every shape. Used by full-matrix.ts.
+ * The ONNX graph of the influence engine (full-matrix.ts), SCIENCE.md §2: one graph per precision
+ * holding every product the engine needs as an independent branch (below), each with its own inputs
+ * and symbolic dims, so one session serves every unit, shape and method.
  *
- * Only what a method needs is computed: TracIn is one Gemm; cosine and DataInf add the squared row
- * norms (one batched MatMul over G, see rowNormSq; extra inputs `norm_shape`, `norm_eye`), which are
- * also returned (`g_norm_sq`, and `v_norm_sq` for cosine) so the host can check them: a NaN/Inf entry makes its row's norm non-finite. NaN/Inf in the
- * result itself is checked on the host as well (a non-finite entry of g_k makes column k of V Gᵀ
- * non-finite), so no O(n·d) scan runs in JavaScript unless something is wrong.
+ * Why one session: ORT gives each session its own intra-op thread pool, whose threads spin for a
+ * while after a run. When a computation alternates between sessions (V Gᵀ, then row norms, then the
+ * DataInf correction), the idle pool of the previous session spins on the cores the next one needs:
+ * on 2 cores that made the DataInf matrix ~1.8× slower than the sum of its parts (bench/README.md).
+ * With one session, consecutive runs share one pool. A run feeds the branch it wants and empty
+ * ([0 × 1]) tensors for the others (`EMPTY_FEEDS`), whose nodes then cost microseconds.
  *
- * DataInf damping inside a graph: λ = lam_fixed + lam_scale · Σ_i ‖g_i‖² / (n·d), so the default
- * λ_l = 0.1 · (1/(n·d)) Σ‖g_i‖² is (lam_fixed, lam_scale) = (0, 0.1) and an explicit λ is (λ, 0).
+ * The graphs hold only the O(n·d) and O(m·n·d) products; the O(m·n) combinations (cosine division,
+ * DataInf's λ, weights and final (P − C/n)/λ) run on the host in float64. Layout choices, measured in
+ * bench/README.md:
+ *  - Products against G are written with G as the *left* operand (Pᵀ = G Vᵀ [n × m], Cᵀ = G Rᵀ): MLAS
+ *    reads the left operand in place and packs only the right one, so the large G is not copied into
+ *    packed panels (about 1.2–1.5× faster than V Gᵀ for m = 128, n = 1024, d = 32768).
+ *  - Squared row norms are (B ⊙ B)·1 over blocks B of a few MiB (`rowStats`): the squared block stays in
+ *    cache for the MatMul, and the dot products B u of the same block are read from cache too, so a
+ *    block costs about one pass over memory. ORT's ReduceSumSquare is about 2× slower (single pass,
+ *    scalar); a whole-matrix Mul writes and re-reads n·d values.
  */
-import {
-  add, cast, div, gemm, GraphBuilder, greater, matMul, mul, reduceSum, reshape, size, sqrt, sub, transpose, unsqueeze, where,
-  type Value,
-} from '../onnx/index.ts';
-import type { InfluenceMethod } from './types.ts';
+import { gemm, GraphBuilder, matMul, mul, transpose, type Value } from '../onnx/index.ts';
 
 export type Precision = 'float32' | 'float64';
 
@@ -35,139 +40,51 @@ export function correctionCost(assoc: Association, m: number, n: number, d: numb
 }
 
 /**
- * Squared norm of each row of a 2-D x [r, d]: [r]. ORT's ReduceSumSquare over [1024 × 32768] takes
- * ~40 ms on 2 cores (scalar, one thread); this runs in ~13 ms (bench/README.md). Each row is viewed as
- * a [k × d/k] matrix X_i (`norm_shape` = [-1, k, d/k], fed at run time so one graph serves every d),
- * and ‖x_i‖² = tr(X_i X_iᵀ): one batched MatMul (MLAS, SIMD, all threads), then the k diagonal entries
- * picked by `norm_eye` = I_k [k, k] and summed. k is chosen on the host (normView in full-matrix.ts).
- * The two inputs are created once per graph and shared by every norm in it.
+ * The branches: inputs with their dims (symbolic names private to the branch) and the shape fed
+ * when the branch is idle, and outputs.
+ *  - `project`: Y = A Bᵀ, A [a, d], B [b, d] → [a, b]. Pᵀ = G Vᵀ, and a streamed block's Cᵀ = B Rᵀ.
+ *  - `accumulate`: R_out = R + W B, W [m, b], B [b, d], R [m, d] (streamed DataInf R = Σ W_b B; v = c·Σ_j v_j).
+ *  - `dot`: dot = X u, X [r, d], u [d, 1] (the matrix-vector product G v, fed the whole G).
+ *  - `norms`: norm_sq = (S ⊙ S)·1 [s, 1] with `ones` [d, 1], and s_dot = S u [s, k] with u [d, k], k = 1,
+ *    or k = 0 when only the norms are wanted; fed cache-sized row blocks S of G (the engine's rowStats),
+ *    so that S ⊙ S and S are read from cache by the MatMuls.
+ *  - `correction` (projection) and `correction_gram`: DataInf's Cᵀ [n, m] = (W (G Gᵀ))ᵀ from the weights
+ *    W [m, n] (W = P diag(1/(λ+‖g‖²)), made on the host) and G [n, d], in one run: G (W G)ᵀ, or
+ *    (G Gᵀ) Wᵀ (G Gᵀ is symmetric). With m = 1 it is the mean-gradient path's G r, r = Σ_i w_i g_i.
  */
-function rowNormSq(x: Value): Value {
-  const g = x.graph;
-  const shape = normInputs.get(g) ?? { view: g.input('norm_shape', 'int64', [3]), eye: g.input('norm_eye', x.dtype, ['k', 'k']) };
-  normInputs.set(g, shape);
-  const X = reshape(x, shape.view); // [r, k, d/k]
-  return reduceSum(mul(matMul(X, transpose(X, [0, 2, 1])), shape.eye), [1, 2], false);
-}
-const normInputs = new WeakMap<GraphBuilder, { view: Value; eye: Value }>();
+const BRANCHES = {
+  project: { inputs: { A: [['p_a', 'p_d'], [0, 1]], B: [['p_b', 'p_d'], [0, 1]] }, outputs: ['Y'] },
+  accumulate: { inputs: { acc_W: [['a_m', 'a_b'], [0, 1]], acc_B: [['a_b', 'a_d'], [1, 1]], acc_R: [['a_m', 'a_d'], [0, 1]] }, outputs: ['R_out'] },
+  dot: { inputs: { dot_X: [['t_r', 't_d'], [0, 1]], dot_u: [['t_d', 1], [1, 1]] }, outputs: ['dot'] },
+  norms: { inputs: { S: [['s_r', 's_d'], [0, 1]], ones: [['s_d', 1], [1, 1]], s_u: [['s_d', 's_k'], [1, 0]] }, outputs: ['norm_sq', 's_dot'] },
+  correction: { inputs: { cor_W: [['c_m', 'c_n'], [0, 0]], cor_G: [['c_n', 'c_d'], [0, 1]] }, outputs: ['Ct'] },
+  correction_gram: { inputs: { gram_W: [['g_m', 'g_n'], [0, 0]], gram_G: [['g_n', 'g_d'], [0, 1]] }, outputs: ['Ct_gram'] },
+} as const satisfies Record<string, { inputs: Record<string, readonly [readonly (string | number)[], readonly [number, number]]>; outputs: readonly string[] }>;
 
-/** λ = lam_fixed + lam_scale · Σ gn / numel(G) (a scalar). */
-function dampingIn(g: GraphBuilder, G: Value, gn: Value, dtype: Precision): Value {
-  const fixed = g.input('lam_fixed', dtype, []);
-  const scale = g.input('lam_scale', dtype, []);
-  const meanSq = div(reduceSum(gn, undefined, false), cast(size(G), dtype));
-  return add(fixed, mul(scale, meanSq));
-}
+export type Branch = keyof typeof BRANCHES;
 
-/** cos = P / (‖v‖ ‖g‖ᵀ), 0 where a norm is 0 (cosine.ts convention). */
-function cosineFrom(P: Value, vn: Value, gn: Value, vAxis: 'col' | 'scalar'): Value {
-  const vNorm = vAxis === 'col' ? unsqueeze(sqrt(vn), [1]) : sqrt(vn);
-  const den = mul(vNorm, unsqueeze(sqrt(gn), [0]));
-  const pos = greater(den, 0);
-  return where(pos, div(P, where(pos, den, 1)), 0);
+/** Every input of the graph with the shape of the empty tensor fed while its branch is idle. */
+export function idleShapes(): Record<string, readonly [number, number]> {
+  const out: Record<string, readonly [number, number]> = {};
+  for (const b of Object.values(BRANCHES)) for (const [name, [, idle]] of Object.entries(b.inputs)) out[name] = idle;
+  return out;
 }
 
-/** DataInf from P = V Gᵀ (rows = validation vectors), all in the graph. */
-function dataInfFrom(P: Value, G: Value, gn: Value, lam: Value, assoc: Association, dtype: Precision): Value {
-  const W = div(P, add(lam, gn)); // [m, n] · diag(1/(λ+‖g‖²))
-  const C = assoc === 'gram'
-    ? matMul(W, gemm(G, G, null, { transB: 1 })) // W (G Gᵀ)
-    : gemm(matMul(W, G), G, null, { transB: 1 }); // (W G) Gᵀ
-  const n = cast(size(gn), dtype);
-  return div(sub(P, div(C, n)), lam);
+export function branchOutputs(b: Branch): readonly string[] {
+  return BRANCHES[b].outputs;
 }
 
-/**
- * In-memory full matrix: inputs V [m, d], G [n, d] (+ lam_fixed, lam_scale for DataInf); outputs
- * M [m, n]; cosine also g_norm_sq [n], v_norm_sq [m]; DataInf also g_norm_sq [n], lambda [].
- */
-export function buildFullMatrixGraph(method: InfluenceMethod, dtype: Precision, assoc: Association = 'projection'): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_matrix_${method}_${assoc}_${dtype}` });
-  const V = g.input('V', dtype, ['m', 'd']);
-  const G = g.input('G', dtype, ['n', 'd']);
-  const P = gemm(V, G, null, { transB: 1 });
-  if (method === 'tracin') {
-    g.output(P, 'M');
-    return g.toModel();
-  }
-  const gn = rowNormSq(G);
-  if (method === 'cosine') {
-    const vn = rowNormSq(V);
-    g.output(cosineFrom(P, vn, gn, 'col'), 'M');
-    g.output(vn, 'v_norm_sq');
-  } else {
-    const lam = dampingIn(g, G, gn, dtype);
-    g.output(dataInfFrom(P, G, gn, lam, assoc, dtype), 'M');
-    g.output(lam, 'lambda');
-  }
-  g.output(gn, 'g_norm_sq');
-  return g.toModel();
-}
-
-/**
- * Mean-gradient path (one score per training sample): inputs V [m, d], G [n, d], red_scale []
- * (1/m for the mean, 1 for the sum) (+ lam_fixed, lam_scale). v = red_scale · Σ_j v_j.
- * Outputs S [1, n]; cosine also g_norm_sq [n], v_norm_sq [] (‖v‖²); DataInf also g_norm_sq, lambda.
- * DataInf uses r = Σ_i w_i g_i (never the n×n Gram matrix, SCIENCE.md §2 "Cost").
- */
-export function buildMeanScoresGraph(method: InfluenceMethod, dtype: Precision): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_mean_${method}_${dtype}` });
-  const V = g.input('V', dtype, ['m', 'd']);
-  const G = g.input('G', dtype, ['n', 'd']);
-  const scale = g.input('red_scale', dtype, []);
-  const v = mul(reduceSum(V, [0], true), scale); // [1, d]
-  const P = gemm(v, G, null, { transB: 1 }); // [1, n]
-  if (method === 'tracin') {
-    g.output(P, 'S');
-    return g.toModel();
-  }
-  const gn = rowNormSq(G);
-  if (method === 'cosine') {
-    const vv = reduceSum(mul(v, v), undefined, false);
-    g.output(cosineFrom(P, vv, gn, 'scalar'), 'S');
-    g.output(vv, 'v_norm_sq');
-  } else {
-    const lam = dampingIn(g, G, gn, dtype);
-    g.output(dataInfFrom(P, G, gn, lam, 'projection', dtype), 'S');
-    g.output(lam, 'lambda');
-  }
-  g.output(gn, 'g_norm_sq');
-  return g.toModel();
-}
-
-/** Streaming pass 1, one row block B [b, d]: P = V Bᵀ [m, b] (+ g_norm_sq [b] with `norms`). */
-export function buildBlockProjectGraph(dtype: Precision, norms: boolean): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_block_project${norms ? '_norms' : ''}_${dtype}` });
-  const V = g.input('V', dtype, ['m', 'd']);
-  const B = g.input('B', dtype, ['b', 'd']);
-  g.output(gemm(V, B, null, { transB: 1 }), 'P');
-  if (norms) g.output(rowNormSq(B), 'g_norm_sq');
-  return g.toModel();
-}
-
-/** Squared row norms of X [r, d] (validation rows, once per unit when streaming). */
-export function buildRowNormsGraph(dtype: Precision): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_row_norms_${dtype}` });
-  g.output(rowNormSq(g.input('X', dtype, ['r', 'd'])), 'norm_sq');
-  return g.toModel();
-}
-
-/** Streaming DataInf accumulation: R_out = R + W B, with W [m, b] the weighted block of V Gᵀ. */
-export function buildBlockAccumulateGraph(dtype: Precision): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_block_accumulate_${dtype}` });
-  const W = g.input('W', dtype, ['m', 'b']);
-  const B = g.input('B', dtype, ['b', 'd']);
-  const R = g.input('R', dtype, ['m', 'd']);
-  g.output(gemm(W, B, R), 'R_out');
-  return g.toModel();
-}
-
-/** Streaming DataInf finish: M = Ps − Rs Bᵀ, with Ps = P/λ [m, b] and Rs = R/(n·λ) [m, d]. */
-export function buildBlockFinishGraph(dtype: Precision): Uint8Array {
-  const g = new GraphBuilder({ name: `influence_block_finish_${dtype}` });
-  const Rs = g.input('Rs', dtype, ['m', 'd']);
-  const B = g.input('B', dtype, ['b', 'd']);
-  const Ps = g.input('Ps', dtype, ['m', 'b']);
-  g.output(gemm(Rs, B, Ps, { alpha: -1, transB: 1 }), 'M');
+/** Every branch of BRANCHES in one graph. */
+export function buildInfluenceGraph(dtype: Precision): Uint8Array {
+  const g = new GraphBuilder({ name: `influence_${dtype}` });
+  const x: Record<string, Value> = {};
+  for (const b of Object.values(BRANCHES)) for (const [name, [dims]] of Object.entries(b.inputs)) x[name] = g.input(name, dtype, [...dims]);
+  g.output(gemm(x.A, x.B, null, { transB: 1 }), 'Y');
+  g.output(gemm(x.acc_W, x.acc_B, x.acc_R), 'R_out');
+  g.output(matMul(x.dot_X, x.dot_u), 'dot');
+  g.output(matMul(mul(x.S, x.S), x.ones), 'norm_sq');
+  g.output(matMul(x.S, x.s_u), 's_dot');
+  g.output(matMul(x.cor_G, transpose(matMul(x.cor_W, x.cor_G), [1, 0])), 'Ct');
+  g.output(gemm(gemm(x.gram_G, x.gram_G, null, { transB: 1 }), x.gram_W, null, { transB: 1 }), 'Ct_gram');
   return g.toModel();
 }

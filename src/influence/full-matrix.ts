@@ -1,10 +1,10 @@
 /**
- * Full [m × n] influence matrix per unit, and the mean-gradient scores, as ONNX graphs run through
- * src/runtime on the engine's device (`cpu:N` or `cuda:N`), SCIENCE.md §2:
+ * Full [m × n] influence matrix per unit, and the mean-gradient scores, through ONNX Runtime on the
+ * engine's device (`cpu:N` or `cuda:N`), SCIENCE.md §2:
  *
  *   TracIn:  V Gᵀ
  *   cosine:  (V Gᵀ) / (‖v_j‖ ‖g_k‖)            (0 where a norm is 0, as in cosine.ts)
- *   DataInf: (1/λ) [ V Gᵀ − (1/n) (V Gᵀ) diag(1/(λ+‖g_i‖²)) (G Gᵀ) ],  λ_l = 0.1 · Σ_i‖g_i‖² / (n·d)
+ *   DataInf: (1/λ) [ V Gᵀ − (1/n) (V Gᵀ) diag(1/(λ+‖g_i‖²)) (G Gᵀ) ],  λ_l = 0.1 · Σ_i ‖g_i‖² / (n·d)
  *
  * Entry (j, k) = influence of training sample k on validation sample j; sign: positive = helpful
  * (`convention: 'positive=helpful'` in every result). Plain-TS reference: reference-matrix.ts.
@@ -15,38 +15,36 @@
  *   const scores = await engine.influenceScores({ method: 'datainf', train, validation }); // mean-gradient path
  *   await engine.release();
  *
- * Graphs (full-matrix-graphs.ts) have symbolic dims m, n, d: each is built and its session created
- * once per (graph kind, precision) on first use and reused for every unit and shape.
+ * Division of work: the products that touch G (O(n·d) or O(m·n·d)) run as ONNX graphs
+ * (full-matrix-graphs.ts: `project` Pᵀ = G Vᵀ, `rowStats` ‖g_i‖² and G u over cache-sized row blocks,
+ * `correction` DataInf's G (W G)ᵀ, `accumulate` R += W B when streaming); the O(m·n) rest — λ, the
+ * weights W, the cosine division and the final (P − C/n)/λ — runs on the host in float64. Each graph
+ * is built and its session created once per (graph kind, precision) on first use and reused for
+ * every unit and shape.
  *
  * Memory (elements of the engine precision unless noted; m = validation rows, n = training rows,
  * d = unit size, b = rows of the largest shard chunk):
- *  - `influenceMatrix` (in memory, one graph run): inputs m·d + n·d; ORT temporaries m·n (V Gᵀ, W)
- *    plus m·d (`projection`) or n² (`gram`); result m·n float64.
- *  - `influenceMatrixStream` / `blockRows`: per unit V and R (2·m·d), V Gᵀ blocks (m·n), one chunk
- *    (b·d) and its m·b products; result m·n float64 (+ m·n of 1/λ-scaled blocks for DataInf).
- *    n·d is never held: O(m·d + m·n + b·d) per unit, summed over the units of one call (call per unit
- *    subset to bound it further; the source is re-read per call).
+ *  - `influenceMatrix` (in memory): inputs m·d + n·d; ORT temporaries m·n plus m·d (`projection`) or n²
+ *    (`gram`), and one cache-sized block for the row norms; result m·n float64.
+ *  - `influenceMatrixStream` / `blockRows`: per unit V and R (2·m·d), Pᵀ blocks (m·n), one chunk (b·d)
+ *    and its m·b products; result m·n float64. n·d is never held: O(m·d + m·n + b·d) per unit, summed
+ *    over the units of one call (call per unit subset to bound it further; the source is re-read per call).
  * Passes over the shards: TracIn/cosine 1; DataInf with λ given 2 (V Gᵀ and R = W G; then R Gᵀ);
  * DataInf with the default λ 3 (λ needs Σ‖g_i‖² of all rows before W is known).
  *
  * Finiteness: instead of scanning n·d entries in JavaScript up front, the host checks the outputs
- * (the m·n result, and the n squared row norms that cosine and DataInf compute anyway): a NaN/Inf
- * gradient entry makes them non-finite. Only then are the inputs scanned, to name row and column
- * (DataError, as checkUnitGradients); if the inputs are finite, the error reports overflow in the
- * engine precision.
+ * (V Gᵀ, the result, and the squared row norms): a NaN/Inf gradient entry makes them non-finite.
+ * Only then are the inputs scanned, to name row and column (DataError, as checkUnitGradients); if the
+ * inputs are finite, the error reports overflow in the engine precision.
  *
- * Speed: bench/influence.ts, results and analysis in bench/README.md (on 2 CPU cores the one-run
- * paths are at NumPy/OpenBLAS parity: the full matrix is GEMM-bound, and row norms run as a batched
- * MatMul, see rowNormSq in full-matrix-graphs.ts; the ONNX paths are 13–32× faster than the plain-TS
- * functions).
+ * Speed: bench/influence.ts, results and analysis in bench/README.md.
  */
 import { ConfigError, DataError } from '../errors.ts';
 import { createSession, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
 import { cosineFromParts } from './cosine.ts';
 import { checkLambda, dataInfDamping, DEFAULT_DAMPING_SCALE } from './datainf.ts';
 import {
-  buildBlockAccumulateGraph, buildBlockFinishGraph, buildBlockProjectGraph, buildFullMatrixGraph, buildMeanScoresGraph, buildRowNormsGraph,
-  correctionCost, type Association, type Precision,
+  branchOutputs, buildInfluenceGraph, correctionCost, idleShapes, type Association, type Branch, type Precision,
 } from './full-matrix-graphs.ts';
 import type { GradientShard, GradientSource } from './streaming.ts';
 import { checkMatrixInputs } from './reference-matrix.ts';
@@ -57,6 +55,13 @@ import {
 
 export type { Association, Precision } from './full-matrix-graphs.ts';
 export { correctionCost } from './full-matrix-graphs.ts';
+
+/**
+ * Bytes of G per `rowStats` run: small enough that B ⊙ B and B stay in the CPU caches between the two
+ * MatMuls of the graph, large enough that the per-run overhead is amortised (bench/README.md: 32–64
+ * rows of d = 32768 float32 were fastest on a 2-core EPYC with 32 MiB L3).
+ */
+const ROW_STATS_BLOCK_BYTES = 4 << 20;
 
 export interface InfluenceEngineOptions {
   /** `cpu:N` or `cuda:N` (the same device as the model). */
@@ -97,7 +102,7 @@ export interface MatrixStreamArgs {
 export interface MeanScoresArgs {
   method: InfluenceMethod;
   train: UnitGradients;
-  /** Validation gradients [m × d] (reduced in the graph with `reduction`) or an already-reduced d-vector. */
+  /** Validation gradients [m × d] (reduced in a graph with `reduction`) or an already-reduced d-vector. */
   validation: UnitGradients | Float64Array;
   reduction?: ValidationReduction;
   dampingScale?: number;
@@ -115,6 +120,9 @@ export class InfluenceEngine {
   readonly precision: Precision;
   private readonly threads?: number;
   private readonly sessions = new Map<Key, Promise<Session>>();
+  /** `ones` [d, 1] of rowStats, per d. */
+  private readonly onesByD = new Map<number, FloatArray>();
+  private idleFeeds?: Record<string, HostTensor>;
   private released = false;
 
   constructor({ device, threads, precision = 'float32' }: InfluenceEngineOptions) {
@@ -130,7 +138,7 @@ export class InfluenceEngine {
     this.threads = threads;
   }
 
-  /** Number of distinct graphs (sessions) built so far; constant across units and shapes. */
+  /** Number of sessions created so far: one graph per engine (full-matrix-graphs.ts), whatever the units, shapes and methods. */
   get sessionCount(): number {
     return this.sessions.size;
   }
@@ -140,6 +148,7 @@ export class InfluenceEngine {
     this.released = true;
     const all = [...this.sessions.values()];
     this.sessions.clear();
+    this.onesByD.clear();
     for (const s of all) await (await s).release();
   }
 
@@ -154,7 +163,7 @@ export class InfluenceEngine {
     return s;
   }
 
-  /** Full [m × n] influence matrix of one unit (SCIENCE.md §2), one graph run (or streamed with `blockRows`). */
+  /** Full [m × n] influence matrix of one unit (SCIENCE.md §2), in memory (or streamed with `blockRows`). */
   async influenceMatrix(args: FullMatrixArgs): Promise<InfluenceMatrix> {
     const { method, train, validation, dampingScale, lambda, association = 'auto', blockRows } = args;
     checkMethod(method);
@@ -175,25 +184,32 @@ export class InfluenceEngine {
     }
     const { n, d } = train;
     const m = validation.n;
+    const suspects: Suspect[] = [{ g: validation, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
+    const Pt = await this.project(train, validation, method === 'tracin' ? method : 'V Gᵀ', suspects);
+    const base = matrixBase(train, method, m, n);
+    if (method === 'tracin') return { ...base, data: transposed(Pt, n, m) };
+    const gn = await this.rowNorms(train, 'training gradients');
+    if (method === 'cosine') {
+      const vn = await this.rowNorms(validation, 'validation gradients');
+      const data = new Float64Array(m * n);
+      for (let k = 0; k < n; k++) for (let j = 0; j < m; j++) data[j * n + k] = cosineFromParts(Pt[k * m + j], vn[j], gn[k]);
+      return { ...base, data };
+    }
+    const lam = lamArgs!.fixed ?? dataInfDamping({ sumNormSq: sum(gn), n, d, scale: lamArgs!.scale, unit: train.unit });
     const assoc: Association = association !== 'auto' ? association
       : correctionCost('gram', m, n, d) < correctionCost('projection', m, n, d) ? 'gram' : 'projection';
-    const key = method === 'datainf' ? `full:datainf:${assoc}` : `full:${method}`;
-    const s = await this.session(key, () => buildFullMatrixGraph(method, this.precision, assoc));
-    const feeds: Record<string, HostTensor> = {
-      V: this.tensor(validation.data, [m, d]),
-      G: this.tensor(train.data, [n, d]),
-    };
-    if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
-    if (method !== 'tracin') Object.assign(feeds, this.normFeeds(d));
-    const out = await s.run(feeds);
-    const suspects: Suspect[] = [{ g: validation, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
-    if (out.g_norm_sq) checkNorms(out.g_norm_sq.data as FloatArray, train, 'training gradients', this.precision);
-    if (out.v_norm_sq) checkNorms(out.v_norm_sq.data as FloatArray, validation, 'validation gradients', this.precision);
-    const lam = lamArgs ? lamArgs.fixed ?? checkGraphDamping(Number((out.lambda.data as FloatArray)[0]), train.unit) : undefined;
-    const data = Float64Array.from(out.M.data as FloatArray);
+    const W = this.alloc(m * n);
+    for (let k = 0; k < n; k++) {
+      const c = 1 / (lam + gn[k]);
+      for (let j = 0; j < m; j++) W[j * n + k] = Pt[k * m + j] * c;
+    }
+    const Ct = assoc === 'gram'
+      ? (await this.run('correction_gram', { gram_W: { data: W, dims: [m, n] }, gram_G: this.tensor(train.data, [n, d]) })).Ct_gram.data as FloatArray
+      : (await this.run('correction', { cor_W: { data: W, dims: [m, n] }, cor_G: this.tensor(train.data, [n, d]) })).Ct.data as FloatArray;
+    const data = new Float64Array(m * n);
+    dataInfBlock(data, n, 0, Pt, Ct, n, m, lam);
     checkResult(data, train.unit, method, this.precision, suspects);
-    const base = matrixBase(train, method, m, n);
-    return lam !== undefined ? { ...base, lambda: lam, data } : { ...base, data };
+    return { ...base, lambda: lam, data };
   }
 
   /** Full influence matrices for every unit in the training shards, streamed over row chunks (see the header). */
@@ -210,36 +226,29 @@ export class InfluenceEngine {
     const scale = dampingScale ?? DEFAULT_DAMPING_SCALE;
     if (method === 'datainf') checkScale(scale);
     const knownLambda = method === 'datainf' && lambda !== undefined;
-    const norms = method !== 'tracin';
-    const project = await this.session(norms ? 'block:project-norms' : 'block:project', () => buildBlockProjectGraph(this.precision, norms));
-    const rowNorms = method === 'cosine' ? await this.session('row-norms', () => buildRowNormsGraph(this.precision)) : undefined;
-    const accumulate = method === 'datainf' ? await this.session('block:accumulate', () => buildBlockAccumulateGraph(this.precision)) : undefined;
-    const finish = method === 'datainf' ? await this.session('block:finish', () => buildBlockFinishGraph(this.precision)) : undefined;
 
     const states = new Map<string, StreamState>();
+    /** R += W B for one chunk, W [m × b] = the chunk's Pᵀ block weighted by 1/(λ+‖g_i‖²) (transposed). */
     const accumulateR = async (st: StreamState, chunk: UnitGradients, t: number): Promise<void> => {
-      const P = st.blocks[t], gn = st.gnBlocks[t], b = chunk.n;
-      const W = this.alloc(st.m * b);
+      const Pt = st.blocks[t], gn = st.gnBlocks[t], b = chunk.n, m = st.m;
+      const W = this.alloc(m * b);
       for (let i = 0; i < b; i++) {
         const c = 1 / (st.lambda! + gn[i]);
-        for (let j = 0; j < st.m; j++) W[j * b + i] = P[j * b + i] * c;
+        for (let j = 0; j < m; j++) W[j * b + i] = Pt[i * m + j] * c;
       }
-      const out = await accumulate!.run({
-        W: { data: W, dims: [st.m, b] }, B: this.tensor(chunk.data, [b, st.d]), R: { data: st.R!, dims: [st.m, st.d] },
+      const out = await this.run('accumulate', {
+        acc_W: { data: W, dims: [m, b] }, acc_B: this.tensor(chunk.data, [b, st.d]), acc_R: { data: st.R!, dims: [m, st.d] },
       });
       st.R = out.R_out.data as FloatArray;
     };
 
-    // Pass 1: V Gᵀ per chunk and squared norms (and R when λ is known).
+    // Pass 1: Pᵀ = B Vᵀ per chunk and squared norms (and R when λ is known).
     await forEachChunk(train, 'training gradients', async (chunk, row0) => {
       let st = states.get(chunk.unit);
       if (!st) {
         const v = vals.get(chunk.unit);
         if (!v) throw new DataError(`training gradients (unit ${chunk.unit}): no validation gradients for this unit; expected one of [${[...vals.keys()].join(', ')}]`);
-        st = {
-          ref: { unit: chunk.unit, layer: chunk.layer, kind: chunk.kind }, d: chunk.d, m: v.n, rows: 0,
-          V: this.convert(v.data), val: v, blocks: [], gnBlocks: [], sizes: [],
-        };
+        st = { ref: { unit: chunk.unit, layer: chunk.layer, kind: chunk.kind }, d: chunk.d, m: v.n, rows: 0, val: v, blocks: [], gnBlocks: [], sizes: [] };
         if (knownLambda) {
           st.lambda = checkLambda(lambda![chunk.unit], chunk.unit);
           st.R = this.alloc(st.m * st.d);
@@ -248,20 +257,12 @@ export class InfluenceEngine {
       }
       if (chunk.d !== st.d) throw new DataError(`training gradients (unit ${chunk.unit}): shard has d=${chunk.d}; earlier shards had d=${st.d}`);
       if (chunk.d !== st.val.d) throw new DataError(`unit ${chunk.unit}: training gradients have d=${chunk.d}, validation gradients have d=${st.val.d}; expected equal`);
-      const out = await project.run({ V: { data: st.V, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]), ...(norms ? this.normFeeds(st.d) : {}) });
-      const P = out.P.data as FloatArray;
-      checkResult(P, chunk.unit, 'V Gᵀ', this.precision, [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }]);
-      const gn = norms ? out.g_norm_sq.data as FloatArray : new Float32Array(0);
-      if (norms) {
-        checkNorms(gn, chunk, 'training gradients', this.precision, row0);
-        if (rowNorms && !st.vn) {
-          const vn = (await rowNorms.run({ X: { data: st.V, dims: [st.m, st.d] }, ...this.normFeeds(st.d) })).norm_sq.data as FloatArray;
-          checkNorms(vn, st.val, 'validation gradients', this.precision);
-          st.vn = Float64Array.from(vn);
-        }
+      const suspects: Suspect[] = [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }];
+      st.blocks.push(await this.project(chunk, st.val, method === 'tracin' ? method : 'V Gᵀ', suspects));
+      if (method !== 'tracin') {
+        st.gnBlocks.push(await this.rowNorms(chunk, 'training gradients', row0));
+        if (method === 'cosine' && !st.vn) st.vn = await this.rowNorms(st.val, 'validation gradients');
       }
-      st.blocks.push(P);
-      st.gnBlocks.push(gn);
       st.sizes.push(chunk.n);
       st.rows += chunk.n;
       if (knownLambda) await accumulateR(st, chunk, st.blocks.length - 1);
@@ -271,22 +272,28 @@ export class InfluenceEngine {
     const results: InfluenceMatrix[] = [];
     if (method !== 'datainf') {
       for (const st of states.values()) {
-        const data = assemble(st, (P, j, i, b) => P[j * b + i]);
-        if (method === 'cosine') {
-          const gn = concatNorms(st);
-          for (let j = 0; j < st.m; j++) for (let k = 0; k < st.rows; k++) data[j * st.rows + k] = cosineFromParts(data[j * st.rows + k], st.vn![j], gn[k]);
-        }
+        const data = new Float64Array(st.m * st.rows);
+        let k0 = 0;
+        st.blocks.forEach((Pt, t) => {
+          const b = st.sizes[t];
+          if (method === 'tracin') transposeInto(data, st.rows, k0, Pt, b, st.m);
+          else {
+            const gn = st.gnBlocks[t];
+            for (let i = 0; i < b; i++) for (let j = 0; j < st.m; j++) data[j * st.rows + k0 + i] = cosineFromParts(Pt[i * st.m + j], st.vn![j], gn[i]);
+          }
+          k0 += b;
+        });
         results.push({ ...matrixBase(st.ref, method, st.m, st.rows), data });
       }
       return results;
     }
 
-    // DataInf: λ per unit, then R = W G (pass 2 unless λ was given), then M = P/λ − (R/(nλ)) Gᵀ.
+    // DataInf: λ per unit, then R = W G (pass 2 unless λ was given), then M = (Pᵀ − Cᵀ/n)/λ with Cᵀ = B Rᵀ per chunk.
     if (!knownLambda) {
       for (const st of states.values()) {
-        let sum = 0;
-        for (const gn of st.gnBlocks) for (let i = 0; i < gn.length; i++) sum += gn[i];
-        st.lambda = dataInfDamping({ sumNormSq: sum, n: st.rows, d: st.d, scale, unit: st.ref.unit });
+        let s = 0;
+        for (const gn of st.gnBlocks) s += sum(gn);
+        st.lambda = dataInfDamping({ sumNormSq: s, n: st.rows, d: st.d, scale, unit: st.ref.unit });
         st.R = this.alloc(st.m * st.d);
       }
       const counts = await forEachChunk(train, 'training gradients', async (chunk, _row0, t) => {
@@ -296,29 +303,22 @@ export class InfluenceEngine {
       });
       checkSameRows(states, counts, 'pass 2 (R = W G)');
     }
-    const finals = new Map<string, (FloatArray)[]>();
-    for (const st of states.values()) {
-      const c = 1 / (st.rows * st.lambda!);
-      const Rs = st.R!;
-      for (let p = 0; p < Rs.length; p++) Rs[p] *= c;
-      finals.set(st.ref.unit, []);
-    }
+    const outs = new Map<string, { data: Float64Array; k0: number }>();
+    for (const st of states.values()) outs.set(st.ref.unit, { data: new Float64Array(st.m * st.rows), k0: 0 });
     const counts = await forEachChunk(train, 'training gradients', async (chunk, row0, t) => {
       const st = states.get(chunk.unit)!;
       sameChunk(st, chunk, t, 'final pass (R Gᵀ)');
-      const P = st.blocks[t];
-      const Ps = this.alloc(P.length);
-      const il = 1 / st.lambda!;
-      for (let p = 0; p < P.length; p++) Ps[p] = P[p] * il;
-      const out = await finish!.run({ Rs: { data: st.R!, dims: [st.m, st.d] }, B: this.tensor(chunk.data, [chunk.n, chunk.d]), Ps: { data: Ps, dims: [st.m, chunk.n] } });
-      const M = out.M.data as FloatArray;
-      checkResult(M, chunk.unit, method, this.precision, [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }]);
-      finals.get(chunk.unit)!.push(M);
+      const suspects: Suspect[] = [{ g: st.val, what: 'validation gradients' }, { g: chunk, what: 'training gradients', row0 }];
+      const R: UnitGradients = { unit: chunk.unit, layer: chunk.layer, n: st.m, d: st.d, data: st.R! };
+      const Ct = await this.project(chunk, R, method, suspects);
+      const out = outs.get(chunk.unit)!;
+      dataInfBlock(out.data, st.rows, out.k0, st.blocks[t], Ct, chunk.n, st.m, st.lambda!);
+      out.k0 += chunk.n;
     });
     checkSameRows(states, counts, 'final pass (R Gᵀ)');
     for (const st of states.values()) {
-      st.blocks = finals.get(st.ref.unit)!;
-      const data = assemble(st, (P, j, i, b) => P[j * b + i]);
+      const { data } = outs.get(st.ref.unit)!;
+      checkResult(data, st.ref.unit, method, this.precision, [{ g: st.val, what: 'validation gradients' }]);
       results.push({ ...matrixBase(st.ref, method, st.m, st.rows), lambda: st.lambda, data });
     }
     return results;
@@ -326,8 +326,9 @@ export class InfluenceEngine {
 
   /**
    * Mean-gradient path (SCIENCE.md §2 last bullet): one score per training sample against the reduced
-   * validation gradient, in one graph run; DataInf via r = Σ_i w_i g_i (no n×n matrix). Same record as
-   * tracInInfluence / cosineInfluence / dataInfInfluence.
+   * validation gradient v. TracIn is one pass over G (G v); cosine and DataInf get v·g_i and ‖g_i‖²
+   * together per cache-sized block (one pass); DataInf then needs r = Σ_i w_i g_i and G r (two more
+   * passes, one run; no n×n matrix). Same record as tracInInfluence / cosineInfluence / dataInfInfluence.
    */
   async influenceScores(args: MeanScoresArgs): Promise<UnitInfluence> {
     const { method, train, validation, reduction = 'mean', dampingScale, lambda } = args;
@@ -344,22 +345,36 @@ export class InfluenceEngine {
     }
     if (val.d !== train.d) throw new DataError(`unit ${train.unit}: validation gradient has ${val.d} values per sample; expected d = ${train.d} (same as training gradients)`);
     const lamArgs = damping(method, train.unit, dampingScale, lambda);
-    const s = await this.session(`mean:${method}`, () => buildMeanScoresGraph(method, this.precision));
-    const redScale = validation instanceof Float64Array || reduction === 'sum' ? 1 : 1 / val.n;
-    const feeds: Record<string, HostTensor> = {
-      V: this.tensor(val.data, [val.n, val.d]), G: this.tensor(train.data, [train.n, train.d]), red_scale: this.scalar(redScale),
-    };
-    if (lamArgs) Object.assign(feeds, this.dampingFeeds(lamArgs));
-    if (method !== 'tracin') Object.assign(feeds, this.normFeeds(train.d));
-    const out = await s.run(feeds);
+    const { n, d } = train;
     const suspects: Suspect[] = [{ g: val, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
-    if (out.g_norm_sq) checkNorms(out.g_norm_sq.data as FloatArray, train, 'training gradients', this.precision);
-    if (out.v_norm_sq && !Number.isFinite((out.v_norm_sq.data as FloatArray)[0])) {
-      checkInputs(suspects);
-      throw new DataError(`unit ${train.unit}: ‖v‖² of the reduced validation gradient is ${(out.v_norm_sq.data as FloatArray)[0]} in ${this.precision} (overflow); expected finite (rescale the gradients or use precision 'float64')`);
+
+    // v = c · Σ_j v_j as one [1 × m]·[m × d] product (c = 1/m for the mean, 1 for the sum or a given vector).
+    const c = validation instanceof Float64Array || reduction === 'sum' ? 1 : 1 / val.n;
+    let v: FloatArray;
+    if (val.n === 1 && c === 1) v = this.convert(val.data);
+    else {
+      const cs = this.alloc(val.n).fill(c);
+      v = (await this.run('accumulate', { acc_W: { data: cs, dims: [1, val.n] }, acc_B: this.tensor(val.data, [val.n, d]), acc_R: { data: this.alloc(d), dims: [1, d] } })).R_out.data as FloatArray;
     }
-    const lam = lamArgs ? lamArgs.fixed ?? checkGraphDamping(Number((out.lambda.data as FloatArray)[0]), train.unit) : undefined;
-    const scores = Float64Array.from(out.S.data as FloatArray);
+    let vv = 0;
+    for (let p = 0; p < d; p++) vv += v[p] * v[p];
+    if (!Number.isFinite(vv)) {
+      checkInputs(suspects);
+      throw new DataError(`unit ${train.unit}: ‖v‖² of the reduced validation gradient is ${vv} (overflow in ${this.precision}); expected finite (rescale the gradients or use precision 'float64')`);
+    }
+
+    const { dot, normSq } = await this.rowStats(train, v, method !== 'tracin', 'training gradients');
+    const scores = new Float64Array(n);
+    let lam: number | undefined;
+    if (method === 'tracin') for (let k = 0; k < n; k++) scores[k] = dot[k];
+    else if (method === 'cosine') for (let k = 0; k < n; k++) scores[k] = cosineFromParts(dot[k], vv, normSq![k]);
+    else {
+      lam = lamArgs!.fixed ?? dataInfDamping({ sumNormSq: sum(normSq!), n, d, scale: lamArgs!.scale, unit: train.unit });
+      const w = this.alloc(n);
+      for (let k = 0; k < n; k++) w[k] = dot[k] / (lam + normSq![k]);
+      const Gr = (await this.run('correction', { cor_W: { data: w, dims: [1, n] }, cor_G: this.tensor(train.data, [n, d]) })).Ct.data as FloatArray;
+      for (let k = 0; k < n; k++) scores[k] = (dot[k] - Gr[k] / n) / lam;
+    }
     checkResult(scores, train.unit, method, this.precision, suspects);
     return {
       unit: train.unit, layer: train.layer, kind: train.kind, method, convention: SIGN_CONVENTION, validation: reduction,
@@ -367,8 +382,67 @@ export class InfluenceEngine {
     };
   }
 
+  // ---- graph runs ----
+
+  /** Pᵀ = G Vᵀ [n × m] (`project`, G the left operand); checked finite (`what` names it in the error). */
+  private async project(G: UnitGradients, V: UnitGradients, what: string, suspects: readonly Suspect[]): Promise<FloatArray> {
+    const Y = (await this.run('project', { A: this.tensor(G.data, [G.n, G.d]), B: this.tensor(V.data, [V.n, V.d]) })).Y.data as FloatArray;
+    checkResult(Y, G.unit, what, this.precision, suspects);
+    return Y;
+  }
+
+  /** ‖x_i‖² of every row (float64), via rowStats over cache-sized blocks; checked finite. */
+  private async rowNorms(x: UnitGradients, what: string, row0 = x.rowOffset ?? 0): Promise<Float64Array> {
+    return (await this.rowStats(x, undefined, true, what, row0)).normSq!;
+  }
+
+  /**
+   * Row statistics of x [r × d]: dot_i = x_i·u (with `u`) and ‖x_i‖² (with `norms`), in float64.
+   * With norms, x is fed to the `norms` branch in blocks of ROW_STATS_BLOCK_BYTES (views, no copies);
+   * without, to the `dot` branch in one run.
+   */
+  private async rowStats(x: UnitGradients, u: FloatArray | undefined, norms: boolean, what: string, row0 = x.rowOffset ?? 0): Promise<{ dot: Float64Array; normSq?: Float64Array }> {
+    const { n: r, d } = x;
+    const data = this.convert(x.data);
+    const dot = new Float64Array(u ? r : 0);
+    if (!norms) {
+      if (u) dot.set((await this.run('dot', { dot_X: { data: data as HostArray, dims: [r, d] }, dot_u: { data: u as HostArray, dims: [d, 1] } })).dot.data as FloatArray);
+      return { dot };
+    }
+    const normSq = new Float64Array(r);
+    const block = Math.max(1, Math.floor(ROW_STATS_BLOCK_BYTES / (d * data.BYTES_PER_ELEMENT)));
+    const feeds: Record<string, HostTensor> = {
+      ones: { data: this.ones(d) as HostArray, dims: [d, 1] },
+      s_u: u ? { data: u as HostArray, dims: [d, 1] } : { data: this.alloc(0) as HostArray, dims: [d, 0] },
+    };
+    for (let i0 = 0; i0 < r; i0 += block) {
+      const b = Math.min(block, r - i0);
+      feeds.S = { data: data.subarray(i0 * d, (i0 + b) * d) as HostArray, dims: [b, d] };
+      const out = await this.run('norms', feeds);
+      if (u) dot.set(out.s_dot.data as FloatArray, i0);
+      normSq.set(out.norm_sq.data as FloatArray, i0);
+    }
+    checkNorms(normSq, x, what, this.precision, row0);
+    return { dot, normSq };
+  }
+
+  /** Run one branch of the engine's graph: `feeds` for its inputs, empty tensors for every other. */
+  private async run(branch: Branch, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+    const s = await this.session('influence', () => buildInfluenceGraph(this.precision));
+    if (!this.idleFeeds) {
+      this.idleFeeds = {};
+      for (const [name, dims] of Object.entries(idleShapes())) this.idleFeeds[name] = { data: this.alloc(dims[0] * dims[1]) as HostArray, dims };
+    }
+    return s.run({ ...this.idleFeeds, ...feeds }, [...branchOutputs(branch)]);
+  }
+
   // ---- host helpers ----
 
+  private ones(d: number): FloatArray {
+    let o = this.onesByD.get(d);
+    if (!o) this.onesByD.set(d, (o = this.alloc(d).fill(1)));
+    return o;
+  }
   private alloc(len: number): FloatArray {
     return this.precision === 'float32' ? new Float32Array(len) : new Float64Array(len);
   }
@@ -380,19 +454,6 @@ export class InfluenceEngine {
   private tensor(data: FloatArray, dims: number[]): HostTensor {
     return { data: this.convert(data) as HostArray, dims };
   }
-  private scalar(x: number): HostTensor {
-    return { data: this.precision === 'float32' ? Float32Array.of(x) : Float64Array.of(x), dims: [] };
-  }
-  /** Feeds of rowNormSq (full-matrix-graphs.ts) for unit size d: `norm_shape` [-1, k, d/k] and `norm_eye` I_k. */
-  private normFeeds(d: number): Record<string, HostTensor> {
-    const k = normBlocks(d);
-    const eye = this.alloc(k * k);
-    for (let i = 0; i < k; i++) eye[i * k + i] = 1;
-    return { norm_shape: { data: BigInt64Array.of(-1n, BigInt(k), BigInt(d / k)), dims: [3] }, norm_eye: { data: eye as HostArray, dims: [k, k] } };
-  }
-  private dampingFeeds(l: DampingArgs): Record<string, HostTensor> {
-    return { lam_fixed: this.scalar(l.fixed ?? 0), lam_scale: this.scalar(l.fixed !== undefined ? 0 : l.scale) };
-  }
 }
 
 // ---- validation and assembly ----
@@ -402,28 +463,17 @@ interface StreamState {
   d: number;
   m: number;
   rows: number;
-  V: FloatArray;
   val: UnitGradients;
   vn?: Float64Array;
-  /** Per chunk: [m × b] products (V Gᵀ, later the final blocks), squared norms, and row counts. */
-  blocks: (FloatArray)[];
-  gnBlocks: (FloatArray)[];
+  /** Per chunk: Pᵀ blocks [b × m], squared norms (cosine, DataInf), and row counts. */
+  blocks: FloatArray[];
+  gnBlocks: Float64Array[];
   sizes: number[];
   lambda?: number;
   R?: FloatArray;
 }
 
 interface DampingArgs { fixed?: number; scale: number }
-
-/**
- * k for the [k × d/k] view of a row in rowNormSq: a divisor of d, preferring 8 and 16 (fastest in
- * bench/README.md: MLAS batched [k × d/k]·[d/k × k]), then the nearest other divisor in 2..32.
- * A d with none (a prime d > 32) gets k = 1: correct, but ~3× slower than k = 8.
- */
-function normBlocks(d: number): number {
-  for (const k of [8, 16, 4, 12, 24, 6, 10, 20, 32, 14, 28, 5, 7, 9, 11, 13, 15, 3, 2]) if (d % k === 0) return k;
-  return 1;
-}
 
 const METHODS: readonly InfluenceMethod[] = ['tracin', 'cosine', 'datainf'];
 function checkMethod(method: InfluenceMethod): void {
@@ -483,24 +533,26 @@ function matrixBase(ref: UnitRef, method: InfluenceMethod, m: number, n: number)
   return { unit: ref.unit, layer: ref.layer, kind: ref.kind, method, convention: SIGN_CONVENTION, m, n };
 }
 
-/** [m × n] float64 from the per-chunk [m × b] blocks. */
-function assemble(st: StreamState, at: (P: ArrayLike<number>, j: number, i: number, b: number) => number): Float64Array {
-  const n = st.rows;
-  const out = new Float64Array(st.m * n);
-  let k0 = 0;
-  st.blocks.forEach((P, t) => {
-    const b = st.sizes[t];
-    for (let j = 0; j < st.m; j++) for (let i = 0; i < b; i++) out[j * n + k0 + i] = at(P, j, i, b);
-    k0 += b;
-  });
+/** out[j·n + k0 + i] = Yt[i·m + j]: a [b × m] block (rows = training samples) into the [m × n] result. */
+function transposeInto(out: Float64Array, n: number, k0: number, Yt: ArrayLike<number>, b: number, m: number): void {
+  for (let i = 0; i < b; i++) for (let j = 0; j < m; j++) out[j * n + k0 + i] = Yt[i * m + j];
+}
+
+function transposed(Yt: ArrayLike<number>, n: number, m: number): Float64Array {
+  const out = new Float64Array(m * n);
+  transposeInto(out, n, 0, Yt, n, m);
   return out;
 }
 
-function concatNorms(st: StreamState): Float64Array {
-  const out = new Float64Array(st.rows);
-  let k = 0;
-  for (const gn of st.gnBlocks) for (let i = 0; i < gn.length; i++) out[k++] = gn[i];
-  return out;
+/** DataInf entries of training rows k0 … k0+b−1: (P − C/n)/λ from the [b × m] blocks Pᵀ and Cᵀ (n = all rows). */
+function dataInfBlock(out: Float64Array, n: number, k0: number, Pt: ArrayLike<number>, Ct: ArrayLike<number>, b: number, m: number, lambda: number): void {
+  for (let i = 0; i < b; i++) for (let j = 0; j < m; j++) out[j * n + k0 + i] = (Pt[i * m + j] - Ct[i * m + j] / n) / lambda;
+}
+
+function sum(x: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i];
+  return s;
 }
 
 function sameChunk(st: StreamState, chunk: UnitGradients, t: number, pass: string): void {
