@@ -57,9 +57,9 @@ export type { Association, Precision } from './full-matrix-graphs.ts';
 export { correctionCost } from './full-matrix-graphs.ts';
 
 /**
- * Bytes of G per `rowStats` run: small enough that B ⊙ B and B stay in the CPU caches between the two
- * MatMuls of the graph, large enough that the per-run overhead is amortised (bench/README.md: 32–64
- * rows of d = 32768 float32 were fastest on a 2-core EPYC with 32 MiB L3).
+ * Bytes of G per block of the `norms` Scan: small enough that B ⊙ B and B stay in the CPU caches
+ * between the two MatMuls, large enough that the per-iteration overhead is amortised (bench/README.md:
+ * 32–64 rows of d = 32768 float32 were fastest on a 2-core EPYC with 32 MiB L3).
  */
 const ROW_STATS_BLOCK_BYTES = 4 << 20;
 
@@ -398,8 +398,8 @@ export class InfluenceEngine {
 
   /**
    * Row statistics of x [r × d]: dot_i = x_i·u (with `u`) and ‖x_i‖² (with `norms`), in float64.
-   * With norms, x is fed to the `norms` branch in blocks of ROW_STATS_BLOCK_BYTES (views, no copies);
-   * without, to the `dot` branch in one run.
+   * With norms, the `norms` branch walks x in blocks of ROW_STATS_BLOCK_BYTES (views, no copies);
+   * without, the `dot` branch takes x whole. One run either way.
    */
   private async rowStats(x: UnitGradients, u: FloatArray | undefined, norms: boolean, what: string, row0 = x.rowOffset ?? 0): Promise<{ dot: Float64Array; normSq?: Float64Array }> {
     const { n: r, d } = x;
@@ -410,17 +410,19 @@ export class InfluenceEngine {
       return { dot };
     }
     const normSq = new Float64Array(r);
-    const block = Math.max(1, Math.floor(ROW_STATS_BLOCK_BYTES / (d * data.BYTES_PER_ELEMENT)));
-    const feeds: Record<string, HostTensor> = {
+    const block = Math.min(r, Math.max(1, Math.floor(ROW_STATS_BLOCK_BYTES / (d * data.BYTES_PER_ELEMENT))));
+    const nb = Math.floor(r / block), head = nb * block; // r ≥ 1, so nb ≥ 1 (the Scan needs one block at least)
+    const out = await this.run('norms', {
+      S3: { data: data.subarray(0, head * d) as HostArray, dims: [nb, block, d] },
+      S: { data: data.subarray(head * d) as HostArray, dims: [r - head, d] },
       ones: { data: this.ones(d) as HostArray, dims: [d, 1] },
       s_u: u ? { data: u as HostArray, dims: [d, 1] } : { data: this.alloc(0) as HostArray, dims: [d, 0] },
-    };
-    for (let i0 = 0; i0 < r; i0 += block) {
-      const b = Math.min(block, r - i0);
-      feeds.S = { data: data.subarray(i0 * d, (i0 + b) * d) as HostArray, dims: [b, d] };
-      const out = await this.run('norms', feeds);
-      if (u) dot.set(out.s_dot.data as FloatArray, i0);
-      normSq.set(out.norm_sq.data as FloatArray, i0);
+    });
+    normSq.set(out.norm_sq3.data as FloatArray);
+    normSq.set(out.norm_sq.data as FloatArray, head);
+    if (u) {
+      dot.set(out.s_dot3.data as FloatArray);
+      dot.set(out.s_dot.data as FloatArray, head);
     }
     checkNorms(normSq, x, what, this.precision, row0);
     return { dot, normSq };

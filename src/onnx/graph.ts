@@ -13,14 +13,18 @@ export class GraphBuilder {
   private readonly constCache = new Map<string, Value>();
   private counter = 0;
 
-  constructor(opts: { name?: string } = {}) {
+  /** Prefix of generated value names; give a subgraph (a Scan body) its own so its names cannot clash with the outer graph's. */
+  private readonly prefix: string;
+
+  constructor(opts: { name?: string; prefix?: string } = {}) {
     this.name = opts.name ?? 'graph';
+    this.prefix = opts.prefix ?? '';
   }
 
   /** A fresh value name based on `prefix`. */
   uniqueName(prefix: string): string {
-    let n = `${prefix}_${this.counter++}`;
-    while (this.names.has(n)) n = `${prefix}_${this.counter++}`;
+    let n = `${this.prefix}${prefix}_${this.counter++}`;
+    while (this.names.has(n)) n = `${this.prefix}${prefix}_${this.counter++}`;
     return n;
   }
   private claim(name: string): string {
@@ -37,6 +41,16 @@ export class GraphBuilder {
     const v = this.value(this.claim(name), dtype, shape);
     this.inputs.push(v);
     return v;
+  }
+
+  /**
+   * A value of an enclosing graph used inside this subgraph (ONNX outer-scope reference, e.g. a Scan
+   * body reading a weight of the main graph without copying it in as a state). Not declared as an input.
+   */
+  outer(v: Value): Value {
+    if (v.graph === this) throw new ConfigError(`graph ${this.name}: outer(${v.name}) is a value of this graph`);
+    this.claim(v.name);
+    return this.value(v.name, v.dtype, v.shape, v.known);
   }
 
   /** A named constant tensor stored in the model (weights). dtype defaults from the array type. */

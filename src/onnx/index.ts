@@ -32,3 +32,4 @@ export * from './ops/linalg.ts';
 export * from './ops/reduce.ts';
 export * from './ops/shape.ts';
 export * from './ops/indexing.ts';
+export * from './ops/control.ts';

@@ -12,7 +12,7 @@ const MAX_PROTO_BYTES = 2 ** 31 - 1;
 export interface ModelOptions { producerVersion?: string; docString?: string }
 
 // AttributeProto.AttributeType codes.
-const ATTR_TYPE: Record<AttrKind, number> = { f: 1, i: 2, s: 3, t: 4, floats: 6, ints: 7 };
+const ATTR_TYPE: Record<AttrKind, number> = { f: 1, i: 2, s: 3, t: 4, g: 5, floats: 6, ints: 7 };
 
 function tensorProto(t: Tensor, name?: string): ProtoWriter {
   const w = new ProtoWriter();
@@ -25,6 +25,11 @@ function tensorProto(t: Tensor, name?: string): ProtoWriter {
   return w;
 }
 
+/** A subgraph attribute value (a GraphBuilder; checked structurally to keep graph.ts ↔ serialize.ts free of a value cycle). */
+function isGraph(v: AttrValue): v is GraphBuilder {
+  return typeof v === 'object' && !Array.isArray(v) && 'nodes' in v && 'toModel' in v;
+}
+
 function attribute(name: string, kind: AttrKind, v: AttrValue, op: string): ProtoWriter {
   const w = new ProtoWriter().string(1, name).int(20, ATTR_TYPE[kind]);
   const bad = (): never => { throw new DataError(`${op}: attribute ${name} must be ${kind}, got ${JSON.stringify(v)}`); };
@@ -32,18 +37,19 @@ function attribute(name: string, kind: AttrKind, v: AttrValue, op: string): Prot
     case 'i': if (typeof v !== 'number' || !Number.isInteger(v)) bad(); w.int(3, v as number); break;
     case 'f': if (typeof v !== 'number') bad(); w.float32(2, v as number); break;
     case 's': if (typeof v !== 'string') bad(); w.string(4, v as string); break;
-    case 't': if (typeof v !== 'object' || Array.isArray(v)) bad(); w.message(5, tensorProto(v as Tensor)); break;
+    case 't': if (typeof v !== 'object' || Array.isArray(v) || isGraph(v)) bad(); w.message(5, tensorProto(v as Tensor)); break;
+    case 'g': if (!isGraph(v)) bad(); w.message(6, graphProto(v as GraphBuilder)); break;
     case 'ints': if (!Array.isArray(v)) bad(); for (const x of v as number[]) w.int(8, x); break;
     case 'floats': if (!Array.isArray(v)) bad(); for (const x of v as number[]) w.float32(7, x); break;
   }
   return w;
 }
 
-function nodeProto(n: Node, index: number): ProtoWriter {
+function nodeProto(n: Node, index: number, scope: string): ProtoWriter {
   const w = new ProtoWriter();
   for (const i of n.inputs) w.string(1, i ? i.name : '');
   for (const o of n.outputs) w.string(2, o.name);
-  w.string(3, `${n.def.type}_${index}`);
+  w.string(3, `${scope}/${n.def.type}_${index}`);
   w.string(4, n.def.type);
   for (const [k, v] of Object.entries(n.attrs)) {
     if (v === undefined) continue;
@@ -67,14 +73,20 @@ function valueInfo(v: Value): ProtoWriter {
   return new ProtoWriter().string(1, v.name).message(2, type);
 }
 
-export function serializeModel(g: GraphBuilder, opts: ModelOptions = {}): Uint8Array {
+/** GraphProto of a graph or subgraph (node names are prefixed with the graph's name, so they are unique across scopes). */
+function graphProto(g: GraphBuilder): ProtoWriter {
   if (g.outputs.length === 0) throw new DataError(`graph ${g.name}: no outputs; call g.output(value)`);
   const graph = new ProtoWriter();
-  g.nodes.forEach((n, i) => graph.message(1, nodeProto(n, i)));
+  g.nodes.forEach((n, i) => graph.message(1, nodeProto(n, i, g.name)));
   graph.string(2, g.name);
   for (const [name, t] of g.initializers) graph.message(5, tensorProto(t, name));
   for (const v of g.inputs) graph.message(11, valueInfo(v));
   for (const v of g.outputs) graph.message(12, valueInfo(v));
+  return graph;
+}
+
+export function serializeModel(g: GraphBuilder, opts: ModelOptions = {}): Uint8Array {
+  const graph = graphProto(g);
 
   const model = new ProtoWriter().int(1, IR_VERSION).string(2, 'layerflow');
   if (opts.producerVersion) model.string(3, opts.producerVersion);

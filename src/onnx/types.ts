@@ -19,8 +19,9 @@ export interface Value {
   readonly known?: readonly Dim[];
 }
 
-export type AttrKind = 'i' | 'f' | 's' | 'ints' | 'floats' | 't';
-export type AttrValue = number | string | number[] | Tensor;
+export type AttrKind = 'i' | 'f' | 's' | 'ints' | 'floats' | 't' | 'g';
+/** A GraphBuilder is a subgraph attribute ('g', e.g. Scan's body). */
+export type AttrValue = number | string | number[] | Tensor | GraphBuilder;
 export type Attrs = Record<string, AttrValue>;
 
 export interface Node {
