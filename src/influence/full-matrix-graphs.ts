@@ -22,7 +22,7 @@
  *    about 2× slower (scalar); a whole-matrix Mul writes and re-reads n·d values; one run per block
  *    pays ORT's ~0.1 ms per-run overhead per block.
  */
-import { gemm, GraphBuilder, matMul, mul, scan, transpose, type Value } from '../onnx/index.ts';
+import { gemm, GraphBuilder, matMul, mul, reshape, scan, transpose, type Value } from '../onnx/index.ts';
 
 export type Precision = 'float32' | 'float64';
 
@@ -45,25 +45,33 @@ export function correctionCost(assoc: Association, m: number, n: number, d: numb
  * when the branch is idle, and outputs.
  *  - `project`: Y = A Bᵀ, A [a, d], B [b, d] → [a, b]. Pᵀ = G Vᵀ, and a streamed block's Cᵀ = B Rᵀ.
  *  - `accumulate`: R_out = R + W B, W [m, b], B [b, d], R [m, d] (streamed DataInf R = Σ W_b B; v = c·Σ_j v_j).
- *  - `dot`: dot = X u, X [r, d], u [d, 1] (the matrix-vector product G v, fed the whole G).
- *  - `norms`: squared row norms (B ⊙ B)·1 with `ones` [d, 1], and the dot products B u with u [d, k]
- *    (k = 1, or k = 0 when only the norms are wanted), over cache-sized row blocks B of G in one run:
- *    a Scan walks the blocks of S3 [nb, b, d] (a view of the first nb·b rows), so B ⊙ B and B are read
- *    from cache by the two MatMuls and G costs about one pass over memory; the last r < b rows come as
- *    S [r, d] (a Scan needs nb ≥ 1: fewer than b rows go in as one block). Outputs norm_sq3 [nb, b, 1], s_dot3 [nb, b, k], norm_sq [r, 1], s_dot [r, k].
+ *  - `dot`: v = c V [1, d] (the reduced validation gradient: c [1, m] holds 1/m, or 1 for a sum or a
+ *    given vector), then dot = X vᵀ [r, 1] over the whole X = G; outputs dot and dot_v (v itself).
+ *  - `norms`: squared row norms (B ⊙ B)·1 with `ones` [d, 1], and the dot products B vᵀ with
+ *    v = c V [k, d] (k = 1, or k = 0 with c [0, 0] when only the norms are wanted; `s_ushape` = [d, k]), over cache-sized
+ *    row blocks B of G in one run: a Scan walks the blocks of S3 [nb, b, d] (a view of the first nb·b
+ *    rows), so B ⊙ B and B are read from cache by the MatMuls and G costs about one pass over memory;
+ *    the last r < b rows come as S [r, d] (a Scan needs nb ≥ 1: fewer than b rows go in as one block).
+ *    Outputs norm_sq3 [nb, b, 1], s_dot3 [nb, b, k], norm_sq [r, 1], s_dot [r, k], s_v [k, d].
  *  - `correction` (projection) and `correction_gram`: DataInf's Cᵀ [n, m] = (W (G Gᵀ))ᵀ from the weights
  *    W [m, n] (W = P diag(1/(λ+‖g‖²)), made on the host) and G [n, d], in one run: G (W G)ᵀ, or
- *    (G Gᵀ) Wᵀ (G Gᵀ is symmetric). With m = 1 it is the mean-gradient path's G r, r = Σ_i w_i g_i.
+ *    (G Gᵀ) Wᵀ (G Gᵀ is symmetric).
+ *  - `correction_vec`: the mean-gradient DataInf's G r with r = Gᵀ w = Σ_i w_i g_i, w [n, 1] (r as a
+ *    transposed-A Gemm: ~15% faster than (wᵀ G)ᵀ for one vector, slower for an [m × n] W).
  */
 const BRANCHES = {
   project: { inputs: { A: [['p_a', 'p_d'], [0, 1]], B: [['p_b', 'p_d'], [0, 1]] }, outputs: ['Y'] },
   accumulate: { inputs: { acc_W: [['a_m', 'a_b'], [0, 1]], acc_B: [['a_b', 'a_d'], [1, 1]], acc_R: [['a_m', 'a_d'], [0, 1]] }, outputs: ['R_out'] },
-  dot: { inputs: { dot_X: [['t_r', 't_d'], [0, 1]], dot_u: [['t_d', 1], [1, 1]] }, outputs: ['dot'] },
+  dot: { inputs: { dot_X: [['t_r', 't_d'], [0, 1]], dot_c: [[1, 't_m'], [1, 0]], dot_V: [['t_m', 't_d'], [0, 1]] }, outputs: ['dot', 'dot_v'] },
   norms: {
-    inputs: { S3: [['s_nb', 's_b', 's_d'], [1, 0, 1]], S: [['s_r', 's_d'], [0, 1]], ones: [['s_d', 1], [1, 1]], s_u: [['s_d', 's_k'], [1, 0]] },
-    outputs: ['norm_sq3', 's_dot3', 'norm_sq', 's_dot'],
+    inputs: {
+      S3: [['s_nb', 's_b', 's_d'], [1, 0, 1]], S: [['s_r', 's_d'], [0, 1]], ones: [['s_d', 1], [1, 1]],
+      s_c: [['s_k', 's_m'], [0, 0]], s_V: [['s_m', 's_d'], [0, 1]], s_ushape: [[2], [1, 0]],
+    },
+    outputs: ['norm_sq3', 's_dot3', 'norm_sq', 's_dot', 's_v'],
   },
   correction: { inputs: { cor_W: [['c_m', 'c_n'], [0, 0]], cor_G: [['c_n', 'c_d'], [0, 1]] }, outputs: ['Ct'] },
+  correction_vec: { inputs: { vec_w: [['v_n', 1], [0, 1]], vec_G: [['v_n', 'v_d'], [0, 1]] }, outputs: ['Gr'] },
   correction_gram: { inputs: { gram_W: [['g_m', 'g_n'], [0, 0]], gram_G: [['g_n', 'g_d'], [0, 1]] }, outputs: ['Ct_gram'] },
 } as const satisfies Record<string, { inputs: Record<string, readonly [readonly (string | number)[], readonly number[]]>; outputs: readonly string[] }>;
 
@@ -84,21 +92,30 @@ export function branchOutputs(b: Branch): readonly string[] {
 export function buildInfluenceGraph(dtype: Precision): Uint8Array {
   const g = new GraphBuilder({ name: `influence_${dtype}` });
   const x: Record<string, Value> = {};
-  for (const b of Object.values(BRANCHES)) for (const [name, [dims]] of Object.entries(b.inputs)) x[name] = g.input(name, dtype, [...dims]);
+  for (const b of Object.values(BRANCHES)) {
+    for (const [name, [dims]] of Object.entries(b.inputs)) x[name] = g.input(name, name === 's_ushape' ? 'int64' : dtype, [...dims]);
+  }
   g.output(gemm(x.A, x.B, null, { transB: 1 }), 'Y');
   g.output(gemm(x.acc_W, x.acc_B, x.acc_R), 'R_out');
-  g.output(matMul(x.dot_X, x.dot_u), 'dot');
+  const dotV = matMul(x.dot_c, x.dot_V);
+  // [1, d] → [d, 1] as a Reshape: a Transpose here is fused by ORT into a transB MatMul (~40% slower GEMV).
+  g.output(matMul(x.dot_X, reshape(dotV, [-1, 1])), 'dot');
+  g.output(dotV, 'dot_v');
+  const sV = matMul(x.s_c, x.s_V);
+  const sU = reshape(sV, x.s_ushape, { allowZero: true }); // [k, d] → [d, k], k ≤ 1 (see `dot`)
+  g.output(sV, 's_v');
   const body = new GraphBuilder({ name: 'row_block', prefix: 'blk_' });
   const B = body.input('blk_B', dtype, ['s_b', 's_d']);
-  const [ones, u] = [body.outer(x.ones), body.outer(x.s_u)];
+  const [ones, u] = [body.outer(x.ones), body.outer(sU)];
   body.output(matMul(mul(B, B), ones), 'blk_norm_sq');
   body.output(matMul(B, u), 'blk_dot');
   const [norms3, dots3] = scan(body, [], [x.S3]);
   g.output(norms3, 'norm_sq3');
   g.output(dots3, 's_dot3');
   g.output(matMul(mul(x.S, x.S), x.ones), 'norm_sq');
-  g.output(matMul(x.S, x.s_u), 's_dot');
+  g.output(matMul(x.S, sU), 's_dot');
   g.output(matMul(x.cor_G, transpose(matMul(x.cor_W, x.cor_G), [1, 0])), 'Ct');
+  g.output(matMul(x.vec_G, gemm(x.vec_G, x.vec_w, null, { transA: 1 })), 'Gr');
   g.output(gemm(gemm(x.gram_G, x.gram_G, null, { transB: 1 }), x.gram_W, null, { transB: 1 }), 'Ct_gram');
   return g.toModel();
 }

@@ -326,9 +326,9 @@ export class InfluenceEngine {
 
   /**
    * Mean-gradient path (SCIENCE.md §2 last bullet): one score per training sample against the reduced
-   * validation gradient v. TracIn is one pass over G (G v); cosine and DataInf get v·g_i and ‖g_i‖²
-   * together per cache-sized block (one pass); DataInf then needs r = Σ_i w_i g_i and G r (two more
-   * passes, one run; no n×n matrix). Same record as tracInInfluence / cosineInfluence / dataInfInfluence.
+   * validation gradient v, formed in the same run. TracIn is one pass over G (G v); cosine and DataInf
+   * get v·g_i and ‖g_i‖² together per cache-sized block (one pass); DataInf then needs r = Σ_i w_i g_i
+   * and G r (two more passes, one run; no n×n matrix). Same record as tracInInfluence / cosineInfluence / dataInfInfluence.
    */
   async influenceScores(args: MeanScoresArgs): Promise<UnitInfluence> {
     const { method, train, validation, reduction = 'mean', dampingScale, lambda } = args;
@@ -348,22 +348,15 @@ export class InfluenceEngine {
     const { n, d } = train;
     const suspects: Suspect[] = [{ g: val, what: 'validation gradients' }, { g: train, what: 'training gradients' }];
 
-    // v = c · Σ_j v_j as one [1 × m]·[m × d] product (c = 1/m for the mean, 1 for the sum or a given vector).
+    // v = c · Σ_j v_j is formed in the same run as the dot products (c = 1/m for the mean; 1 for the sum or a given vector).
     const c = validation instanceof Float64Array || reduction === 'sum' ? 1 : 1 / val.n;
-    let v: FloatArray;
-    if (val.n === 1 && c === 1) v = this.convert(val.data);
-    else {
-      const cs = this.alloc(val.n).fill(c);
-      v = (await this.run('accumulate', { acc_W: { data: cs, dims: [1, val.n] }, acc_B: this.tensor(val.data, [val.n, d]), acc_R: { data: this.alloc(d), dims: [1, d] } })).R_out.data as FloatArray;
-    }
+    const { dot, normSq, v } = await this.rowStats(train, { c, V: val }, method !== 'tracin', 'training gradients');
     let vv = 0;
-    for (let p = 0; p < d; p++) vv += v[p] * v[p];
+    for (let p = 0; p < d; p++) vv += v![p] * v![p];
     if (!Number.isFinite(vv)) {
       checkInputs(suspects);
       throw new DataError(`unit ${train.unit}: ‖v‖² of the reduced validation gradient is ${vv} (overflow in ${this.precision}); expected finite (rescale the gradients or use precision 'float64')`);
     }
-
-    const { dot, normSq } = await this.rowStats(train, v, method !== 'tracin', 'training gradients');
     const scores = new Float64Array(n);
     let lam: number | undefined;
     if (method === 'tracin') for (let k = 0; k < n; k++) scores[k] = dot[k];
@@ -372,7 +365,7 @@ export class InfluenceEngine {
       lam = lamArgs!.fixed ?? dataInfDamping({ sumNormSq: sum(normSq!), n, d, scale: lamArgs!.scale, unit: train.unit });
       const w = this.alloc(n);
       for (let k = 0; k < n; k++) w[k] = dot[k] / (lam + normSq![k]);
-      const Gr = (await this.run('correction', { cor_W: { data: w, dims: [1, n] }, cor_G: this.tensor(train.data, [n, d]) })).Ct.data as FloatArray;
+      const Gr = (await this.run('correction_vec', { vec_w: { data: w, dims: [n, 1] }, vec_G: this.tensor(train.data, [n, d]) })).Gr.data as FloatArray;
       for (let k = 0; k < n; k++) scores[k] = (dot[k] - Gr[k] / n) / lam;
     }
     checkResult(scores, train.unit, method, this.precision, suspects);
@@ -397,17 +390,24 @@ export class InfluenceEngine {
   }
 
   /**
-   * Row statistics of x [r × d]: dot_i = x_i·u (with `u`) and ‖x_i‖² (with `norms`), in float64.
-   * With norms, the `norms` branch walks x in blocks of ROW_STATS_BLOCK_BYTES (views, no copies);
-   * without, the `dot` branch takes x whole. One run either way.
+   * Row statistics of x [r × d] in float64: with `reduce`, v = c · Σ_j V_j (formed in the graph, returned
+   * as `v`) and dot_i = x_i·v; with `norms`, ‖x_i‖². With norms, the `norms` branch walks x in blocks of
+   * ROW_STATS_BLOCK_BYTES (views, no copies); without, the `dot` branch takes x whole. One run either way.
    */
-  private async rowStats(x: UnitGradients, u: FloatArray | undefined, norms: boolean, what: string, row0 = x.rowOffset ?? 0): Promise<{ dot: Float64Array; normSq?: Float64Array }> {
+  private async rowStats(
+    x: UnitGradients, reduce: { c: number; V: UnitGradients } | undefined, norms: boolean, what: string, row0 = x.rowOffset ?? 0,
+  ): Promise<{ dot: Float64Array; normSq?: Float64Array; v?: FloatArray }> {
     const { n: r, d } = x;
     const data = this.convert(x.data);
-    const dot = new Float64Array(u ? r : 0);
+    const dot = new Float64Array(reduce ? r : 0);
+    const cV = (c: string, V: string): Record<string, HostTensor> => (reduce
+      ? { [c]: { data: this.alloc(reduce.V.n).fill(reduce.c) as HostArray, dims: [1, reduce.V.n] }, [V]: this.tensor(reduce.V.data, [reduce.V.n, d]) }
+      : { [c]: { data: this.alloc(0) as HostArray, dims: [0, 0] }, [V]: { data: this.alloc(0) as HostArray, dims: [0, d] } });
     if (!norms) {
-      if (u) dot.set((await this.run('dot', { dot_X: { data: data as HostArray, dims: [r, d] }, dot_u: { data: u as HostArray, dims: [d, 1] } })).dot.data as FloatArray);
-      return { dot };
+      if (!reduce) return { dot };
+      const out = await this.run('dot', { dot_X: { data: data as HostArray, dims: [r, d] }, ...cV('dot_c', 'dot_V') });
+      dot.set(out.dot.data as FloatArray);
+      return { dot, v: out.dot_v.data as FloatArray };
     }
     const normSq = new Float64Array(r);
     const block = Math.min(r, Math.max(1, Math.floor(ROW_STATS_BLOCK_BYTES / (d * data.BYTES_PER_ELEMENT))));
@@ -416,16 +416,17 @@ export class InfluenceEngine {
       S3: { data: data.subarray(0, head * d) as HostArray, dims: [nb, block, d] },
       S: { data: data.subarray(head * d) as HostArray, dims: [r - head, d] },
       ones: { data: this.ones(d) as HostArray, dims: [d, 1] },
-      s_u: u ? { data: u as HostArray, dims: [d, 1] } : { data: this.alloc(0) as HostArray, dims: [d, 0] },
+      ...cV('s_c', 's_V'),
+      s_ushape: { data: BigInt64Array.of(BigInt(d), reduce ? 1n : 0n), dims: [2] },
     });
     normSq.set(out.norm_sq3.data as FloatArray);
     normSq.set(out.norm_sq.data as FloatArray, head);
-    if (u) {
+    if (reduce) {
       dot.set(out.s_dot3.data as FloatArray);
       dot.set(out.s_dot.data as FloatArray, head);
     }
     checkNorms(normSq, x, what, this.precision, row0);
-    return { dot, normSq };
+    return { dot, normSq, ...(reduce ? { v: out.s_v.data as FloatArray } : {}) };
   }
 
   /** Run one branch of the engine's graph: `feeds` for its inputs, empty tensors for every other. */
@@ -433,7 +434,12 @@ export class InfluenceEngine {
     const s = await this.session('influence', () => buildInfluenceGraph(this.precision));
     if (!this.idleFeeds) {
       this.idleFeeds = {};
-      for (const [name, dims] of Object.entries(idleShapes())) this.idleFeeds[name] = { data: this.alloc(dims[0] * dims[1]) as HostArray, dims };
+      for (const [name, dims] of Object.entries(idleShapes())) {
+        // s_ushape is the one int64 input: its idle value is the shape [1, 0] itself.
+        this.idleFeeds[name] = name === 's_ushape'
+          ? { data: BigInt64Array.from(dims, BigInt), dims: [2] }
+          : { data: this.alloc(dims.reduce((a, b) => a * b, 1)) as HostArray, dims };
+      }
     }
     return s.run({ ...this.idleFeeds, ...feeds }, [...branchOutputs(branch)]);
   }

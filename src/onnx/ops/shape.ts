@@ -14,11 +14,13 @@ function shapeFromTensor(s: Value, what: string): Dim[] {
 }
 const shapeArg = (x: Value, s: readonly number[] | Value): Value => (Array.isArray(s) ? x.graph.ints(s as number[]) : (s as Value));
 
+/** Reshape (opset 14). A 0 in the target copies the input's dim unless `allowzero` = 1 (then it is a real 0). */
 export const Reshape: OpDef = {
   type: 'Reshape',
-  infer: ([x, s]) => {
+  attrs: { allowzero: 'i' },
+  infer: ([x, s], attrs) => {
     const what = `Reshape(${x!.name} ${shapeStr(x!.shape)})`;
-    const target = shapeFromTensor(s!, what).map((d, i) => (d === 0 ? x!.shape[i] : d));
+    const target = shapeFromTensor(s!, what).map((d, i) => (d === 0 && !attrs.allowzero ? x!.shape[i] : d));
     const minus = target.indexOf(-1);
     if (minus >= 0) {
       const total = numel(x!.shape), rest = numel(target.filter((_, i) => i !== minus));
@@ -199,7 +201,8 @@ export const ConstantOfShape: OpDef = {
   infer: ([s], attrs) => [{ dtype: (attrs.value as { dtype: DType }).dtype, shape: shapeFromTensor(s!, 'ConstantOfShape') }],
 };
 
-export const reshape = (x: Value, shape: readonly number[] | Value): Value => x.graph.apply(Reshape, [x, shapeArg(x, shape)])[0];
+export const reshape = (x: Value, shape: readonly number[] | Value, o: { allowZero?: boolean } = {}): Value =>
+  x.graph.apply(Reshape, [x, shapeArg(x, shape)], o.allowZero ? { allowzero: 1 } : {})[0];
 export const transpose = (x: Value, perm?: number[]): Value =>
   x.graph.apply(Transpose, [x], { perm: perm ?? [...Array(x.shape.length).keys()].reverse() })[0];
 export const concat = (xs: Value[], axis: number): Value => xs[0].graph.apply(Concat, xs, { axis })[0];
