@@ -184,7 +184,7 @@ try {
   console.log('| path | method | LayerFlow (units·samples/s) | ms/unit | NumPy (units·samples/s) | ms/unit | LayerFlow / NumPy | max rel. diff | first call (s) |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   const label: Record<Path, string> = {
-    full: 'full [m×n], one graph run', stream: `full [m×n], streamed (${BLOCK}-row chunks)`,
+    full: 'full [m×n], in memory', stream: `full [m×n], streamed (${BLOCK}-row chunks)`,
     mean: 'mean-gradient, ONNX', 'ts-mean': 'mean-gradient, plain TS (reference)',
   };
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));

@@ -8,7 +8,7 @@
  * DataInf correction), the idle pool of the previous session spins on the cores the next one needs:
  * on 2 cores that made the DataInf matrix ~1.8× slower than the sum of its parts (bench/README.md).
  * With one session, consecutive runs share one pool. A run feeds the branch it wants and empty
- * ([0 × 1]) tensors for the others (`EMPTY_FEEDS`), whose nodes then cost microseconds.
+ * tensors for the others (`idleShapes`), whose nodes then cost microseconds.
  *
  * The graphs hold only the O(n·d) and O(m·n·d) products; the O(m·n) combinations (cosine division,
  * DataInf's λ, weights and final (P − C/n)/λ) run on the host in float64. Layout choices, measured in
@@ -19,8 +19,8 @@
  *  - Squared row norms are (B ⊙ B)·1 over blocks B of a few MiB, walked by a Scan inside one run (the
  *    `norms` branch): the squared block stays in cache for the MatMul, and the dot products B u of the
  *    same block are read from cache too, so G costs about one pass over memory. ORT's ReduceSumSquare is
- *    about 2× slower (scalar); a whole-matrix Mul writes and re-reads n·d values; one run per block
- *    pays ORT's ~0.1 ms per-run overhead per block.
+ *    about 2× slower; a whole-matrix Mul writes and re-reads n·d values; one run per block pays ORT's
+ *    ~0.1 ms per-run overhead per block.
  */
 import { gemm, GraphBuilder, matMul, mul, reshape, scan, transpose, type Value } from '../onnx/index.ts';
 

@@ -20,6 +20,8 @@
  *   summed over an axis only where the operand's dim is literally 1 (or missing). Give dims that may
  *   broadcast a literal 1. Unknown dims ('?n') appear after data-dependent reshapes.
  * - Weights bigger than ~2 GiB in total must be graph inputs (protobuf limit); feed them at run time.
+ * - Scan (ops/control.ts) takes a body GraphBuilder (own `prefix`); the body reads outer values through
+ *   `body.outer(v)`. Reshape takes `{ allowZero }` for targets with real 0 dims.
  * - MatMul needs rank >= 2 operands; Reduce* take axes as number[]; Slice/Reshape/Unsqueeze take
  *   constant number[] (Reshape/Expand also accept an int64 shape Value such as shapeOf(x)).
  */

@@ -311,3 +311,20 @@ test('cuda:N: runs on the GPU when the CUDA EP is installed, otherwise fails lou
     await e.release();
   }
 });
+
+test('row norms over Scan blocks: a row count that is not a multiple of the block (tail rows), and fewer rows than a block', withEngine('float64', async (t, e) => {
+  // float64, d = 65536: 512 KiB per row, so the 4 MiB norm blocks hold 8 rows; n = 19 → 2 blocks + 3 tail rows.
+  const d = 65536;
+  for (const n of [19, 5, 16]) {
+    const train = randomGrads('t', n, d, 300 + n);
+    const val = randomGrads('t', 2, d, 400 + n);
+    for (const method of ['cosine', 'datainf'] as const) {
+      const ref = influenceMatrixReference({ method, train, validation: val });
+      const got = await e.influenceMatrix({ method, train, validation: val });
+      t.true(maxRelErr(got.data, ref.data) < 1e-10, `matrix ${method} n=${n}`);
+      const want = (method === 'cosine' ? cosineInfluence : dataInfInfluence)({ train, validation: val });
+      const scores = await e.influenceScores({ method, train, validation: val });
+      t.true(maxRelErr(scores.scores, want.scores) < 1e-10, `scores ${method} n=${n}`);
+    }
+  }
+}));
