@@ -15,12 +15,12 @@
  *   const scores = await engine.influenceScores({ method: 'datainf', train, validation }); // mean-gradient path
  *   await engine.release();
  *
- * Division of work: the products that touch G (O(n·d) or O(m·n·d)) run as ONNX graphs
- * (full-matrix-graphs.ts: `project` Pᵀ = G Vᵀ, `rowStats` ‖g_i‖² and G u over cache-sized row blocks,
- * `correction` DataInf's G (W G)ᵀ, `accumulate` R += W B when streaming); the O(m·n) rest — λ, the
- * weights W, the cosine division and the final (P − C/n)/λ — runs on the host in float64. Each graph
- * is built and its session created once per (graph kind, precision) on first use and reused for
- * every unit and shape.
+ * Division of work: the products that touch G (O(n·d) or O(m·n·d)) run as branches of one ONNX graph
+ * (full-matrix-graphs.ts: `project` Pᵀ = G Vᵀ, `dot` / `norms` G v and ‖g_i‖² over cache-sized row
+ * blocks, `correction` DataInf's G (W G)ᵀ, `accumulate` R += W B when streaming); the O(m·n) rest — λ,
+ * the weights W, the cosine division and the final (P − C/n)/λ — runs on the host in float64. The
+ * graph is built and its one session created per engine on first use, and reused for every unit,
+ * shape and method (one session = one ORT thread pool; see the graph file's header for why).
  *
  * Memory (elements of the engine precision unless noted; m = validation rows, n = training rows,
  * d = unit size, b = rows of the largest shard chunk):
