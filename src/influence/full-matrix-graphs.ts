@@ -44,7 +44,7 @@ export function correctionCost(assoc: Association, m: number, n: number, d: numb
  * The branches: inputs with their dims (symbolic names private to the branch) and the shape fed
  * when the branch is idle, and outputs.
  *  - `project`: Y = A Bᵀ, A [a, d], B [b, d] → [a, b]. Pᵀ = G Vᵀ, and a streamed block's Cᵀ = B Rᵀ.
- *  - `accumulate`: R_out = R + W B, W [m, b], B [b, d], R [m, d] (streamed DataInf R = Σ W_b B; v = c·Σ_j v_j).
+ *  - `accumulate`: R_out = R + W B, W [m, b], B [b, d], R [m, d] (streamed DataInf: R = Σ_b W_b B_b).
  *  - `dot`: v = c V [1, d] (the reduced validation gradient: c [1, m] holds 1/m, or 1 for a sum or a
  *    given vector), then dot = X vᵀ [r, 1] over the whole X = G; outputs dot and dot_v (v itself).
  *  - `norms`: squared row norms (B ⊙ B)·1 with `ones` [d, 1], and the dot products B vᵀ with

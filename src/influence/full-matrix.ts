@@ -113,13 +113,12 @@ export function createInfluenceEngine(opts: InfluenceEngineOptions): InfluenceEn
   return new InfluenceEngine(opts);
 }
 
-type Key = string;
-
 export class InfluenceEngine {
   readonly device: string;
   readonly precision: Precision;
   private readonly threads?: number;
-  private readonly sessions = new Map<Key, Promise<Session>>();
+  /** The engine's one session (full-matrix-graphs.ts), created on first use. */
+  private graph?: Promise<Session>;
   /** `ones` [d, 1] of rowStats, per d. */
   private readonly onesByD = new Map<number, FloatArray>();
   private idleFeeds?: Record<string, HostTensor>;
@@ -138,29 +137,29 @@ export class InfluenceEngine {
     this.threads = threads;
   }
 
-  /** Number of sessions created so far: one graph per engine (full-matrix-graphs.ts), whatever the units, shapes and methods. */
+  /** Number of ORT sessions created so far: 0 before the first call, then 1 whatever the units, shapes and methods. */
   get sessionCount(): number {
-    return this.sessions.size;
+    return this.graph ? 1 : 0;
   }
 
-  /** Release every session. The engine cannot be used afterwards. */
+  /** Release the session. The engine cannot be used afterwards. */
   async release(): Promise<void> {
     this.released = true;
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
+    const s = this.graph;
+    this.graph = undefined;
     this.onesByD.clear();
-    for (const s of all) await (await s).release();
+    if (s) await (await s).release();
   }
 
-  private session(key: Key, build: () => Uint8Array): Promise<Session> {
+  /** The session of the engine's graph; a failed creation is not cached, so the next call retries. */
+  private session(): Promise<Session> {
     if (this.released) throw new ConfigError(`influence engine on ${this.device}: used after release()`);
-    let s = this.sessions.get(key);
-    if (!s) {
-      s = createSession({ model: build(), device: this.device, threads: this.threads });
-      this.sessions.set(key, s);
-      s.catch(() => this.sessions.delete(key));
+    if (!this.graph) {
+      const s = createSession({ model: buildInfluenceGraph(this.precision), device: this.device, threads: this.threads });
+      this.graph = s;
+      s.catch(() => { if (this.graph === s) this.graph = undefined; });
     }
-    return s;
+    return this.graph;
   }
 
   /** Full [m × n] influence matrix of one unit (SCIENCE.md §2), in memory (or streamed with `blockRows`). */
@@ -431,7 +430,7 @@ export class InfluenceEngine {
 
   /** Run one branch of the engine's graph: `feeds` for its inputs, empty tensors for every other. */
   private async run(branch: Branch, feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
-    const s = await this.session('influence', () => buildInfluenceGraph(this.precision));
+    const s = await this.session();
     if (!this.idleFeeds) {
       this.idleFeeds = {};
       for (const [name, dims] of Object.entries(idleShapes())) {
