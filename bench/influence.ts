@@ -6,6 +6,7 @@
  *
  * Environment (defaults in brackets): BENCH_UNITS [4], BENCH_N [1024], BENCH_M [128], BENCH_D [32768],
  * BENCH_REPS [5], BENCH_BLOCK [256] (rows per chunk of the streamed path), BENCH_THREADS [all cores],
+ * BENCH_PATHS [full,stream,mean,ts-mean] (which paths to run),
  * DEVICE [cpu:0], PYTHON [/tmp/venv-bench/bin/python if present, else python3].
  * Defaults model LoRA r=8 on q and v of a 4096-hidden model: 4 units (q.A, q.B, v.A, v.B) of
  * d = 8·4096 = 32768 each, n = 1024 training and m = 128 validation samples. See bench/README.md.
@@ -27,7 +28,8 @@ import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import { cosineInfluence } from '../src/influence/cosine.ts';
 import { dataInfInfluence } from '../src/influence/datainf.ts';
-import { correctionCost, createInfluenceEngine } from '../src/influence/full-matrix.ts';
+import { correctionCost, createInfluenceEngine, defaultRowBlockBytes } from '../src/influence/full-matrix.ts';
+import { lastLevelCacheBytes } from '../src/runtime/index.ts';
 import { tracInInfluence } from '../src/influence/tracin.ts';
 import type { InfluenceMethod, UnitGradients } from '../src/influence/types.ts';
 import { envInt } from './common.ts';
@@ -37,6 +39,12 @@ const UNITS = env('BENCH_UNITS', 4), N = env('BENCH_N', 1024), M = env('BENCH_M'
 const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 300);
 const REPS = env('BENCH_REPS', 5), BLOCK = env('BENCH_BLOCK', 256), THREADS = env('BENCH_THREADS', availableParallelism());
 const DEVICE = process.env.DEVICE ?? 'cpu:0';
+const ALL_PATHS = ['full', 'stream', 'mean', 'ts-mean'] as const;
+const PATHS = (process.env.BENCH_PATHS ?? ALL_PATHS.join(',')).split(',').map((p) => p.trim());
+for (const p of PATHS) {
+  if (!(ALL_PATHS as readonly string[]).includes(p)) throw new Error(`BENCH_PATHS: unknown path '${p}'; expected a comma list of ${ALL_PATHS.join(', ')}`);
+}
+const runs = (p: string): boolean => PATHS.includes(p);
 const PYTHON = process.env.PYTHON ?? (existsSync('/tmp/venv-bench/bin/python') ? '/tmp/venv-bench/bin/python' : 'python3');
 const METHODS: InfluenceMethod[] = ['tracin', 'cosine', 'datainf'];
 const ASSOC = correctionCost('gram', M, N, D) < correctionCost('projection', M, N, D) ? 'gram' : 'projection';
@@ -78,7 +86,7 @@ const ortVersion = (createRequire(import.meta.url)('onnxruntime-node/package.jso
 console.log(`# influence benchmark ${new Date().toISOString().slice(0, 10)}`);
 console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}; onnxruntime-node ${ortVersion}`);
 console.log(`sizes: units=${UNITS} n=${N} m=${M} d=${D} (float32), reps=${REPS}, stream block=${BLOCK} rows, DataInf association=${ASSOC}; data generated in ${genSec.toFixed(1)} s`);
-console.log(`LayerFlow: device ${DEVICE}, ORT intra-op threads ${THREADS}`);
+console.log(`LayerFlow: device ${DEVICE}, ORT intra-op threads ${THREADS}, norm/dot row blocks of ${(defaultRowBlockBytes() / 1024).toFixed(0)} KiB (last-level cache ${lastLevelCacheBytes() === undefined ? 'unknown' : `${(lastLevelCacheBytes()! / 2 ** 20).toFixed(0)} MiB`})`);
 
 // ---- NumPy baseline process (same gradients via raw float32 files) ----
 interface PyInfo { numpy: string; python: string; blas: string; threads: string }
@@ -119,7 +127,7 @@ if (probe.error || probe.status !== 0) {
 }
 
 // ---- runs, LayerFlow and NumPy alternating ----
-type Path = 'full' | 'stream' | 'mean' | 'ts-mean';
+type Path = (typeof ALL_PATHS)[number];
 const ours = new Map<string, number[]>(); // `${path}:${method}` → seconds per rep
 const numpy = new Map<string, number[]>(); // `${full|mean}:${method}`
 const warm = new Map<string, number>();
@@ -152,25 +160,33 @@ const npRep = async (path: 'full' | 'mean', method: InfluenceMethod) => {
   await settle();
 };
 try {
-  for (const method of METHODS) {
-    await warmUp('full', method);
-    await warmUp('stream', method);
+  for (const method of runs('full') || runs('stream') ? METHODS : []) {
+    if (runs('full')) await warmUp('full', method);
+    if (runs('stream')) await warmUp('stream', method);
     if (ask) await ask(`warm full ${method}`);
     for (let r = 0; r < REPS; r++) {
-      await rep('full', method);
+      if (runs('full')) await rep('full', method);
       await npRep('full', method);
-      await rep('stream', method);
+      if (runs('stream')) await rep('stream', method);
     }
   }
-  for (const method of METHODS) {
-    await warmUp('mean', method);
-    if (ask) await ask(`warm mean ${method}`);
-    for (let r = 0; r < REPS; r++) {
-      await rep('mean', method);
-      await npRep('mean', method);
+  for (const method of runs('mean') || runs('ts-mean') ? METHODS : []) {
+    if (runs('mean')) {
+      await warmUp('mean', method);
+      if (ask) await ask(`warm mean ${method}`);
+      for (let r = 0; r < REPS; r++) {
+        await rep('mean', method);
+        await npRep('mean', method);
+      }
     }
-    await warmUp('ts-mean', method);
-    await rep('ts-mean', method); // the plain-TS path is slow; one run is enough
+    if (runs('ts-mean')) {
+      await warmUp('ts-mean', method);
+      await rep('ts-mean', method); // the plain-TS path is slow; one run is enough
+      if (!runs('mean')) {
+        if (ask) await ask(`warm mean ${method}`);
+        for (let r = 0; r < REPS; r++) await npRep('mean', method);
+      }
+    }
   }
   await engine.release();
   quit();
@@ -188,7 +204,7 @@ try {
     mean: 'mean-gradient, ONNX', 'ts-mean': 'mean-gradient, plain TS (reference)',
   };
   const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x.toPrecision(3));
-  for (const path of ['full', 'stream', 'mean', 'ts-mean'] as Path[]) {
+  for (const path of ALL_PATHS.filter(runs)) {
     for (const method of METHODS) {
       const key = `${path}:${method}`;
       const s = median(ours.get(key)!);

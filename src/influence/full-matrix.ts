@@ -40,7 +40,7 @@
  * Speed: bench/influence.ts, results and analysis in bench/README.md.
  */
 import { ConfigError, DataError } from '../errors.ts';
-import { createSession, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
+import { createSession, lastLevelCacheBytes, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
 import { cosineFromParts } from './cosine.ts';
 import { checkLambda, dataInfDamping, DEFAULT_DAMPING_SCALE } from './datainf.ts';
 import {
@@ -58,10 +58,18 @@ export { correctionCost } from './full-matrix-graphs.ts';
 
 /**
  * Bytes of G per block of the `norms` Scan: small enough that B ⊙ B and B stay in the CPU caches
- * between the two MatMuls, large enough that the per-iteration overhead is amortised (bench/README.md:
- * 32–64 rows of d = 32768 float32 were fastest on a 2-core EPYC with 32 MiB L3).
+ * between the two MatMuls, large enough that the per-iteration overhead is amortised. The best size
+ * tracks the last-level cache: 4–8 MiB blocks were fastest on a 2-core EPYC with 32 MiB L3, 1 MiB on
+ * one with 8 MiB L3 (bench/README.md), so the default is L3 / 8 within [256 KiB, 8 MiB], and 4 MiB
+ * where sysfs does not tell the cache size.
  */
-const ROW_STATS_BLOCK_BYTES = 4 << 20;
+export function rowBlockBytesFor(llcBytes: number | undefined): number {
+  if (llcBytes === undefined) return 4 << 20;
+  return Math.min(8 << 20, Math.max(256 << 10, Math.floor(llcBytes / 8)));
+}
+
+/** rowBlockBytesFor this host's last-level cache. */
+export const defaultRowBlockBytes = (): number => rowBlockBytesFor(lastLevelCacheBytes());
 
 export interface InfluenceEngineOptions {
   /** `cpu:N` or `cuda:N` (the same device as the model). */
@@ -70,6 +78,8 @@ export interface InfluenceEngineOptions {
   threads?: number;
   /** Compute precision of the graphs (default float32, like the gradients); inputs are converted if needed. */
   precision?: Precision;
+  /** Bytes of G per row block of the norm / dot pass (default: `defaultRowBlockBytes()`, from the CPU's last-level cache). */
+  rowBlockBytes?: number;
 }
 
 export interface FullMatrixArgs {
@@ -117,6 +127,8 @@ export class InfluenceEngine {
   readonly device: string;
   readonly precision: Precision;
   private readonly threads?: number;
+  /** Bytes per row block of `rowStats` (see defaultRowBlockBytes). */
+  readonly rowBlockBytes: number;
   /** The engine's one session (full-matrix-graphs.ts), created on first use. */
   private graph?: Promise<Session>;
   /** `ones` [d, 1] of rowStats, per d. */
@@ -124,7 +136,7 @@ export class InfluenceEngine {
   private idleFeeds?: Record<string, HostTensor>;
   private released = false;
 
-  constructor({ device, threads, precision = 'float32' }: InfluenceEngineOptions) {
+  constructor({ device, threads, precision = 'float32', rowBlockBytes = defaultRowBlockBytes() }: InfluenceEngineOptions) {
     parseDevice(device); // ConfigError on a malformed device string, before any graph is built
     if (precision !== 'float32' && precision !== 'float64') {
       throw new ConfigError(`influence engine: precision '${precision}'; expected 'float32' or 'float64'`);
@@ -132,9 +144,13 @@ export class InfluenceEngine {
     if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) {
       throw new ConfigError(`influence engine: threads must be a positive integer, got ${threads}`);
     }
+    if (!(Number.isInteger(rowBlockBytes) && rowBlockBytes > 0)) {
+      throw new ConfigError(`influence engine: rowBlockBytes must be a positive integer, got ${rowBlockBytes}`);
+    }
     this.device = device;
     this.precision = precision;
     this.threads = threads;
+    this.rowBlockBytes = rowBlockBytes;
   }
 
   /** Number of ORT sessions created so far: 0 before the first call, then 1 whatever the units, shapes and methods. */
@@ -391,7 +407,7 @@ export class InfluenceEngine {
   /**
    * Row statistics of x [r × d] in float64: with `reduce`, v = c · Σ_j V_j (formed in the graph, returned
    * as `v`) and dot_i = x_i·v; with `norms`, ‖x_i‖². With norms, the `norms` branch walks x in blocks of
-   * ROW_STATS_BLOCK_BYTES (views, no copies); without, the `dot` branch takes x whole. One run either way.
+   * `rowBlockBytes` (views, no copies); without, the `dot` branch takes x whole. One run either way.
    */
   private async rowStats(
     x: UnitGradients, reduce: { c: number; V: UnitGradients } | undefined, norms: boolean, what: string, row0 = x.rowOffset ?? 0,
@@ -409,7 +425,7 @@ export class InfluenceEngine {
       return { dot, v: out.dot_v.data as FloatArray };
     }
     const normSq = new Float64Array(r);
-    const block = Math.min(r, Math.max(1, Math.floor(ROW_STATS_BLOCK_BYTES / (d * data.BYTES_PER_ELEMENT))));
+    const block = Math.min(r, Math.max(1, Math.floor(this.rowBlockBytes / (d * data.BYTES_PER_ELEMENT))));
     const nb = Math.floor(r / block), head = nb * block; // r ≥ 1, so nb ≥ 1 (the Scan needs one block at least)
     const out = await this.run('norms', {
       S3: { data: data.subarray(0, head * d) as HostArray, dims: [nb, block, d] },

@@ -3,7 +3,7 @@ import test, { type ExecutionContext } from 'ava';
 import { ConfigError, DataError } from '../../src/errors.ts';
 import { cosineInfluence } from '../../src/influence/cosine.ts';
 import { dataInfInfluence } from '../../src/influence/datainf.ts';
-import { createInfluenceEngine, rowBlocks, type InfluenceEngine } from '../../src/influence/full-matrix.ts';
+import { createInfluenceEngine, rowBlockBytesFor, rowBlocks, type InfluenceEngine } from '../../src/influence/full-matrix.ts';
 import { influenceMatrixReference } from '../../src/influence/reference-matrix.ts';
 import type { GradientShard } from '../../src/influence/streaming.ts';
 import { tracInInfluence } from '../../src/influence/tracin.ts';
@@ -312,19 +312,35 @@ test('cuda:N: runs on the GPU when the CUDA EP is installed, otherwise fails lou
   }
 });
 
-test('row norms over Scan blocks: a row count that is not a multiple of the block (tail rows), and fewer rows than a block', withEngine('float64', async (t, e) => {
-  // float64, d = 65536: 512 KiB per row, so the 4 MiB norm blocks hold 8 rows; n = 19 → 2 blocks + 3 tail rows.
-  const d = 65536;
-  for (const n of [19, 5, 16]) {
-    const train = randomGrads('t', n, d, 300 + n);
-    const val = randomGrads('t', 2, d, 400 + n);
-    for (const method of ['cosine', 'datainf'] as const) {
-      const ref = influenceMatrixReference({ method, train, validation: val });
-      const got = await e.influenceMatrix({ method, train, validation: val });
-      t.true(maxRelErr(got.data, ref.data) < 1e-10, `matrix ${method} n=${n}`);
-      const want = (method === 'cosine' ? cosineInfluence : dataInfInfluence)({ train, validation: val });
-      const scores = await e.influenceScores({ method, train, validation: val });
-      t.true(maxRelErr(scores.scores, want.scores) < 1e-10, `scores ${method} n=${n}`);
+test('row norms over Scan blocks: a row count that is not a multiple of the block (tail rows), and fewer rows than a block', async (t) => {
+  // float64, d = 64: 512 B per row; rowBlockBytes = 4 KiB → blocks of 8 rows; n = 19 → 2 blocks + 3 tail rows.
+  const e = createInfluenceEngine({ device: 'cpu:0', threads: 2, precision: 'float64', rowBlockBytes: 4096 });
+  try {
+    const d = 64;
+    for (const n of [19, 5, 16]) {
+      const train = randomGrads('t', n, d, 300 + n);
+      const val = randomGrads('t', 2, d, 400 + n);
+      for (const method of ['cosine', 'datainf'] as const) {
+        const ref = influenceMatrixReference({ method, train, validation: val });
+        const got = await e.influenceMatrix({ method, train, validation: val });
+        t.true(maxRelErr(got.data, ref.data) < 1e-10, `matrix ${method} n=${n}`);
+        const want = (method === 'cosine' ? cosineInfluence : dataInfInfluence)({ train, validation: val });
+        const scores = await e.influenceScores({ method, train, validation: val });
+        t.true(maxRelErr(scores.scores, want.scores) < 1e-10, `scores ${method} n=${n}`);
+      }
     }
+  } finally {
+    await e.release();
   }
-}));
+});
+
+test('row block size: L3 / 8 within [256 KiB, 8 MiB], 4 MiB when the cache size is unknown; a bad option is a ConfigError', (t) => {
+  t.is(rowBlockBytesFor(8 << 20), 1 << 20);
+  t.is(rowBlockBytesFor(32 << 20), 4 << 20);
+  t.is(rowBlockBytesFor(1 << 20), 256 << 10);
+  t.is(rowBlockBytesFor(256 << 20), 8 << 20);
+  t.is(rowBlockBytesFor(undefined), 4 << 20);
+  for (const rowBlockBytes of [0, -1, 1.5, Number.NaN]) {
+    t.throws(() => createInfluenceEngine({ device: 'cpu:0', rowBlockBytes }), { instanceOf: ConfigError, message: /rowBlockBytes must be a positive integer/ });
+  }
+});
