@@ -222,6 +222,17 @@ try {
       console.log(`| ${label[path]} | ${method} | ${fmt((UNITS * N) / s)} | ${fmt((1000 * s) / UNITS)} | ${b !== undefined ? fmt((UNITS * N) / b) : 'skipped'} | ${b !== undefined ? fmt((1000 * b) / UNITS) : '–'} | ${b !== undefined ? (b / s).toFixed(2) : '–'} | ${diff} | ${warm.get(key)!.toFixed(2)} |`);
     }
   }
+  if (runs('mean')) {
+    // Every mean-gradient implementation reads G and V at least once: (n + m)·d values per unit. Both
+    // sides' rate over those bytes shows how close each is to the machine's memory bandwidth.
+    const bytes = UNITS * (N + M) * D * 4;
+    const rate = (sec: number | undefined) => (sec === undefined ? '–' : (bytes / sec / 1e9).toFixed(1));
+    console.log('');
+    console.log(`mean-gradient, G and V read once = ${(bytes / UNITS / 2 ** 20).toFixed(0)} MiB per unit; that over the median time, in GB/s (LayerFlow / NumPy): ${METHODS.map((m) => {
+      const np = numpy.get(`mean:${m}`);
+      return `${m} ${rate(median(ours.get(`mean:${m}`)!))} / ${rate(np && median(np))}`;
+    }).join(', ')}`);
+  }
   console.log('');
   console.log(`Median of ${REPS} runs over all units (plain TS: 1 run). max rel. diff: max |LayerFlow − NumPy| / max |NumPy| on unit 0.`);
   console.log('LayerFlow / NumPy > 1: LayerFlow faster. Streamed rows are compared with NumPy in memory, plain-TS rows with NumPy mean-gradient.');
