@@ -28,7 +28,7 @@ import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import { cosineInfluence } from '../src/influence/cosine.ts';
 import { dataInfInfluence } from '../src/influence/datainf.ts';
-import { correctionCost, createInfluenceEngine, defaultRowBlockBytes } from '../src/influence/full-matrix.ts';
+import { correctionCost, createInfluenceEngine, rowBlockBytesFor } from '../src/influence/full-matrix.ts';
 import { lastLevelCacheBytes } from '../src/runtime/index.ts';
 import { tracInInfluence } from '../src/influence/tracin.ts';
 import type { InfluenceMethod, UnitGradients } from '../src/influence/types.ts';
@@ -86,7 +86,8 @@ const ortVersion = (createRequire(import.meta.url)('onnxruntime-node/package.jso
 console.log(`# influence benchmark ${new Date().toISOString().slice(0, 10)}`);
 console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}; onnxruntime-node ${ortVersion}`);
 console.log(`sizes: units=${UNITS} n=${N} m=${M} d=${D} (float32), reps=${REPS}, stream block=${BLOCK} rows, DataInf association=${ASSOC}; data generated in ${genSec.toFixed(1)} s`);
-console.log(`LayerFlow: device ${DEVICE}, ORT intra-op threads ${THREADS}, norm/dot row blocks of ${(defaultRowBlockBytes() / 1024).toFixed(0)} KiB (last-level cache ${lastLevelCacheBytes() === undefined ? 'unknown' : `${(lastLevelCacheBytes()! / 2 ** 20).toFixed(0)} MiB`})`);
+const llc = lastLevelCacheBytes();
+console.log(`LayerFlow: device ${DEVICE}, ORT intra-op threads ${THREADS}, norm/dot row blocks of ${(rowBlockBytesFor(llc) / 1024).toFixed(0)} KiB (last-level cache ${llc === undefined ? 'unknown' : `${(llc / 2 ** 20).toFixed(0)} MiB`})`);
 
 // ---- NumPy baseline process (same gradients via raw float32 files) ----
 interface PyInfo { numpy: string; python: string; blas: string; threads: string }
