@@ -16,7 +16,8 @@
  *  - Products against G are written with G as the *left* operand (Pᵀ = G Vᵀ [n × m], Cᵀ = G Rᵀ): MLAS
  *    reads the left operand in place and packs only the right one, so the large G is not copied into
  *    packed panels (about 1.2–1.5× faster than V Gᵀ for m = 128, n = 1024, d = 32768).
- *  - Squared row norms are (B ⊙ B)·1 over blocks B of a few MiB, walked by a Scan inside one run (the
+ *  - Squared row norms are (B ⊙ B)·1 over blocks B sized from the L3 cache (full-matrix.ts
+ *    `rowBlockBytes`), walked by a Scan inside one run (the
  *    `norms` branch): the squared block stays in cache for the MatMul, and the dot products B u of the
  *    same block are read from cache too, so G costs about one pass over memory. ORT's ReduceSumSquare is
  *    about 2× slower; a whole-matrix Mul writes and re-reads n·d values; one run per block pays ORT's

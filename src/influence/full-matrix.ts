@@ -42,6 +42,7 @@
 import { ConfigError, DataError } from '../errors.ts';
 import { createSession, lastLevelCacheBytes, parseDevice, type HostArray, type HostTensor, type Session } from '../runtime/index.ts';
 import { cosineFromParts } from './cosine.ts';
+import { dot as vecDot } from './vector.ts';
 import { checkLambda, dataInfDamping, DEFAULT_DAMPING_SCALE } from './datainf.ts';
 import {
   branchOutputs, buildInfluenceGraph, correctionCost, idleShapes, type Association, type Branch, type Precision,
@@ -366,8 +367,7 @@ export class InfluenceEngine {
     // v = c · Σ_j v_j is formed in the same run as the dot products (c = 1/m for the mean; 1 for the sum or a given vector).
     const c = validation instanceof Float64Array || reduction === 'sum' ? 1 : 1 / val.n;
     const { dot, normSq, v } = await this.rowStats(train, { c, V: val }, method !== 'tracin', 'training gradients');
-    let vv = 0;
-    for (let p = 0; p < d; p++) vv += v![p] * v![p];
+    const vv = vecDot(v!, v!);
     if (!Number.isFinite(vv)) {
       checkInputs(suspects);
       throw new DataError(`unit ${train.unit}: ‖v‖² of the reduced validation gradient is ${vv} (overflow in ${this.precision}); expected finite (rescale the gradients or use precision 'float64')`);
@@ -514,15 +514,6 @@ function damping(method: InfluenceMethod, unit: string, dampingScale: number | u
   checkScale(scale);
   return { scale };
 }
-
-/** The data-dependent λ computed in the graph (inputs already known finite): typed error as in datainf.ts. */
-function checkGraphDamping(lambda: number, unit: string): number {
-  if (!(lambda > 0) || !Number.isFinite(lambda)) {
-    throw new DataError(`unit ${unit}: DataInf damping λ = ${lambda} (all training gradients are zero?); expected λ > 0`);
-  }
-  return lambda;
-}
-
 
 type FloatArray = Float32Array | Float64Array;
 

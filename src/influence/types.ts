@@ -56,7 +56,6 @@ export interface InfluenceMatrix extends UnitRef {
   data: Float64Array;
 }
 
-/** Throws DataError unless `g` is a well-formed, finite [n × d] gradient matrix. */
 /** Shape-only validation of a UnitGradients record (no scan of the values). */
 export function checkUnitShape(g: UnitGradients, what: string): void {
   if (!g || typeof g !== 'object') throw new DataError(`${what}: expected a UnitGradients record, got ${g}`);
@@ -71,6 +70,7 @@ export function checkUnitShape(g: UnitGradients, what: string): void {
   }
 }
 
+/** Throws DataError unless `g` is a well-formed, finite [n × d] gradient matrix. */
 export function checkUnitGradients(g: UnitGradients, what: string): void {
   checkUnitShape(g, what);
   for (let i = 0; i < g.data.length; i++) {

@@ -1,6 +1,7 @@
 /**
  * Control flow: Scan (opset 16). The body is a GraphBuilder built separately (give it its own
- * `prefix`); it cannot read outer values, so everything it needs comes in as a state or a scan input.
+ * `prefix`); it reads values of the enclosing graph through `body.outer(v)`, the rest comes in as a
+ * state or a scan input.
  * Not differentiable here (no VJP): it is used for blocked evaluation, not inside training graphs.
  */
 import { DataError } from '../../errors.ts';
