@@ -22,6 +22,12 @@ export class CancellationAccumulator {
     }
     this.rows += n;
   }
+  /** Numerator Σ_i Σ_p |g_{i,p}| and denominator Σ_p |Σ_i g_{i,p}|: a group of units adds both up (C of the group). */
+  parts(): { numerator: number; denominator: number } {
+    let den = 0;
+    for (const x of this.colSum ?? []) den += Math.abs(x);
+    return { numerator: this.absSum, denominator: den };
+  }
   value(): number {
     if (!this.colSum || this.rows === 0) throw new DataError('cancellation effect: no gradient rows; expected n ≥ 1');
     let den = 0;
