@@ -2,14 +2,26 @@
  * Task datasets from JSONL, one example per line (blank lines skipped):
  *   multiple choice: {"prompt": str, "choices": [str, …], "answer": int index | str choice}
  *   classification:  {"text": str, "label": int ≥ 0 | str}
- * All rows must be of the same kind (decided by the first row). String labels are mapped to
- * class ids in sorted order (`labelNames`). Bad rows throw DataError("file:line: …").
+ * All rows must be of the same kind (decided by the first row, or fixed by `expect`). String
+ * labels are mapped to class ids in sorted order (`labelNames`). Classification rows may name
+ * their fields differently (`textField`, `labelField`; e.g. {"sentence": …, "y": …}).
+ * Bad rows throw DataError("file:line: …") naming the field.
  */
 import { readFileSync } from 'node:fs';
 import { DataError, MissingArtifactError } from '../errors.ts';
 import type { ChoiceExample, ClassificationExample, TaskDataset } from './types.ts';
 
-export function parseTaskJsonl(text: string, file: string, name = file): TaskDataset {
+export interface TaskJsonlOptions {
+  /** Field holding a classification row's text (default "text"). */
+  textField?: string;
+  /** Field holding a classification row's label (default "label"). */
+  labelField?: string;
+  /** The kind every row must be; a row of the other kind throws DataError saying what was expected. */
+  expect?: TaskDataset['kind'];
+}
+
+export function parseTaskJsonl(text: string, file: string, name = file, { textField = 'text', labelField = 'label', expect }: TaskJsonlOptions = {}): TaskDataset {
+  const clsFields = `${textField}/${labelField}`;
   const choice: ChoiceExample[] = [];
   const cls: Array<{ id: number; text: string; label: number | string; line: number }> = [];
   let kind: 'choice' | 'classification' | undefined;
@@ -21,8 +33,15 @@ export function parseTaskJsonl(text: string, file: string, name = file): TaskDat
     try { row = JSON.parse(raw); } catch (e) { throw new DataError(`${where}: not valid JSON (${(e as Error).message})`); }
     if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new DataError(`${where}: expected a JSON object`);
     const r = row as Record<string, unknown>;
-    const rowKind = 'choices' in r ? 'choice' : 'text' in r ? 'classification' : undefined;
-    if (!rowKind) throw new DataError(`${where}: expected fields prompt/choices/answer or text/label; got ${Object.keys(r).join(', ') || 'no fields'}`);
+    const rowKind = expect === 'classification' && textField in r ? 'classification' : 'choices' in r ? 'choice' : textField in r ? 'classification' : undefined;
+    const got = Object.keys(r).join(', ') || 'no fields';
+    if (expect === 'classification' && rowKind !== 'classification') {
+      throw new DataError(`${where}: ${rowKind === 'choice' ? 'a multiple-choice row (prompt/choices/answer)' : `fields ${got}`}; expected a classification row with fields ${clsFields}`);
+    }
+    if (expect === 'choice' && rowKind !== 'choice') {
+      throw new DataError(`${where}: ${rowKind === 'classification' ? `a classification row (${clsFields})` : `fields ${got}`}; expected a multiple-choice row with fields prompt/choices/answer`);
+    }
+    if (!rowKind) throw new DataError(`${where}: expected fields prompt/choices/answer or ${clsFields}; got ${got}`);
     kind ??= rowKind;
     if (rowKind !== kind) throw new DataError(`${where}: a ${rowKind} row in a ${kind} dataset; expected all rows of one kind`);
     const id = kind === 'choice' ? choice.length : cls.length;
@@ -36,11 +55,13 @@ export function parseTaskJsonl(text: string, file: string, name = file): TaskDat
       }
       choice.push({ id, prompt: r.prompt, choices, answer });
     } else {
-      if (typeof r.text !== 'string') throw new DataError(`${where}: field "text" must be a string`);
-      const ok = (typeof r.label === 'number' && Number.isInteger(r.label) && r.label >= 0) || (typeof r.label === 'string' && r.label !== '');
-      if (!ok) throw new DataError(`${where}: field "label" is ${JSON.stringify(r.label)}; expected an integer ≥ 0 or a non-empty string`);
-      if (cls.length > 0 && typeof cls[0].label !== typeof r.label) throw new DataError(`${where}: label type ${typeof r.label} differs from line ${cls[0].line} (${typeof cls[0].label}); expected one label type`);
-      cls.push({ id, text: r.text, label: r.label as number | string, line });
+      const rowText = r[textField];
+      const label = r[labelField];
+      if (typeof rowText !== 'string') throw new DataError(`${where}: field "${textField}" must be a string`);
+      const ok = (typeof label === 'number' && Number.isInteger(label) && label >= 0) || (typeof label === 'string' && label !== '');
+      if (!ok) throw new DataError(`${where}: field "${labelField}" is ${JSON.stringify(label)}; expected an integer ≥ 0 or a non-empty string`);
+      if (cls.length > 0 && typeof cls[0].label !== typeof label) throw new DataError(`${where}: field "${labelField}" has type ${typeof label}, unlike line ${cls[0].line} (${typeof cls[0].label}); expected one label type`);
+      cls.push({ id, text: rowText, label: label as number | string, line });
     }
   });
   if (!kind) throw new DataError(`${file}: no examples; expected at least one JSONL row`);
@@ -54,9 +75,9 @@ export function parseTaskJsonl(text: string, file: string, name = file): TaskDat
   return { name, kind, examples, numClasses: Math.max(...examples.map((e) => e.label)) + 1 };
 }
 
-/** Read and parse a task JSONL file. */
-export function loadTaskJsonl(path: string, name?: string): TaskDataset {
+/** Read and parse a task JSONL file; an unreadable file throws MissingArtifactError naming the path. */
+export function loadTaskJsonl(path: string, name?: string, options?: TaskJsonlOptions): TaskDataset {
   let text: string;
   try { text = readFileSync(path, 'utf8'); } catch (e) { throw new MissingArtifactError(`task dataset ${path}: cannot read (${(e as Error).message})`, { cause: e }); }
-  return parseTaskJsonl(text, path, name);
+  return parseTaskJsonl(text, path, name, options);
 }

@@ -18,3 +18,6 @@ export interface ClassificationExample {
 export type TaskDataset =
   | { name: string; kind: 'choice'; examples: ChoiceExample[] }
   | { name: string; kind: 'classification'; examples: ClassificationExample[]; numClasses: number; labelNames?: string[] };
+
+/** A labelled-text task: what the NDR pipeline fine-tunes and splits (SCIENCE.md §4). */
+export type ClassificationTask = Extract<TaskDataset, { kind: 'classification' }>;

@@ -60,22 +60,23 @@ test('label noise flips exactly round(0.2·n) samples, reproducibly per seed', (
 test('stratified NDR splits: disjoint, sized, class-balanced, seeded', (t) => {
   // 30% class 1.
   const labels = Array.from({ length: 2000 }, (_, i) => (i % 10 < 3 ? 1 : 0));
-  const s = ndrSplits({ labels, trainSize: 1000, validationSize: 400, seed: 9 });
+  const opts = { labels, trainSize: 1000, influenceSize: 200, evaluationSize: 200 };
+  const s = ndrSplits({ ...opts, seed: 9 });
   t.is(s.train.length, 1000);
   t.is(s.influence.length, 200);
   t.is(s.evaluation.length, 200);
   const all = new Set([...s.train, ...s.influence, ...s.evaluation]);
   t.is(all.size, 1400);
-  const frac = (ids: number[]) => ids.filter((i) => labels[i] === 1).length / ids.length;
-  t.is(frac(s.train), 0.3);
-  t.is(frac(s.influence), 0.3);
-  t.is(frac(s.evaluation), 0.3);
-  t.deepEqual(ndrSplits({ labels, trainSize: 1000, validationSize: 400, seed: 9 }), s);
-  t.notDeepEqual(ndrSplits({ labels, trainSize: 1000, validationSize: 400, seed: 10 }).train, s.train);
-  // Small data: "up to" sizes.
-  const small = ndrSplits({ labels: [0, 1, 0, 1, 0, 1, 0, 1, 0, 1], seed: 1 });
-  t.is(small.train.length + small.influence.length + small.evaluation.length, 10);
-  t.true(small.influence.length >= 1 && small.evaluation.length >= 1);
+  const ones = (ids: number[]) => ids.filter((i) => labels[i] === 1).length;
+  t.is(ones(s.train), 300);
+  t.is(ones(s.influence), 60);
+  t.is(ones(s.evaluation), 60);
+  for (const ids of [s.train, s.influence, s.evaluation]) t.deepEqual(ids, [...ids].sort((a, b) => a - b));
+  t.deepEqual(ndrSplits({ ...opts, seed: 9 }), s);
+  const other = ndrSplits({ ...opts, seed: 10 });
+  t.notDeepEqual(other.train, s.train);
+  t.notDeepEqual(other.influence, s.influence);
+  t.is(ones(other.influence), 60);
   t.throws(() => stratifiedSample([0, 1], [0, 1], 3, createRng(1)), { instanceOf: ConfigError });
   t.throws(() => ndrSplits({ labels: [0, 1], seed: 1 }), { instanceOf: DataError });
 });
