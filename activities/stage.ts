@@ -6,7 +6,7 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { ArtifactStore, refOf, type ArtifactRef } from '../src/store/artifacts.ts';
 import { writeFileAtomic } from '../src/store/atomic.ts';
 import { paths } from '../src/config/env.ts';
@@ -40,7 +40,7 @@ export interface LedgerLine {
   cell: string;
   stage: string;
   key: string;
-  outcome: 'cached' | 'computed' | 'failed' | 'corrupt';
+  outcome: 'cached' | 'computed' | 'failed' | 'corrupt' | 'cancelled';
   attempt: number;
   reason?: string;
 }
@@ -48,7 +48,8 @@ export interface LedgerLine {
 export interface StageActivityDeps {
   home: string;
   outbox: TrackingOutbox;
-  pipelines: Record<string, PipelineModule>;
+  /** The registered pipelines (built-in + LAYERFLOW_PIPELINES plug-ins). */
+  pipelines: () => Promise<Record<string, PipelineModule>>;
   gitCommit?: string;
 }
 
@@ -61,7 +62,7 @@ export function createStageActivities(deps: StageActivityDeps) {
     await appendFile(file, JSON.stringify(line) + '\n');
   }
 
-  async function track(input: RunStageInput, ev: { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; error?: string; manifest?: unknown }) {
+  async function track(input: RunStageInput, ev: { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; series?: Record<string, number[]>; error?: string; manifest?: unknown }) {
     await deps.outbox.enqueue({
       type: 'stage',
       sweep: input.sweep,
@@ -77,6 +78,7 @@ export function createStageActivities(deps: StageActivityDeps) {
       startTime: ev.start,
       params: flatten(input.stage.parts.slice),
       metrics: ev.metrics,
+      series: ev.series,
       error: ev.error,
       artifacts: ev.manifest ? { 'manifest.json': JSON.stringify(ev.manifest, null, 1) } : undefined,
     }).catch(() => undefined); // tracking never fails a stage
@@ -98,7 +100,7 @@ export function createStageActivities(deps: StageActivityDeps) {
     }
     if (found.status === 'corrupt') await ledger(sweep, { ...base, outcome: 'corrupt', reason: found.reason });
 
-    const impl = deps.pipelines[input.pipeline]?.stages[stage.name];
+    const impl = (await deps.pipelines())[input.pipeline]?.stages[stage.name];
     if (!impl) throw ApplicationFailure.nonRetryable(`pipeline ${input.pipeline} has no implementation for stage ${stage.name}`, 'BAD_CONFIG');
     const abort = new AbortController();
     ctx.cancelled.catch(() => abort.abort());
@@ -109,6 +111,7 @@ export function createStageActivities(deps: StageActivityDeps) {
         stage: stage.name,
         key: stage.key,
         settings: (stage.parts.slice.settings ?? {}) as Record<string, unknown>,
+        device: input.device ?? 'cpu:0',
         slice: stage.parts.slice,
         inputs: input.inputs,
         store,
@@ -124,11 +127,17 @@ export function createStageActivities(deps: StageActivityDeps) {
       const manifest = await store.commit({ key: stage.key, parts: stage.parts, kind: stage.kind, files: result.files, metrics });
       const seconds = (Date.now() - start) / 1000;
       await ledger(sweep, { ...base, outcome: 'computed' });
-      await track(input, { cached: false, status: 'FINISHED', start, metrics: { ...metrics, seconds }, manifest });
+      await track(input, { cached: false, status: 'FINISHED', start, metrics: { ...metrics, seconds }, series: result.series, manifest });
       await recordLastKey(input, 'computed');
       return { stage: stage.name, status: 'computed', ref: refOf(manifest), metrics, seconds };
     } catch (err) {
       const message = (err as Error).message ?? String(err);
+      if (abort.signal.aborted) {
+        // Cancelled: whatever the implementation threw on the way out, Temporal must read it as
+        // cancelled (a CancelledFailure), not as a failure to retry.
+        await ledger(sweep, { ...base, outcome: 'cancelled', reason: message });
+        throw err instanceof CancelledFailure ? err : new CancelledFailure(`stage ${stage.name} cancelled`);
+      }
       await ledger(sweep, { ...base, outcome: 'failed', reason: message });
       const fatal = err instanceof LayerflowError && !err.retryable;
       const lastAttempt = attempt >= stage.retry.maximumAttempts;

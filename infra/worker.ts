@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { NativeConnection, Worker, Runtime, DefaultLogger, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../activities/index.ts';
-import { pipelineModules } from '../pipelines/index.ts';
+import { loadPipelines } from '../pipelines/index.ts';
 import { deviceQueue, paths, type LayerflowEnv } from '../src/config/env.ts';
 import { TrackingOutbox, startDeliveryLoop } from '../src/tracking/outbox.ts';
 import { MlflowClient } from '../src/tracking/mlflow.ts';
@@ -58,7 +58,7 @@ export async function startWorkerPool(env: LayerflowEnv, opts: { deliveryInterva
   }
   const connection = await NativeConnection.connect({ address: env.temporalAddress });
   const outbox = new TrackingOutbox(paths.outbox(env.home));
-  const activities = createActivities({ home: env.home, outbox, pipelines: pipelineModules, gitCommit: gitCommit() });
+  const activities = createActivities({ home: env.home, outbox, pipelines: () => loadPipelines(), gitCommit: gitCommit() });
   const workflowBundleCode = await workflowBundle();
 
   const control = await Worker.create({

@@ -2,7 +2,7 @@
  * One cell: walk its pipeline DAG, one activity per stage; a stage starts as soon as every
  * stage it needs is done, so independent branches run in parallel. Deterministic, no I/O.
  */
-import { proxyActivities, defineQuery, setHandler, ApplicationFailure, isCancellation } from '@temporalio/workflow';
+import { proxyActivities, defineQuery, setHandler, ApplicationFailure, isCancellation, ActivityCancellationType } from '@temporalio/workflow';
 import type { Activities, StageOutcome } from '../activities/index.ts';
 import type { CellPlan, StagePlan } from '../src/config/plan.ts';
 
@@ -38,6 +38,9 @@ function stageActivity(s: StagePlan, queue: string) {
     taskQueue: queue,
     startToCloseTimeout: s.timeoutMs,
     heartbeatTimeout: s.heartbeatMs,
+    // A device stage holds its device until it has stopped: the cell reports cancelled only after
+    // the activity acknowledged the cancel (it sees it on its next heartbeat).
+    cancellationType: s.device ? ActivityCancellationType.WAIT_CANCELLATION_COMPLETED : ActivityCancellationType.TRY_CANCEL,
     retry: {
       maximumAttempts: s.retry.maximumAttempts,
       initialInterval: s.retry.initialIntervalMs,

@@ -19,6 +19,7 @@ import { planFile, cacheStatus, submitSweep, watchSweep, sweepStatus, resumeSwee
 import { statusTable, statusChanges } from './render.ts';
 import { startTemporal, startMlflow, stopService, serviceStatus } from '../../infra/services.ts';
 import { startWorkerPool } from '../../infra/worker.ts';
+import { ndrResults } from './results.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const program = new Command('layerflow')
@@ -159,11 +160,21 @@ program
     try {
       await submitSweep(c, e, plan);
       console.log(`sweep ${plan.sweep}: ${plan.cells.length} cells submitted (workflow layerflow/${plan.sweep}); MLflow experiment "${plan.sweep}" at ${e.mlflowUri}`);
-      if (!o.detach) process.exitCode = await follow(c, plan.sweep);
+      if (!o.detach) {
+        process.exitCode = await follow(c, plan.sweep);
+        const results = await ndrResults(e, plan);
+        if (results) console.log(`\n${results}`);
+        console.log(`\nMLflow: ${e.mlflowUri}/#/experiments (experiment "${plan.sweep}": one parent run per cell, nested runs per stage with their metrics and series)`);
+        console.log(`Temporal: http://127.0.0.1:8233/namespaces/${e.namespace}/workflows/layerflow%2F${plan.sweep}`);
+      }
     } finally {
       await close();
     }
   });
+
+program.command('results <file>').description('the results tables of a sweep file (NDR@30, AUC-NDR, retrained accuracy), from the artifact store').action(async (file: string) => {
+  console.log((await ndrResults(env(), await planFile(file))) || 'no results yet (no cell has finished its ndr stage)');
+});
 
 program.command('status <sweep>').description('per-cell, per-stage state').action(async (sweep: string) => {
   const { client: c, close } = await client(env());

@@ -11,15 +11,16 @@ import { ArtifactStore } from '../store/artifacts.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { diffCacheKeyParts, type CacheKeyParts } from '../store/cache-key.ts';
 import { ConfigError } from '../errors.ts';
-import { pipelineDefs } from '../../pipelines/index.ts';
+import { loadPipelineDefs } from '../../pipelines/index.ts';
 import type { SweepInput, SweepResult, CellSummary } from '../../workflows/sweep.ts';
 import type { StageState } from '../../workflows/experiment.ts';
 
 export const sweepWorkflowId = (sweep: string) => `layerflow/${sweep}`;
 
 export async function planFile(file: string): Promise<SweepPlan> {
-  const sweep = await loadSweep(file, pipelineDefs);
-  return planSweep(sweep, pipelineDefs[sweep.pipeline]);
+  const defs = await loadPipelineDefs();
+  const sweep = await loadSweep(file, defs);
+  return planSweep(sweep, defs[sweep.pipeline]);
 }
 
 export type CacheStatus = 'hit' | 'miss' | 'corrupt';

@@ -17,8 +17,12 @@ export interface StageDef {
   kind: string;
   /** Upstream stages whose artifacts this stage reads. */
   needs: string[];
-  /** Config slice keys this stage reads (besides its own `stages.<name>` settings): model, task, method, seed. */
-  reads: Array<'model' | 'task' | 'method' | 'seed'>;
+  /**
+   * Config paths this stage reads besides its own `stages.<name>` settings: a whole entry (`model`,
+   * `task`, `method`, `seed`) or one field of it (`method.influence`, `stages.ndr.aggregation`).
+   * Only these values enter the cache key, so a change elsewhere leaves the stage's key alone.
+   */
+  reads: string[];
   /** Device-bound stages run on a device worker's own task queue, one at a time. */
   device: boolean;
   /** Schema of `stages.<name>` settings in the sweep file; defaults fill what is omitted. */
@@ -50,7 +54,25 @@ export const DEFAULT_RETRY: StageRetry = {
   maximumIntervalMs: 30_000,
 };
 
-/** Stages in an order where every stage comes after its needs; throws on unknown needs or cycles. */
+const READ_ROOTS = ['model', 'task', 'method', 'seed', 'stages'];
+
+/** Throws unless `path` is a config path a stage may read (see StageDef.reads). */
+export function checkReadPath(p: PipelineDef, stage: string, path: string): void {
+  const parts = path.split('.');
+  const ok = READ_ROOTS.includes(parts[0]) && parts.every((x) => /^[A-Za-z0-9_-]+$/.test(x)) &&
+    (parts[0] !== 'seed' || parts.length === 1) && (parts[0] !== 'method' || p.method !== undefined) &&
+    (parts[0] !== 'stages' || (parts.length === 3 && p.stages.some((s) => s.name === parts[1])));
+  if (!ok) throw new Error(`pipeline ${p.name}: stage ${stage} reads "${path}"; expected model, task, ${p.method ? 'method, ' : ''}seed, one of their fields (e.g. model.path) or stages.<stage>.<setting>`);
+}
+
+/** The value at a dotted config path (undefined where absent). */
+export function valueAt(config: unknown, path: string): unknown {
+  let v = config;
+  for (const k of path.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
+  return v;
+}
+
+/** Stages in an order where every stage comes after its needs; throws on unknown needs, bad reads or cycles. */
 export function topologicalStages(p: PipelineDef): StageDef[] {
   const byName = new Map(p.stages.map((s) => [s.name, s]));
   const order: StageDef[] = [];
@@ -60,6 +82,7 @@ export function topologicalStages(p: PipelineDef): StageDef[] {
     if (state.get(s.name) === 'visiting')
       throw new Error(`pipeline ${p.name}: stage cycle ${[...trail, s.name].join(' → ')}`);
     state.set(s.name, 'visiting');
+    for (const r of s.reads) checkReadPath(p, s.name, r);
     for (const n of s.needs) {
       const dep = byName.get(n);
       if (!dep) throw new Error(`pipeline ${p.name}: stage ${s.name} needs unknown stage ${n}`);

@@ -1,6 +1,6 @@
 import { stageCacheKey, type CacheKeyParts } from '../store/cache-key.ts';
 import { sha256 } from '../store/hash.ts';
-import { DEFAULT_RETRY, topologicalStages, type PipelineDef, type StageRetry } from './pipeline.ts';
+import { DEFAULT_RETRY, topologicalStages, valueAt, type PipelineDef, type StageRetry } from './pipeline.ts';
 import type { Cell, Sweep, AxisValue } from './sweep.ts';
 
 /** One stage of one cell, fully resolved: this is what the cell workflow executes. Small JSON. */
@@ -43,16 +43,16 @@ export function planSweep(sweep: Sweep, pipeline: PipelineDef): SweepPlan {
     pipeline: pipeline.name,
     file: sweep.file,
     concurrency: sweep.concurrency,
-    cells: sweep.cells.map((c) => planCell(sweep.name, c, pipeline)),
+    cells: sweep.cells.map((c) => planCell(sweep.name, c, pipeline, sweep.heartbeatSeconds)),
   };
 }
 
-export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef): CellPlan {
+export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef, heartbeatSeconds?: number): CellPlan {
   const keys = new Map<string, string>();
   const stages: StagePlan[] = [];
   for (const s of topologicalStages(pipeline)) {
     const slice: Record<string, unknown> = { settings: cell.config.stages[s.name] };
-    for (const r of s.reads) slice[r] = cell.config[r];
+    for (const r of s.reads) slice[r] = valueAt(cell.config, r);
     const parts: CacheKeyParts = {
       stage: s.name,
       version: s.version,
@@ -70,7 +70,7 @@ export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef): 
       device: s.device,
       retry: { ...DEFAULT_RETRY, ...s.retry },
       timeoutMs: s.timeoutMs ?? 30 * 60_000,
-      heartbeatMs: s.heartbeatMs ?? 60_000,
+      heartbeatMs: heartbeatSeconds !== undefined ? heartbeatSeconds * 1000 : (s.heartbeatMs ?? 60_000),
     });
   }
   const cellKey = sha256(stages.map((s) => s.key).join('\n')).slice(0, 16);

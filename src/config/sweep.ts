@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { YamlSource, type FieldPath } from './yaml-source.ts';
 import { SweepConfigError, issueAt, type SweepIssue } from './errors.ts';
 import type { PipelineDef } from './pipeline.ts';
-import { sha256File } from '../store/hash.ts';
+import { sha256Path } from '../store/hash.ts';
 
 export type AxisValue = string | number | boolean;
 
@@ -30,6 +30,7 @@ export interface Sweep {
   file: string;
   description?: string;
   concurrency: number;
+  heartbeatSeconds?: number;
   cells: Cell[];
 }
 
@@ -45,6 +46,8 @@ function sweepSchema(p: PipelineDef) {
     pipeline: z.string(),
     description: z.string().optional(),
     concurrency: z.number().int().min(1).max(1024).default(4),
+    /** Heartbeat timeout of every stage: a worker silent this long is presumed lost and its stage retried (default: per stage). */
+    heartbeatSeconds: z.number().int().min(1).optional(),
     models: z.array(entry(p.model)).min(1),
     tasks: z.array(entry(p.task)).min(1),
     methods: p.method ? z.array(entry(p.method)).min(1) : z.array(z.never()).max(0).optional(),
@@ -229,9 +232,9 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
       const rel = entries[i][field];
       if (typeof rel !== 'string') continue;
       const abs = resolve(baseDir, rel);
-      const ok = await stat(abs).then((s) => s.isFile(), () => false);
-      if (!ok) at([`${kind}s`, i, field], `input file ${abs} does not exist; expected a path relative to the sweep file`);
-      else fileHashes.set(`${kind}:${i}:${field}`, { path: abs, sha256: await sha256File(abs) });
+      const ok = await stat(abs).then((s) => s.isFile() || s.isDirectory(), () => false);
+      if (!ok) at([`${kind}s`, i, field], `input file ${abs} does not exist; expected a path (file or folder) relative to the sweep file`);
+      else fileHashes.set(`${kind}:${i}:${field}`, { path: abs, sha256: await sha256Path(abs) });
     }
   }
   if (issues.length) throw fail();
@@ -268,7 +271,7 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
     return { id, axes: Object.fromEntries([...axes.keys()].map((k) => [k, c[k]])), config };
   });
   if (issues.length) throw fail();
-  return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, cells };
+  return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, heartbeatSeconds: cfg.heartbeatSeconds, cells };
 }
 
 /** The keys a strict object schema accepts at `path` (for "expected one of" messages). */

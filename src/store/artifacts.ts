@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.ts';
 import { canonicalJson, sha256 } from './hash.ts';
@@ -117,7 +117,11 @@ export class ArtifactStore {
     return manifest;
   }
 
-  /** A cache hit needs the manifest and every blob to exist and verify. */
+  /**
+   * A cache hit needs the manifest to verify and every blob to exist with its size; blobs up to
+   * FULL_VERIFY_BYTES are also re-hashed here. Larger ones (gradient shards) are hashed by every
+   * reader instead (readBlob), so a hit never re-reads GBs and corrupt bytes are still never used.
+   */
   async lookup(key: string): Promise<Lookup> {
     const path = this.manifestPath(key);
     const text = await readFile(path, 'utf8').catch(() => undefined);
@@ -132,16 +136,56 @@ export class ArtifactStore {
     if (digest !== sha256(canonicalJson(body)) || manifest.key !== key)
       return { status: 'corrupt', reason: `manifest ${path} fails its checksum` };
     for (const [name, file] of Object.entries(manifest.files)) {
-      try {
-        await this.readBlob(file, `${manifest.stage}/${name}`);
-      } catch (err) {
-        return { status: 'corrupt', reason: (err as Error).message };
-      }
+      const problem = await this.checkBlob(file, `${manifest.stage}/${name}`);
+      if (problem) return { status: 'corrupt', reason: problem };
     }
     return { status: 'hit', manifest };
   }
 
+  /** Why a blob cannot be used (missing, wrong size, or — when small — wrong hash), or undefined. */
+  async checkBlob(file: ArtifactFile, what: string): Promise<string | undefined> {
+    if (file.size > FULL_VERIFY_BYTES) {
+      const st = await stat(this.blobPath(file.sha256)).catch(() => undefined);
+      if (!st) return `${what}: blob ${this.blobPath(file.sha256)} does not exist`;
+      return st.size === file.size ? undefined : `${what}: blob ${this.blobPath(file.sha256)} has ${st.size} bytes; expected ${file.size}`;
+    }
+    try {
+      await this.readBlob(file, what);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  shardPath(key: string, index: number): string {
+    return join(this.root, 'stages', `${key}.shards`, `${String(index).padStart(5, '0')}.json`);
+  }
+
+  /**
+   * Commit one shard of a stage that is still running (DESIGN.md contract 4): the blob first, then
+   * its small record, atomically. A retry of the stage finds committed shards with `committedShard`.
+   */
+  async commitShard(key: string, index: number, data: Uint8Array, meta?: Record<string, unknown>): Promise<ArtifactFile> {
+    const blob = await this.putBlob(data);
+    const file: ArtifactFile = meta ? { ...blob, meta } : blob;
+    await writeFileAtomic(this.shardPath(key, index), JSON.stringify(file));
+    return file;
+  }
+
+  /** A shard committed earlier whose blob still verifies, or undefined (then it is recomputed). */
+  async committedShard(key: string, index: number): Promise<ArtifactFile | undefined> {
+    const text = await readFile(this.shardPath(key, index), 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    let file: ArtifactFile;
+    try { file = JSON.parse(text) as ArtifactFile; } catch { return undefined; }
+    if (typeof file?.sha256 !== 'string' || typeof file.size !== 'number') return undefined;
+    return (await this.checkBlob(file, `shard ${index} of ${key.slice(0, 12)}`)) ? undefined : file;
+  }
+
 }
+
+/** Blobs up to this size are re-hashed on every cache lookup; larger ones on every read. */
+export const FULL_VERIFY_BYTES = 16 * 2 ** 20;
 
 export function refOf(m: Manifest): ArtifactRef {
   return { key: m.key, stage: m.stage, kind: m.kind, files: m.files };

@@ -1,26 +1,28 @@
 import type { ArtifactRef, ArtifactStore, FileContent } from './artifacts.ts';
 
-/** What a stage implementation receives: references, settings, the store. No Temporal types. */
-export interface StageContext {
+/** What a stage implementation receives: references, typed settings, the store, its device. No Temporal types. */
+export interface StageContext<S = Record<string, unknown>> {
   sweep: string;
   cellId: string;
   stage: string;
   key: string;
-  /** This stage's resolved settings (`stages.<name>` with defaults). */
-  settings: Record<string, unknown>;
-  /** The config slice the stage reads (model / task / method / seed, as declared). */
+  /** This stage's resolved settings (`stages.<name>` parsed by the stage's own schema, defaults filled). */
+  settings: S;
+  /** The config values the stage reads, by path (`model`, `task`, `method.influence`, `stages.ndr.aggregation`). */
   slice: Record<string, unknown>;
   /** Upstream stage name → its verified artifact reference. */
   inputs: Record<string, ArtifactRef>;
   store: ArtifactStore;
   /** LayerFlow home (default .layerflow/). */
   home: string;
+  /** The device this stage runs on: `cpu:N` or `cuda:N` (device-bound stages: the cell's pinned device). */
+  device: string;
   /** 1 on the first try; retries count up. */
   attempt: number;
   /** Report progress; the details come back as `resumeFrom` on a retry (DESIGN.md contract 4). */
   heartbeat(details?: unknown): void;
   resumeFrom?: unknown;
-  /** Aborted when the stage is cancelled. */
+  /** Aborted when the stage is cancelled; throw `signal.reason` (an AbortError) to report it as cancelled. */
   signal: AbortSignal;
 }
 
@@ -28,6 +30,9 @@ export interface StageResult {
   /** File name → bytes (or text), optionally with tensor metadata. */
   files: Record<string, FileContent>;
   metrics?: Record<string, number>;
+  /** Metric series for MLflow (name → value per step); tracking only, not part of the artifact. */
+  series?: Record<string, number[]>;
 }
 
-export type StageImpl = (ctx: StageContext) => Promise<StageResult>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type StageImpl<S = any> = (ctx: StageContext<S>) => Promise<StageResult>;

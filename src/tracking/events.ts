@@ -26,6 +26,8 @@ export interface StageEvent extends EventBase {
   /** The stage's config slice flattened (nested run params). */
   params: Record<string, string>;
   metrics: Record<string, number>;
+  /** Metric series: name → values by step (training loss per step, NDR@30 per layer index). */
+  series?: Record<string, number[]>;
   error?: string;
   /** Small files uploaded as artifacts of the nested run (e.g. the manifest). */
   artifacts?: Record<string, string>;

@@ -47,7 +47,10 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
     ...(e.gitCommit ? { [TAG.git]: e.gitCommit } : {}),
   }, e.params);
   await client.logBatch(run.run_id, {
-    metrics: Object.entries(e.metrics).map(([key, value]) => ({ key, value, timestamp: e.time })),
+    metrics: [
+      ...Object.entries(e.metrics).map(([key, value]) => ({ key, value, timestamp: e.time })),
+      ...Object.entries(e.series ?? {}).flatMap(([key, values]) => values.map((value, step) => ({ key, value, step, timestamp: e.time }))),
+    ],
     tags: kv({ [TAG.cached]: String(e.cached), ...(e.error ? { 'layerflow.error': e.error } : {}) }),
   });
   for (const [path, content] of Object.entries(e.artifacts ?? {})) await client.uploadArtifact(run, path, content, 'application/json');

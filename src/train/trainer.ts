@@ -36,7 +36,7 @@ export interface TrainObjective<E> {
 }
 
 export interface StepInfo { step: number; epoch: number; loss: number; lr: number; gradNorm: number; seconds: number; totalSteps: number }
-export interface EvalInfo { epoch: number; step: number; trainLoss: number; valLoss: number | null; best: boolean }
+export interface EvalInfo { epoch: number; step: number; trainLoss: number; valLoss: number | null; best: boolean; /** The parameters after this epoch (do not modify). */ params: ParamMap }
 
 export interface TrainOptions<E> {
   objective: TrainObjective<E>;
@@ -76,6 +76,8 @@ export interface TrainOptions<E> {
   stopAtStep?: number;
   onStep?(info: StepInfo): void | Promise<void>;
   onEval?(info: EvalInfo): void | Promise<void>;
+  /** Checked before every step: an aborted signal stops training by throwing its reason (after the last checkpoint). */
+  signal?: AbortSignal;
 }
 
 export interface TrainResult {
@@ -227,7 +229,7 @@ export async function train<E>(o: TrainOptions<E>): Promise<TrainResult> {
       }
     }
     history.push({ epoch: e + 1, step, trainLoss, valLoss });
-    await o.onEval?.({ epoch: e + 1, step, trainLoss, valLoss, best: isBest });
+    await o.onEval?.({ epoch: e + 1, step, trainLoss, valLoss, best: isBest, params });
   };
 
   // A checkpoint saved at an epoch end already holds that epoch's evaluation; catch up otherwise.
@@ -239,6 +241,7 @@ export async function train<E>(o: TrainOptions<E>): Promise<TrainResult> {
   let finished = true;
   while (step < totalSteps) {
     if (o.stopAtStep !== undefined && step >= o.stopAtStep) { finished = false; break; }
+    o.signal?.throwIfAborted();
     const t0 = performance.now();
     const e = Math.floor(step / stepsPerEpoch);
     order ??= drawOrder();

@@ -145,6 +145,20 @@ export class SafetensorsReader {
   async close(): Promise<void> { await this.fh.close(); }
 }
 
+/** Every tensor of an in-memory safetensors buffer (e.g. a blob from the artifact store), validated. */
+export function parseSafetensorsBytes(bytes: Uint8Array, what = 'safetensors buffer'): { tensors: Map<string, RawTensor>; metadata: Record<string, string> } {
+  if (bytes.byteLength < 8) throw new DataError(`${what}: truncated: ${bytes.byteLength} bytes, a safetensors buffer has at least an 8-byte header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = view.getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER) || 8 + Number(n) > bytes.byteLength) throw new DataError(`${what}: header length ${n} does not fit the ${bytes.byteLength}-byte buffer`);
+  const headerLength = Number(n);
+  const json = Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLength).toString('utf8');
+  const { entries, metadata } = parseSafetensorsHeader(json, what, headerLength, bytes.byteLength - 8 - headerLength);
+  const tensors = new Map<string, RawTensor>();
+  for (const e of entries) tensors.set(e.name, { dtype: e.dtype, shape: e.shape.slice(), data: bytes.subarray(e.begin, e.end) });
+  return { tensors, metadata };
+}
+
 /** Reads every tensor of a file into memory. */
 export async function readSafetensors(path: string): Promise<{ tensors: Map<string, RawTensor>; metadata: Record<string, string> }> {
   const r = await SafetensorsReader.open(path);

@@ -6,7 +6,9 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadSweep } from '../../src/config/sweep.ts';
 import { SweepConfigError } from '../../src/config/errors.ts';
-import { pipelineDefs } from '../../pipelines/index.ts';
+import { loadPipelineDefs } from '../helpers/pipelines.ts';
+
+const pipelineDefs = await loadPipelineDefs();
 
 const VALID = `sweep: s
 pipeline: demo

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { startTemporal, startMlflow, stopService, freePort } from '../../infra/services.ts';
+import './pipelines.ts';
 import { startWorkerPool, type WorkerPool } from '../../infra/worker.ts';
 import { resolveEnv, paths, type LayerflowEnv } from '../../src/config/env.ts';
 import { TrackingOutbox } from '../../src/tracking/outbox.ts';
@@ -18,6 +19,7 @@ import type { LedgerLine } from '../../activities/index.ts';
 export interface Stack {
   env: LayerflowEnv;
   client: Client;
+  /** The in-process worker pool (absent with `worker: false`: the test runs its own worker process). */
   pool: WorkerPool;
   mlflow: MlflowClient;
   mlflowPort: number;
@@ -27,13 +29,15 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
+export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), 'lf-e2e-'));
   const home = join(dir, 'home');
   const [tPort, uiPort, mPort] = [await freePort(), await freePort(), await freePort()];
   await Promise.all([startTemporal({ home, port: tPort, uiPort }), startMlflow({ home, port: mPort })]);
   const env = resolveEnv({ home, temporalAddress: `127.0.0.1:${tPort}`, mlflowUri: `http://127.0.0.1:${mPort}`, devices: ['cpu:0'], taskQueue: 'layerflow-e2e' });
-  const pool = await startWorkerPool(env, { deliveryIntervalMs: 250 });
+  const pool: WorkerPool = opts.worker === false
+    ? { done: Promise.resolve(), shutdown: async () => undefined, flushTracking: async () => undefined }
+    : await startWorkerPool(env, { deliveryIntervalMs: 250 });
   const connection = await Connection.connect({ address: env.temporalAddress });
   const client = new Client({ connection });
   return {
@@ -54,7 +58,7 @@ export async function startStack(): Promise<Stack> {
   };
 }
 
-const DATA = fileURLToPath(new URL('../../configs/data/', import.meta.url));
+const DATA = fileURLToPath(new URL('../fixtures/poems/', import.meta.url));
 
 /** Write a demo-pipeline sweep (2 models × 2 tasks unless `extra` changes it) into its own folder. */
 export async function writeSweep(stack: Stack, name: string, opts: { work?: number; extra?: string } = {}): Promise<string> {

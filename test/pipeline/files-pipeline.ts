@@ -81,7 +81,7 @@ const transform: StageImpl = async (ctx) => {
     let h = Buffer.from(shuffled[i]);
     for (let k = 0; k < model.work; k++) h = createHash('sha256').update(h).digest();
     digests.push(h.toString('hex').slice(0, 16));
-    if (ctx.signal.aborted) throw new Error('cancelled');
+    ctx.signal.throwIfAborted();
     ctx.heartbeat({ line: i });
     await new Promise((r) => setImmediate(r)); // let the worker's event loop breathe between lines
   }
@@ -109,3 +109,6 @@ const report: StageImpl = async (ctx) => {
 };
 
 export const filesStages: Record<string, StageImpl> = { load, transform, profile, report };
+
+/** Registered through LAYERFLOW_PIPELINES by the tests (test/helpers/pipelines.ts). */
+export const pipeline = { def: filesPipeline, stages: filesStages };

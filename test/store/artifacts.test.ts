@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdtemp, readdir, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ArtifactStore, refOf } from '../../src/store/artifacts.ts';
+import { ArtifactStore, refOf, FULL_VERIFY_BYTES } from '../../src/store/artifacts.ts';
 import { stageCacheKey, diffCacheKeyParts, type CacheKeyParts } from '../../src/store/cache-key.ts';
 import { canonicalJson } from '../../src/store/hash.ts';
 import { MissingArtifactError } from '../../src/errors.ts';
@@ -55,4 +55,35 @@ test('atomic writes leave no temp files behind', async (t) => {
   await store.commit({ key: 'k', parts: parts(), kind: 'x', files: { f: 'x'.repeat(1000) } });
   const all = await readdir(root, { recursive: true });
   t.false(all.some((f) => f.endsWith('.tmp')));
+});
+
+test('shards: committed one by one, found again by a retry, a corrupt or torn one is recomputed', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'lf-store-'));
+  const store = new ArtifactStore(root);
+  t.is(await store.committedShard('k', 0), undefined);
+  const f0 = await store.commitShard('k', 0, new Uint8Array([1, 2, 3]), { rows: 3 });
+  t.deepEqual(await store.committedShard('k', 0), f0);
+  t.deepEqual(f0.meta, { rows: 3 });
+  // Corrupt blob: not reported as committed.
+  await writeFile(store.blobPath(f0.sha256), new Uint8Array([1, 2, 4]));
+  t.is(await store.committedShard('k', 0), undefined);
+  // Torn record (not JSON): not committed either.
+  await writeFile(store.shardPath('k', 1), '{"sha2');
+  t.is(await store.committedShard('k', 1), undefined);
+});
+
+test('lookup: large blobs are checked by size (hashed by readers), small ones re-hashed', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'lf-store-'));
+  const store = new ArtifactStore(root);
+  const big = new Uint8Array(FULL_VERIFY_BYTES + 1).fill(7);
+  const m = await store.commit({ key: 'big', parts: parts(), kind: 'x', files: { 'g.bin': big } });
+  t.is((await store.lookup('big')).status, 'hit');
+  const path = store.blobPath(m.files['g.bin'].sha256);
+  const bytes = await readFile(path);
+  bytes[5] = 8; // same size, wrong content: the lookup does not re-read it, the reader refuses it
+  await writeFile(path, bytes);
+  t.is((await store.lookup('big')).status, 'hit');
+  await t.throwsAsync(store.read(refOf(m), 'g.bin'), { instanceOf: MissingArtifactError, message: /corrupt/ });
+  await writeFile(path, bytes.subarray(0, 10)); // truncated: the lookup sees it
+  t.is((await store.lookup('big')).status, 'corrupt');
 });
