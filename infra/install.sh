@@ -44,3 +44,4 @@ fi
 ln -sf "$VENV/bin/mlflow" "$TOOLS/bin/mlflow"
 say "temporal: $("$TOOLS/bin/temporal" --version | head -1)"
 say "mlflow:   $("$TOOLS/bin/mlflow" --version 2>/dev/null | tail -1)"
+bash "$ROOT/infra/fetch-models.sh"

@@ -12,9 +12,11 @@
  * (spec.trainable); feed with feedsFor(spec, weights, batch) on a createSession.
  * Names: weights use HF keys, LoRA tensors PEFT keys (base_model.model.<module>.lora_{A,B}.weight),
  * so adapters round-trip with src/weights/peft.ts (loraToWeights / weightsToLora).
+ * Loading a model (HF folder or GGUF) with its tokenizer in one call: loadModel (./load.ts).
  */
 export { ModelContext, type ContextOptions, type FloatDType, type WeightMap } from './context.ts';
 export * from './graphs.ts';
+export * from './load.ts';
 export * from './lora.ts';
 export * from './loss.ts';
 export * from './moe.ts';

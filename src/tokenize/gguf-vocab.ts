@@ -5,8 +5,10 @@
  *    SentencePieceExtractor does: every split of a piece into two in-vocabulary halves, ranked by
  *    the piece's score (higher first). With byte fallback (<0xXX> tokens), the "▁" space marker and
  *    a leading-space prefix this reproduces llama.cpp's score-driven bigram merging.
- *  - model "gpt2" (byte-level BPE): vocab + explicit merges, pre-tokenizer regex chosen by
- *    tokenizer.ggml.pre (gpt2/default, llama-bpe, qwen2).
+ *  - model "gpt2" (byte-level BPE): vocab + explicit merges, pre-tokenizer chosen by
+ *    tokenizer.ggml.pre as llama.cpp does (llama-vocab.cpp, regex_exprs): gpt2/default, llama-bpe,
+ *    qwen2, smollm. Each is a list of regex splits (Split, behavior Isolated) applied in order, then
+ *    ByteLevel, which applies the GPT-2 pattern itself when the list does not end in a full pattern.
  * Token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
  */
 import { ConfigError, DataError } from '../errors.ts';
@@ -15,11 +17,19 @@ import { TextTokenizer } from './tokenizer.ts';
 
 const NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4;
 
-const PRE_REGEX: Record<string, string | null> = {
-  default: null, // the GPT-2 pattern built into the ByteLevel pre-tokenizer
-  gpt2: null,
-  'llama-bpe': "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-  qwen2: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+const GPT2_OWN = null; // the GPT-2 pattern built into the ByteLevel pre-tokenizer
+/**
+ * tokenizer.ggml.pre → regex splits applied in order (each piece is split again by the next), then
+ * the last entry: a full pattern, or GPT2_OWN for ByteLevel's own GPT-2 pattern.
+ */
+const PRE_SPLITS: Record<string, (string | typeof GPT2_OWN)[]> = {
+  default: [GPT2_OWN],
+  gpt2: [GPT2_OWN],
+  'llama-bpe': ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
+  qwen2: ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"],
+  // SmolLM / SmolLM2 (HF: Digits(individual_digits) + ByteLevel): every numeric character its own
+  // piece, then GPT-2. \p{N} rather than Digits, whose JS port only knows ASCII \d.
+  smollm: ['\\p{N}', GPT2_OWN],
 };
 
 type Meta = Map<string, GgufValue>;
@@ -97,14 +107,16 @@ export function tokenizerJsonFromGguf(meta: Meta, source = 'gguf'): { json: Reco
       return [s.slice(0, sp), s.slice(sp + 1)];
     });
     const pre = get<string>(meta, 'tokenizer.ggml.pre', (v) => typeof v === 'string', 'a string', source, 'default');
-    if (!(pre in PRE_REGEX)) throw new ConfigError(`${source}: tokenizer.ggml.pre "${pre}" is not supported; expected one of ${Object.keys(PRE_REGEX).join(', ')}`);
-    const regex = PRE_REGEX[pre];
-    const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: regex === null };
+    if (!Object.hasOwn(PRE_SPLITS, pre)) throw new ConfigError(`${source}: tokenizer.ggml.pre "${pre}" is not supported; expected one of ${Object.keys(PRE_SPLITS).join(', ')}`);
+    const steps = PRE_SPLITS[pre];
+    const ownRegex = steps[steps.length - 1] === GPT2_OWN;
+    const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: ownRegex };
+    const splits = steps.filter((r): r is string => r !== GPT2_OWN).map((r) => ({ type: 'Split', pattern: { Regex: r }, behavior: 'Isolated', invert: false }));
     return {
       special,
       json: {
         version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
-        pre_tokenizer: regex === null ? byteLevel : { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false }, byteLevel] },
+        pre_tokenizer: splits.length === 0 ? byteLevel : { type: 'Sequence', pretokenizers: [...splits, byteLevel] },
         post_processor: post,
         decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
         model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: pairs },

@@ -6,10 +6,21 @@
  * with n_head = num_attention_heads for q_proj and num_key_value_heads for k_proj.
  * Only the `llama` architecture is permuted (Mistral converts as `llama`); qwen2 uses NEOX rope and
  * is stored unpermuted.
+ *
+ * RoPE scaling: GGUF keeps linear scaling as `<arch>.rope.scaling.type` / `.factor` (or the older
+ * `<arch>.rope.scale_linear`), and Llama 3.x "llama3" scaling only as a `rope_freqs.weight` tensor
+ * of per-frequency divisors (convert_hf_to_gguf.py, LlamaModel.generate_extra_tensors). Both become
+ * the HF-shaped `ropeScaling` record; rope_freqs is accepted only when a llama3 record reproduces
+ * it through our RoPE code (ropeInvFreq), anything else (yarn, longrope, partial rotary, factors
+ * of another shape) is refused with a ConfigError rather than dropped.
  */
 import { ConfigError, DataError } from '../errors.ts';
+import { ropeInvFreq } from '../models/ops.ts';
 import type { GgufReader, GgufValue } from './gguf.ts';
 import type { ModelConfig } from './hf-config.ts';
+
+/** The llama3-style per-frequency RoPE divisor tensor ([head_dim / 2], F32). */
+export const ROPE_FREQS = 'rope_freqs.weight';
 
 export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2'] as const;
 
@@ -96,8 +107,12 @@ export async function loadGgufAsHf(reader: GgufReader): Promise<{ tensors: Map<s
   return { tensors, skipped };
 }
 
-/** The model record (same shape as hf-config's) from a llama-family GGUF's `<arch>.*` metadata. */
-export function modelConfigFromGguf(reader: GgufReader): ModelConfig {
+/**
+ * The model record (same shape as hf-config's) from a llama-family GGUF's `<arch>.*` metadata.
+ * `ropeFreqs` are the values of the file's rope_freqs.weight tensor; a file that has one needs them
+ * (use readGgufModelConfig, which reads them).
+ */
+export function modelConfigFromGguf(reader: GgufReader, ropeFreqs?: Float32Array): ModelConfig {
   const m = reader.metadata;
   const arch = m.get('general.architecture');
   if (typeof arch !== 'string' || !(LLAMA_FAMILY as readonly string[]).includes(arch)) {
@@ -120,12 +135,88 @@ export function modelConfigFromGguf(reader: GgufReader): ModelConfig {
   const names = new Set(reader.tensors.map((t) => t.name));
   const id = (k: string) => { const v = m.get(k); return typeof v === 'number' ? v : null; };
   const eos = id('tokenizer.ggml.eos_token_id');
+  const headDim = int('attention.key_length', hidden / heads);
+  const ropeTheta = num('rope.freq_base', 10000);
+  const ropeScaling = ropeScalingFromGguf(reader, arch, headDim, ropeTheta, ropeFreqs);
   return {
     modelType: arch === 'qwen2' ? 'qwen2' : 'llama', hiddenSize: hidden, numLayers: int('block_count'), numHeads: heads,
-    numKvHeads: kv, headDim: int('attention.key_length', hidden / heads), intermediateSize: int('feed_forward_length'),
+    numKvHeads: kv, headDim, intermediateSize: int('feed_forward_length'),
     vocabSize: vocab, maxPositions: int('context_length'), norm: 'rms', normEps: num('attention.layer_norm_rms_epsilon', 1e-5),
-    positions: 'rope', ropeTheta: num('rope.freq_base', 10000), ropeScaling: null, hiddenAct: 'silu',
+    positions: 'rope', ropeTheta, ropeScaling, hiddenAct: 'silu',
     tieWordEmbeddings: !names.has('output.weight'), attentionBias: names.has('blk.0.attn_q.bias'), slidingWindow: null,
     bosTokenId: id('tokenizer.ggml.bos_token_id'), eosTokenIds: eos === null ? [] : [eos],
   };
+}
+
+/** modelConfigFromGguf, reading the rope_freqs.weight tensor first when the file has one. */
+export async function readGgufModelConfig(reader: GgufReader): Promise<ModelConfig> {
+  const has = reader.tensors.some((t) => t.name === ROPE_FREQS);
+  return modelConfigFromGguf(reader, has ? (await reader.readFloat32(ROPE_FREQS)).values : undefined);
+}
+
+/**
+ * `ropeScaling` from `<arch>.rope.*` metadata and rope_freqs.weight, as llama.cpp reads them
+ * (llama-model.cpp): scaling type defaults to linear, factor from rope.scaling.factor, else
+ * rope.scale_linear, 0 or absent meaning 1; rope_freqs divides each base frequency.
+ */
+function ropeScalingFromGguf(reader: GgufReader, arch: string, headDim: number, theta: number, ropeFreqs: Float32Array | undefined): Record<string, unknown> | null {
+  const m = reader.metadata, file = reader.path;
+  const key = (k: string) => `${arch}.${k}`;
+  const rotary = m.get(key('rope.dimension_count'));
+  if (rotary !== undefined && rotary !== headDim) {
+    throw new ConfigError(`${file}: metadata ${key('rope.dimension_count')} is ${JSON.stringify(rotary)} but the head size is ${headDim}; partial rotary embeddings are not supported`);
+  }
+  const typeV = m.get(key('rope.scaling.type')) ?? 'linear';
+  if (typeof typeV !== 'string') throw new ConfigError(`${file}: metadata ${key('rope.scaling.type')} is ${JSON.stringify(typeV)}; expected a string`);
+  const factorKey = m.has(key('rope.scaling.factor')) ? key('rope.scaling.factor') : key('rope.scale_linear');
+  const factorV = m.get(factorKey) ?? 0;
+  if (typeof factorV !== 'number' || !Number.isFinite(factorV) || factorV < 0) throw new ConfigError(`${file}: metadata ${factorKey} is ${JSON.stringify(factorV)}; expected a non-negative number`);
+  const factor = factorV === 0 ? 1 : factorV;
+  const type = typeV === 'none' || factor === 1 ? 'none' : typeV;
+  if (type !== 'none' && type !== 'linear') {
+    throw new ConfigError(`${file}: metadata ${key('rope.scaling.type')} is "${type}" (factor ${factor}); RoPE scaling "${type}" is not supported (expected none, linear, or llama3 via ${ROPE_FREQS})`);
+  }
+  const linear = type === 'linear' ? { rope_type: 'linear', factor } : null;
+
+  if (!reader.tensors.some((t) => t.name === ROPE_FREQS)) return linear;
+  if (!ropeFreqs) throw new ConfigError(`${file}: has a ${ROPE_FREQS} tensor; read the config with readGgufModelConfig so its values can be checked`);
+  if (linear) throw new ConfigError(`${file}: has both linear RoPE scaling (factor ${factor}) and a ${ROPE_FREQS} tensor; combining them is not supported`);
+  if (ropeFreqs.length !== headDim / 2) throw new ConfigError(`${file}: ${ROPE_FREQS} has ${ropeFreqs.length} values; expected head_dim / 2 = ${headDim / 2}`);
+  const base = ropeInvFreq(headDim, theta, null);
+  const want = base.map((f, i) => f / ropeFreqs[i]);
+  if (!want.every((f) => Number.isFinite(f) && f > 0)) throw new ConfigError(`${file}: ${ROPE_FREQS} holds non-positive or non-finite factors`);
+  if (ropeFreqs.every((f) => f === 1)) return null;
+  const orig = m.get(key('rope.scaling.original_context_length'));
+  for (const cand of llama3Candidates(base, ropeFreqs, typeof orig === 'number' ? orig : undefined)) {
+    const got = ropeInvFreq(headDim, theta, cand);
+    if (got.every((f, i) => Math.abs(f - want[i]) <= 1e-5 * want[i])) return cand;
+  }
+  const shown = Array.from(ropeFreqs.slice(0, 8), (f) => +f.toPrecision(6)).join(', ');
+  throw new ConfigError(`${file}: ${ROPE_FREQS} [${shown}${ropeFreqs.length > 8 ? ', …' : ''}] is not reproduced by any llama3 rope_scaling (factor, low/high_freq_factor, original_max_position_embeddings); these per-frequency RoPE factors are not supported`);
+}
+
+/**
+ * llama3 records that may produce `factors` (divisors of the base frequencies `base`): one fitted
+ * to the smooth band (factors strictly between 1 and the maximum: 1/f = (1-s)/factor + s with s
+ * linear in 1/wavelength; only old/low and old/high matter, so low_freq_factor is fixed to 1), then
+ * Llama 3.1's published values with the file's maximum factor. The caller verifies each.
+ */
+function llama3Candidates(base: number[], factors: Float32Array, original: number | undefined): Record<string, unknown>[] {
+  const factor = Math.max(...factors);
+  const rec = (lo: number, hi: number, old: number) => ({ rope_type: 'llama3', factor, low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: old });
+  const out: Record<string, unknown>[] = [];
+  const tol = 1e-4 * factor;
+  const smooth = [...factors.keys()].filter((i) => factors[i] > 1 + tol && factors[i] < factor - tol);
+  if (smooth.length >= 2) {
+    const pt = (i: number) => ({ x: base[i] / (2 * Math.PI), s: (1 / factors[i] - 1 / factor) / (1 - 1 / factor) });
+    const p = pt(smooth[0]), q = pt(smooth[smooth.length - 1]);
+    const a = (q.s - p.s) / (q.x - p.x), b = p.s - a * p.x; // s = a/wavelength + b, a = old/(hi-lo), b = -lo/(hi-lo)
+    if (Number.isFinite(a) && b < 0) {
+      const hi = 1 - 1 / b, old = -a / b;
+      const round = (v: number, step: number) => (Math.abs(Math.round(v / step) * step - v) <= 1e-3 * Math.abs(v) ? Math.round(v / step) * step : v);
+      out.push(rec(1, round(hi, 0.5), round(old, 1)), rec(1, hi, old));
+    }
+  }
+  for (const old of new Set([original ?? 8192, 8192])) out.push(rec(1, 4, old));
+  return out;
 }
