@@ -1,0 +1,38 @@
+/**
+ * `benchmark` (NDR pipeline): evaluation-set accuracy of the noisy fine-tuned classifier and of the
+ * retrained one, by a forward pass over the held-out evaluation set. Per-sample logits are kept.
+ */
+import { z } from 'zod';
+import { ClassifierPredictor, accuracy } from '../src/train/classifier.ts';
+import type { StageImpl } from '../src/store/stage-context.ts';
+import { encodeExample, modelOf, readAdapter, type ClassifierRecord, type NdrDataset } from './shared.ts';
+
+export const BenchmarkSettings = z.strictObject({
+  batchSize: z.number().int().min(1).default(16),
+});
+export type BenchmarkSettings = z.output<typeof BenchmarkSettings>;
+
+export const benchmark: StageImpl<BenchmarkSettings> = async (ctx) => {
+  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const rec = await ctx.store.readJson<ClassifierRecord>(ctx.inputs.finetune, 'classifier.json');
+  const model = await modelOf(ctx);
+  const samples = ds.evaluation.map((e) => encodeExample(model.tokenizer, e, rec.maxLength));
+  const labels = ds.evaluation.map((e) => e.label);
+  const predictor = await ClassifierPredictor.create({ config: model.config, spec: rec.spec, device: ctx.device });
+  const out: Record<string, { accuracy: number; logits: number[] }> = {};
+  try {
+    for (const which of ['finetune', 'retrain'] as const) {
+      ctx.signal.throwIfAborted();
+      const { params, shapes } = await readAdapter(ctx.store, ctx.inputs[which]);
+      const logits = await predictor.logits({ base: model.weights, params, shapes, samples, batchSize: ctx.settings.batchSize, padId: rec.padId });
+      out[which] = { accuracy: accuracy(logits, labels, rec.spec.numLabels), logits: Array.from(logits) };
+      ctx.heartbeat({ done: which });
+    }
+  } finally {
+    await predictor.release();
+  }
+  return {
+    files: { 'benchmark.json': JSON.stringify({ labels, ...out }) },
+    metrics: { accuracy_noisy: out.finetune.accuracy, accuracy_retrained: out.retrain.accuracy, accuracy_gain: out.retrain.accuracy - out.finetune.accuracy, evaluation: labels.length },
+  };
+};

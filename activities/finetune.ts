@@ -1,0 +1,82 @@
+/**
+ * `finetune` (NDR §4): LoRA fine-tuning of the pretrained model with a sequence-classification head
+ * (the paper's CL layer) on the noisy training set; AdamW, cosine schedule with warmup; the
+ * checkpoint with the lowest influence-set loss is kept. Artifact: the PEFT adapter, the classifier
+ * record every later stage rebuilds the model from, the checkpoint's influence-set predictions (for
+ * the "-c" aggregations) and the training history. Loss per step and per epoch go to MLflow as series.
+ */
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { z } from 'zod';
+import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy } from '../src/train/classifier.ts';
+import { ConfigError } from '../src/errors.ts';
+import type { StageContext, StageImpl } from '../src/store/stage-context.ts';
+import { adapterFiles, encodeExample, modelOf, type ClassifierRecord, type NdrDataset } from './shared.ts';
+
+export const FinetuneSettings = z.strictObject({
+  epochs: z.number().int().min(1).default(10),
+  lr: z.number().positive().default(1e-3),
+  batchSize: z.number().int().min(1).default(32),
+  microBatchSize: z.number().int().min(1).default(8),
+  warmupRatio: z.number().min(0).max(1).default(0.1),
+  weightDecay: z.number().min(0).default(0),
+  /** LoRA (NDR code: rank 4, alpha 4 on q and v). */
+  rank: z.number().int().min(1).default(4),
+  alpha: z.number().positive().default(4),
+  targets: z.array(z.string()).min(1).default(['q_proj', 'v_proj']),
+  /** Tokens per sample (longer texts are cut). */
+  maxLength: z.number().int().min(4).default(128),
+});
+export type FinetuneSettings = z.output<typeof FinetuneSettings>;
+
+export const finetune: StageImpl<FinetuneSettings> = async (ctx) => {
+  const s = ctx.settings;
+  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const model = await modelOf(ctx);
+  const padId = model.tokenizer.padId ?? model.tokenizer.eosId ?? 0;
+  const rec: ClassifierRecord = {
+    spec: { lora: { r: s.rank, alpha: s.alpha, targets: s.targets }, numLabels: ds.numClasses },
+    maxLength: s.maxLength, padId, labelNames: ds.labelNames,
+    train: { epochs: s.epochs, lr: s.lr, batchSize: s.batchSize, microBatchSize: s.microBatchSize, warmupRatio: s.warmupRatio, weightDecay: s.weightDecay },
+  };
+  const r = await trainClassifier(ctx, rec, ds.train, ds, 'loss');
+  const influence = ds.influence.map((e) => encodeExample(model.tokenizer, e, s.maxLength));
+  const predictor = await ClassifierPredictor.create({ config: model.config, spec: rec.spec, device: ctx.device });
+  let logits: Float32Array;
+  try {
+    logits = await predictor.logits({ base: model.weights, params: r.params, shapes: r.shapes, samples: influence, batchSize: s.microBatchSize, padId });
+  } finally {
+    await predictor.release();
+  }
+  const pred = predictions(logits, ds.numClasses);
+  return {
+    files: {
+      ...adapterFiles(rec, r.params, r.shapes, model.id),
+      'classifier.json': JSON.stringify(rec, null, 1),
+      'influence-predictions.json': JSON.stringify({ predictions: pred, correct: pred.map((p, i) => p === ds.influence[i].label) }),
+      'history.json': JSON.stringify({ stepLosses: r.stepLosses, epochs: r.epochs, bestEpoch: r.bestEpoch }),
+    },
+    metrics: { best_epoch: r.bestEpoch, best_influence_loss: r.bestValLoss, influence_accuracy: accuracy(logits, ds.influence.map((e) => e.label), ds.numClasses), steps: r.steps },
+    series: { train_loss: r.stepLosses, influence_loss: r.epochs.map((e) => e.valLoss), epoch_train_loss: r.epochs.map((e) => e.trainLoss) },
+  };
+};
+
+/**
+ * Fine-tune the classifier of `rec` on `train` (model selection on the influence set by loss, or on
+ * the evaluation set by accuracy); resumable from the stage's scratch checkpoints after a crash.
+ */
+export async function trainClassifier(ctx: StageContext<unknown>, rec: ClassifierRecord, train: NdrDataset['train'], ds: NdrDataset, selectBy: 'loss' | 'accuracy', epochs = rec.train.epochs) {
+  const model = await modelOf(ctx);
+  const enc = (e: { text: string; label: number }) => encodeExample(model.tokenizer, e, rec.maxLength);
+  if (rec.train.batchSize % rec.train.microBatchSize !== 0) throw new ConfigError(`stages.${ctx.stage}: batchSize ${rec.train.batchSize} must be a multiple of microBatchSize ${rec.train.microBatchSize}`);
+  const checkpointDir = join(ctx.home, 'scratch', ctx.key);
+  const r = await fineTuneClassifier({
+    config: model.config, base: model.weights, spec: rec.spec,
+    train: train.map(enc), validation: (selectBy === 'loss' ? ds.influence : ds.evaluation).map(enc),
+    ...rec.train, epochs, seed: (ctx.slice.seed as number) ?? 0, padId: rec.padId, device: ctx.device,
+    selectBy, checkpointDir, signal: ctx.signal,
+    onStep: (i) => ctx.heartbeat({ step: i.step, of: i.totalSteps, loss: i.loss }),
+  });
+  await rm(checkpointDir, { recursive: true, force: true });
+  return r;
+}

@@ -1,0 +1,105 @@
+/**
+ * `gradients` (SCIENCE.md §1): per-example gradients of every influence unit under the fine-tuned
+ * checkpoint, for the training set (noisy labels: what the model was trained on) and the influence
+ * set — LoRA A/B per block, the classification head (CL) and the word-embedding rows of the tokens
+ * in each sample (WE, sparse). Written as safetensors shards, each committed as it finishes; the
+ * heartbeat carries the cursor and a retry continues after the last committed shard (DESIGN.md
+ * contract 4). The key holds no influence method: one gradient store serves every method.
+ */
+import { z } from 'zod';
+import * as M from '../src/models/index.ts';
+import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
+import { encodeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import type { StageImpl } from '../src/store/stage-context.ts';
+import { encodeExample, modelOf, readAdapter, type ClassifierRecord, type NdrDataset } from './shared.ts';
+import { paramsToWeights } from '../src/train/lm.ts';
+import { DataError } from '../src/errors.ts';
+
+export const GradientSettings = z.strictObject({
+  /** Samples per shard (one commit each). */
+  shardSize: z.number().int().min(1).default(32),
+  /** Samples per batched gradient pass. */
+  batchSize: z.number().int().min(1).default(8),
+  /** Also the word-embedding unit (WE) and the classification head (CL). */
+  embedding: z.boolean().default(true),
+  head: z.boolean().default(true),
+});
+export type GradientSettings = z.output<typeof GradientSettings>;
+
+export const EMBEDDING_UNIT = 'model.embed_tokens.weight';
+
+export const gradients: StageImpl<GradientSettings> = async (ctx) => {
+  const s = ctx.settings;
+  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const rec = await ctx.store.readJson<ClassifierRecord>(ctx.inputs.finetune, 'classifier.json');
+  const model = await modelOf(ctx);
+  const { config } = model;
+  const { params, shapes } = await readAdapter(ctx.store, ctx.inputs.finetune);
+  const weights = paramsToWeights(params, shapes, new Map(model.weights));
+
+  const units: GradientUnit[] = M.loraUnits(config, rec.spec.lora).map((u) => ({ unit: u.key, layer: u.layer, kind: 'block' as const, d: u.shape[0] * u.shape[1], shape: u.shape }));
+  if (s.head) units.push({ unit: 'score.weight', layer: config.numLayers, kind: 'classifier', d: rec.spec.numLabels * config.hiddenSize, shape: [rec.spec.numLabels, config.hiddenSize] });
+  const embedding = s.embedding ? { unit: EMBEDDING_UNIT, layer: -1, kind: 'embedding' as const, d: config.vocabSize * config.hiddenSize, shape: [config.vocabSize, config.hiddenSize], D: config.hiddenSize, vocab: config.vocabSize } : null;
+
+  // Shard plan: train shards first, then influence shards; numbering is global and deterministic.
+  const plan: Array<{ set: GradientSet; rowOffset: number; rows: M.Sample[] }> = [];
+  for (const [set, list] of [['train', ds.train], ['influence', ds.influence]] as const) {
+    const samples = list.map((e) => encodeExample(model.tokenizer, e, rec.maxLength));
+    for (let o = 0; o < samples.length; o += s.shardSize) plan.push({ set, rowOffset: o, rows: samples.slice(o, o + s.shardSize) });
+  }
+
+  let runner: M.PerExampleGradRunner | undefined;
+  const shards: ShardEntry[] = [];
+  let computed = 0, reused = 0;
+  try {
+    for (let i = 0; i < plan.length; i++) {
+      ctx.signal.throwIfAborted();
+      const p = plan[i];
+      const done = await ctx.store.committedShard(ctx.key, i);
+      if (done) {
+        shards.push({ ...done, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
+        reused++;
+        continue;
+      }
+      runner ??= await M.PerExampleGradRunner.create({
+        graph: M.buildPerExampleGradGraph({ config, lora: rec.spec.lora, numLabels: rec.spec.numLabels, units: { lora: true, head: s.head, embeddingRows: s.embedding } }),
+        device: ctx.device,
+      });
+      const dense = new Map(units.map((u) => [u.unit, new Float32Array(p.rows.length * u.d)]));
+      const losses = new Float32Array(p.rows.length);
+      const we: ReturnType<typeof sparseFromRowMap>[] = [];
+      for (let b = 0; b < p.rows.length; b += s.batchSize) {
+        ctx.signal.throwIfAborted();
+        const chunk = p.rows.slice(b, b + s.batchSize);
+        const batch = M.padBatch(chunk, { padId: rec.padId });
+        const r = await runner.run({ weights, batch });
+        losses.set(r.losses, b);
+        for (const u of units) dense.get(u.unit)!.set(r.grads.get(u.unit)!, b * u.d);
+        if (embedding) {
+          const g = r.grads.get(M.EMBEDDING_ROWS)!;
+          for (let k = 0; k < chunk.length; k++) we.push(sparseFromRowMap(M.embeddingRowGrads({ grads: g, batch, sample: k, hidden: config.hiddenSize }), config.hiddenSize));
+        }
+        ctx.heartbeat({ key: ctx.key, done: i, rows: b + chunk.length });
+      }
+      for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
+      const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined }, units, embedding?.D), { set: p.set, rows: p.rows.length });
+      shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
+      computed++;
+      ctx.heartbeat({ key: ctx.key, done: i + 1 });
+    }
+  } finally {
+    await runner?.release();
+  }
+  const index: GradientIndex = {
+    format: GRADIENT_STORE_FORMAT, dtype: 'F32', shardSize: s.shardSize, units, embedding,
+    sets: {
+      train: { n: ds.train.length, shards: shards.filter((x) => x.set === 'train') },
+      influence: { n: ds.influence.length, shards: shards.filter((x) => x.set === 'influence') },
+    },
+    loss: 'per-sample cross-entropy of the classifier (noisy label for train, true label for influence) under the fine-tuned checkpoint',
+  };
+  return {
+    files: { 'index.json': JSON.stringify(index) },
+    metrics: { shards: plan.length, shards_computed: computed, shards_reused: reused, units: units.length + (embedding ? 1 : 0), samples: ds.train.length + ds.influence.length },
+  };
+};

@@ -1,0 +1,91 @@
+/**
+ * `influence` (SCIENCE.md §2, §4): for the cell's method (TracIn, cosine, DataInf), the full
+ * [m_val × n_train] score matrix of every unit — streamed over the gradient shards through the ONNX
+ * influence engine on the cell's device; the word embedding (sparse rows) exactly on the host — and
+ * per block the combination of its units (mean or sum). Sign convention, method, λ per unit and the
+ * combination rule are in scores.json; the tensors in scores.safetensors (`unit.<name>`,
+ * `layer.<index>`, F32 [m × n], entry (j, k) = influence of training sample k on influence sample j).
+ */
+import { z } from 'zod';
+import { createInfluenceEngine } from '../src/influence/full-matrix.ts';
+import { readDenseSet, readEmbeddingSet, readShard, shardChunks, type GradientIndex } from '../src/influence/gradient-store.ts';
+import { sparseInfluenceMatrix } from '../src/influence/sparse-rows.ts';
+import { SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod } from '../src/influence/types.ts';
+import { serializeSafetensors, type TensorInput } from '../src/weights/safetensors.ts';
+import type { StageImpl } from '../src/store/stage-context.ts';
+
+export const InfluenceSettings = z.strictObject({
+  /** How a block's units combine into the block's (layer's) score. */
+  combine: z.enum(['mean', 'sum']).default('mean'),
+});
+export type InfluenceSettings = z.output<typeof InfluenceSettings>;
+
+/** A `methods[]` entry of the NDR pipeline. */
+export const MethodEntry = z.object({
+  influence: z.enum(['tracin', 'cosine', 'datainf']),
+  /** DataInf damping λ_l = dampingScale · mean squared gradient entry (SCIENCE.md §2). */
+  dampingScale: z.number().positive().default(0.1),
+});
+
+export interface ScoresMeta {
+  method: InfluenceMethod;
+  convention: typeof SIGN_CONVENTION;
+  combine: 'mean' | 'sum';
+  n: number;
+  m: number;
+  units: Array<{ unit: string; layer: number; kind: string; lambda?: number; tensor: string }>;
+  layers: Array<{ layer: number; units: string[]; tensor: string }>;
+}
+
+export const influence: StageImpl<InfluenceSettings> = async (ctx) => {
+  const method = ctx.slice.method as { id: string; influence: InfluenceMethod; dampingScale: number };
+  const store = ctx.store;
+  const index = await store.readJson<GradientIndex>(ctx.inputs.gradients, 'index.json');
+  const engine = createInfluenceEngine({ device: ctx.device });
+  const matrices: InfluenceMatrix[] = [];
+  try {
+    const validation = [...(await readDenseSet(store, index, 'influence')).values()];
+    ctx.heartbeat({ phase: 'dense' });
+    matrices.push(...(await engine.influenceMatrixStream({
+      method: method.influence,
+      dampingScale: method.dampingScale,
+      validation,
+      train: async function* () {
+        for (const sh of index.sets.train.shards) {
+          ctx.signal.throwIfAborted();
+          ctx.heartbeat({ phase: 'dense', shard: sh.index });
+          yield shardChunks(index, sh, await readShard(store, index, sh));
+        }
+      },
+    })));
+  } finally {
+    await engine.release();
+  }
+  if (index.embedding) {
+    ctx.heartbeat({ phase: 'embedding' });
+    const [train, val] = [await readEmbeddingSet(store, index, 'train'), await readEmbeddingSet(store, index, 'influence')];
+    matrices.push({ ...sparseInfluenceMatrix({ method: method.influence, train, validation: val, dampingScale: method.dampingScale }), kind: 'embedding' });
+  }
+  const { n, m } = { n: index.sets.train.n, m: index.sets.influence.n };
+  const tensors: Record<string, TensorInput> = {};
+  const meta: ScoresMeta = { method: method.influence, convention: SIGN_CONVENTION, combine: ctx.settings.combine, n, m, units: [], layers: [] };
+  const kindOf = new Map([...index.units, ...(index.embedding ? [index.embedding] : [])].map((u) => [u.unit, u.kind]));
+  for (const mat of matrices) {
+    const tensor = `unit.${mat.unit}`;
+    tensors[tensor] = { dtype: 'F32', shape: [m, n], values: mat.data };
+    meta.units.push({ unit: mat.unit, layer: mat.layer, kind: kindOf.get(mat.unit) ?? 'block', lambda: mat.lambda, tensor });
+  }
+  const blocks = [...new Set(meta.units.filter((u) => u.kind === 'block').map((u) => u.layer))].sort((a, b) => a - b);
+  for (const l of blocks) {
+    const us = matrices.filter((x) => kindOf.get(x.unit) === 'block' && x.layer === l);
+    const acc = new Float64Array(m * n);
+    for (const u of us) for (let i = 0; i < acc.length; i++) acc[i] += u.data[i];
+    if (ctx.settings.combine === 'mean') for (let i = 0; i < acc.length; i++) acc[i] /= us.length;
+    tensors[`layer.${l}`] = { dtype: 'F32', shape: [m, n], values: acc };
+    meta.layers.push({ layer: l, units: us.map((u) => u.unit), tensor: `layer.${l}` });
+  }
+  return {
+    files: { 'scores.json': JSON.stringify(meta, null, 1), 'scores.safetensors': serializeSafetensors(tensors, { convention: SIGN_CONVENTION, method: method.influence }) },
+    metrics: { units: matrices.length, n, m },
+  };
+};

@@ -1,0 +1,99 @@
+/**
+ * What the NDR stages share: resolving a model entry (a packaged model or a path), loading it once
+ * per worker process, the classifier record the fine-tuning stage writes, and sample encoding.
+ */
+import { z } from 'zod';
+import { ConfigError } from '../src/errors.ts';
+import { defaultModelPath, loadModel, PRETRAINED_MODELS, type LoadedModel, type PretrainedModel } from '../src/models/load.ts';
+import type * as M from '../src/models/index.ts';
+import type { ArtifactRef, ArtifactStore } from '../src/store/artifacts.ts';
+import type { StageContext } from '../src/store/stage-context.ts';
+import type { ClassificationExample } from '../src/data/types.ts';
+import { parseSafetensorsBytes, rawToFloat32, serializeSafetensors, type TensorInput } from '../src/weights/safetensors.ts';
+import { peftConfigJson } from '../src/weights/peft.ts';
+import { peftConfig } from '../src/models/lora.ts';
+import type { ParamMap, ShapeMap } from '../src/train/checkpoint.ts';
+import type { ClassifierSpec } from '../src/train/classifier.ts';
+
+/** A `models[]` entry of an NDR / LayerIF sweep: a packaged model, or a path (HF folder or .gguf) relative to the sweep file. */
+export const ModelEntry = z.object({
+  /** A model the install step fetches (infra/fetch-models.sh) into <home>/models/. */
+  source: z.enum(Object.keys(PRETRAINED_MODELS) as [PretrainedModel]).optional(),
+  path: z.string().min(1).optional(),
+});
+type Resolved = { id: string; source?: PretrainedModel; path?: string | { path: string; sha256: string } };
+
+export function modelPath(home: string, m: Resolved): string {
+  if (m.source && m.path) throw new ConfigError(`model ${m.id}: give either source or path, not both`);
+  if (m.source) return defaultModelPath(home, m.source);
+  if (typeof m.path === 'string') return m.path;
+  if (m.path) return m.path.path;
+  throw new ConfigError(`model ${m.id}: expected source (one of ${Object.keys(PRETRAINED_MODELS).join(', ')}) or path (an HF model folder or a .gguf file)`);
+}
+
+let cached: { path: string; model: Promise<LoadedModel> } | undefined;
+
+/** The cell's model, loaded once per worker process (GGUF dequantisation takes seconds). */
+export function modelOf(ctx: StageContext<unknown>): Promise<LoadedModel> {
+  const m = ctx.slice.model as Resolved;
+  const path = modelPath(ctx.home, m);
+  if (cached?.path !== path) {
+    cached = { path, model: loadModel({ id: m.id, path }) };
+    cached.model.catch(() => { cached = undefined; });
+  }
+  return cached.model;
+}
+
+/** What `finetune` records about the classifier; every later stage builds the same one from it. */
+export interface ClassifierRecord {
+  spec: ClassifierSpec;
+  maxLength: number;
+  padId: number;
+  labelNames: string[];
+  train: { epochs: number; lr: number; batchSize: number; microBatchSize: number; warmupRatio: number; weightDecay: number };
+}
+
+/** One classification example → model input: whitespace collapsed, at most maxLength tokens. */
+export function encodeExample(tok: LoadedModel['tokenizer'], e: { text: string; label: number }, maxLength: number): M.Sample {
+  const text = e.text.replace(/\s+/g, ' ').trim().slice(0, maxLength * 12);
+  const ids = tok.encode(text.length ? text : ' ').slice(0, maxLength);
+  return { inputIds: ids, label: e.label };
+}
+
+/** Adapter files (PEFT layout; score.weight as PEFT's modules_to_save) of trained classifier params. */
+export function adapterFiles(rec: ClassifierRecord, params: ParamMap, shapes: ShapeMap, base: string): Record<string, string | Uint8Array> {
+  const tensors: Record<string, TensorInput> = {};
+  for (const [k, v] of params) tensors[k === 'score.weight' ? 'base_model.model.score.modules_to_save.weight' : k] = { dtype: 'F32', shape: shapes.get(k)!, values: v };
+  const config = { ...peftConfigJson(peftConfig(rec.spec.lora, { base, taskType: 'SEQ_CLS' })), modules_to_save: ['score'] };
+  return { 'adapter_config.json': JSON.stringify(config, null, 1), 'adapter_model.safetensors': serializeSafetensors(tensors, { format: 'pt' }) };
+}
+
+/** Trained classifier params back from an adapter artifact. */
+export async function readAdapter(store: ArtifactStore, ref: ArtifactRef): Promise<{ params: ParamMap; shapes: ShapeMap }> {
+  const { tensors } = parseSafetensorsBytes(await store.read(ref, 'adapter_model.safetensors'), `${ref.stage}/adapter_model.safetensors`);
+  const params: ParamMap = new Map(), shapes: ShapeMap = new Map();
+  for (const [k, t] of tensors) {
+    const name = k === 'base_model.model.score.modules_to_save.weight' ? 'score.weight' : k;
+    params.set(name, rawToFloat32(t, k));
+    shapes.set(name, t.shape);
+  }
+  return { params, shapes };
+}
+
+/** The `data` stage's artifact. */
+export interface NdrDataset {
+  task: string;
+  numClasses: number;
+  labelNames: string[];
+  /** Train examples carry the noisy label; `cleanLabel` is the original. */
+  train: Array<ClassificationExample & { cleanLabel: number }>;
+  influence: ClassificationExample[];
+  evaluation: ClassificationExample[];
+  /** Positions in `train` whose label was flipped. */
+  noisyIds: number[];
+  noise: number;
+  duplicatesRemoved: number;
+}
+
+/** Heartbeat cursor of a stage that works in numbered units (shards, steps). */
+export const Cursor = z.object({ key: z.string(), done: z.number().int().min(0) });

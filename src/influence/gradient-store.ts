@@ -1,0 +1,151 @@
+/**
+ * The gradient store (DESIGN.md contract 4, STYLE.md §5): per-example gradients of every influence
+ * unit for the training and influence sets, in safetensors shards committed one by one, plus a
+ * self-describing index.
+ *
+ *   index.json   units [{unit, layer, kind, d, shape}], embedding {D, vocab}, shardSize, and per set
+ *                (train, influence) n and its shards [{index, rowOffset, rows, sha256, size}]
+ *   shard        safetensors: `g.<unit>` F32 [rows × d] per dense unit (LoRA tensors, score.weight),
+ *                `loss` F32 [rows], and the word-embedding gradient as sparse rows (SCIENCE.md §1:
+ *                only the rows of tokens present in the sample): `we.counts` I32 [rows] rows per
+ *                sample, `we.ids` I32 [Σ counts] token ids (ascending per sample), `we.values`
+ *                F32 [Σ counts × D]
+ *
+ * Shards are content-addressed blobs of the artifact store, listed in index.json only: the stage's
+ * reference stays small however many shards there are, and every read verifies the shard's hash.
+ */
+import { DataError } from '../errors.ts';
+import type { ArtifactFile, ArtifactStore } from '../store/artifacts.ts';
+import { parseSafetensorsBytes, rawToFloat32, serializeSafetensors, type TensorInput } from '../weights/safetensors.ts';
+import type { SparseRowGradient, SparseUnitGradients } from './sparse-rows.ts';
+import type { UnitGradients, UnitKind } from './types.ts';
+
+export const GRADIENT_STORE_FORMAT = 'layerflow.gradients/1';
+export type GradientSet = 'train' | 'influence';
+
+export interface GradientUnit {
+  unit: string;
+  layer: number;
+  kind: UnitKind;
+  /** Values per sample (dense units); for the embedding unit vocab · D (its dense size). */
+  d: number;
+  shape: number[];
+}
+
+export interface ShardEntry extends ArtifactFile {
+  index: number;
+  set: GradientSet;
+  /** Position of the shard's first sample within its set. */
+  rowOffset: number;
+  rows: number;
+}
+
+export interface GradientIndex {
+  format: typeof GRADIENT_STORE_FORMAT;
+  dtype: 'F32';
+  shardSize: number;
+  /** Dense units in a fixed order (LoRA A/B per block, then the classification head). */
+  units: GradientUnit[];
+  /** The word-embedding unit (sparse rows), when computed. */
+  embedding: (GradientUnit & { D: number; vocab: number }) | null;
+  sets: Record<GradientSet, { n: number; shards: ShardEntry[] }>;
+  /** What the gradients are of: per-sample mean cross-entropy under the fine-tuned checkpoint. */
+  loss: string;
+}
+
+export interface DecodedShard {
+  rows: number;
+  losses: Float32Array;
+  dense: Map<string, Float32Array>;
+  embedding?: SparseRowGradient[];
+}
+
+export function encodeShard(s: DecodedShard, units: GradientUnit[], embeddingD?: number): Uint8Array {
+  const t: Record<string, TensorInput> = { loss: { dtype: 'F32', shape: [s.rows], values: s.losses } };
+  for (const u of units) {
+    const g = s.dense.get(u.unit);
+    if (!g || g.length !== s.rows * u.d) throw new DataError(`gradient shard: unit ${u.unit} has ${g?.length ?? 0} values; expected ${s.rows} × ${u.d}`);
+    t[`g.${u.unit}`] = { dtype: 'F32', shape: [s.rows, u.d], data: new Uint8Array(g.buffer, g.byteOffset, g.byteLength) };
+  }
+  if (s.embedding) {
+    const D = embeddingD!;
+    const counts = Int32Array.from(s.embedding, (e) => e.rows.length);
+    const total = counts.reduce((a, b) => a + b, 0);
+    const ids = new Int32Array(total), values = new Float32Array(total * D);
+    let o = 0;
+    for (const e of s.embedding) {
+      ids.set(e.rows, o);
+      values.set(e.values, o * D);
+      o += e.rows.length;
+    }
+    t['we.counts'] = { dtype: 'I32', shape: [s.rows], data: new Uint8Array(counts.buffer) };
+    t['we.ids'] = { dtype: 'I32', shape: [total], data: new Uint8Array(ids.buffer) };
+    t['we.values'] = { dtype: 'F32', shape: [total, D], data: new Uint8Array(values.buffer) };
+  }
+  return serializeSafetensors(t, { format: GRADIENT_STORE_FORMAT });
+}
+
+const int32 = (data: Uint8Array): Int32Array => new Int32Array(Uint8Array.from(data).buffer);
+
+export function decodeShard(bytes: Uint8Array, units: GradientUnit[], what: string, embeddingD?: number): DecodedShard {
+  const { tensors } = parseSafetensorsBytes(bytes, what);
+  const get = (name: string) => {
+    const x = tensors.get(name);
+    if (!x) throw new DataError(`${what}: no tensor "${name}"; the gradient store index and the shard disagree`);
+    return x;
+  };
+  const losses = rawToFloat32(get('loss'), `${what}: loss`);
+  const rows = losses.length;
+  const dense = new Map<string, Float32Array>();
+  for (const u of units) {
+    const r = get(`g.${u.unit}`);
+    if (r.shape[0] !== rows || r.shape[1] !== u.d) throw new DataError(`${what}: g.${u.unit} is [${r.shape}]; expected [${rows}, ${u.d}]`);
+    dense.set(u.unit, rawToFloat32(r, `${what}: g.${u.unit}`));
+  }
+  let embedding: SparseRowGradient[] | undefined;
+  if (embeddingD !== undefined) {
+    const counts = int32(get('we.counts').data), ids = int32(get('we.ids').data);
+    const values = rawToFloat32(get('we.values'), `${what}: we.values`);
+    embedding = [];
+    let o = 0;
+    for (let i = 0; i < rows; i++) {
+      const c = counts[i];
+      embedding.push({ rows: ids.slice(o, o + c), values: values.slice(o * embeddingD, (o + c) * embeddingD) });
+      o += c;
+    }
+  }
+  return { rows, losses, dense, embedding };
+}
+
+/** Read and decode one shard (hash-verified by the store). */
+export async function readShard(store: ArtifactStore, index: GradientIndex, shard: ShardEntry): Promise<DecodedShard> {
+  const bytes = await store.readBlob(shard, `gradient shard ${shard.index} (${shard.set})`);
+  return decodeShard(bytes, index.units, `gradient shard ${shard.index} (${shard.set})`, index.embedding?.D);
+}
+
+/** The dense units of one shard as UnitGradients chunks (rowOffset within the set). */
+export function shardChunks(index: GradientIndex, shard: ShardEntry, d: DecodedShard, only?: Set<string>): UnitGradients[] {
+  return index.units
+    .filter((u) => !only || only.has(u.unit))
+    .map((u) => ({ unit: u.unit, layer: u.layer, kind: u.kind, n: d.rows, d: u.d, data: d.dense.get(u.unit)!, rowOffset: shard.rowOffset }));
+}
+
+/** Every dense unit of a whole set in memory: unit → [n × d]. */
+export async function readDenseSet(store: ArtifactStore, index: GradientIndex, set: GradientSet): Promise<Map<string, UnitGradients>> {
+  const n = index.sets[set].n;
+  const out = new Map(index.units.map((u) => [u.unit, { unit: u.unit, layer: u.layer, kind: u.kind, n, d: u.d, data: new Float32Array(n * u.d) } as UnitGradients]));
+  for (const sh of index.sets[set].shards) {
+    const d = await readShard(store, index, sh);
+    for (const u of index.units) (out.get(u.unit)!.data as Float32Array).set(d.dense.get(u.unit)!, sh.rowOffset * u.d);
+  }
+  return out;
+}
+
+/** The embedding unit of a whole set (sparse rows per sample). */
+export async function readEmbeddingSet(store: ArtifactStore, index: GradientIndex, set: GradientSet): Promise<SparseUnitGradients> {
+  const e = index.embedding;
+  if (!e) throw new DataError('the gradient store has no word-embedding unit (gradients stage setting embedding: false)');
+  const samples: SparseRowGradient[] = [];
+  for (const sh of index.sets[set].shards) samples.push(...(await readShard(store, index, sh)).embedding!);
+  return { unit: e.unit, layer: e.layer, kind: 'embedding', D: e.D, vocab: e.vocab, samples };
+}

@@ -1,0 +1,164 @@
+/**
+ * A pretrained LM as a LoRA sequence classifier (the NDR paper's setting, SCIENCE.md §4): LoRA
+ * adapters on the attention projections plus a classification head `score.weight` (the paper's
+ * CL layer) on the last real token, trained with AdamW + cosine schedule by ./trainer.ts; logits
+ * and accuracy by a forward graph. Pure of Temporal: the `finetune`, `retrain` and `benchmark`
+ * stages call it.
+ */
+import { ConfigError, DataError } from '../errors.ts';
+import * as M from '../models/index.ts';
+import { createSession, type Session } from '../runtime/index.ts';
+import type { ModelConfig } from '../weights/hf-config.ts';
+import type { ParamMap, ShapeMap } from './checkpoint.ts';
+import { lmObjective, paramsToWeights } from './lm.ts';
+import { evaluateLoss, train, type EvalInfo, type StepInfo } from './trainer.ts';
+import { createRng } from '../data/random.ts';
+
+export interface ClassifierSpec {
+  lora: M.LoraSpec;
+  numLabels: number;
+}
+
+/** Trainable tensors of the classifier: LoRA A/B (PEFT init, B = 0) and score.weight ~ U(±0.02·√3) (std 0.02, HF's initializer_range). */
+export function initClassifier(args: { config: ModelConfig; spec: ClassifierSpec; seed: number }): { params: ParamMap; shapes: ShapeMap } {
+  const { config, spec, seed } = args;
+  const params: ParamMap = new Map(), shapes: ShapeMap = new Map();
+  for (const [k, v] of M.loraToWeights(M.initLora({ config, lora: spec.lora, seed }))) {
+    params.set(k, Float32Array.from(v.data));
+    shapes.set(k, [...v.dims]);
+  }
+  const rng = createRng((seed ^ 0x5c0e) >>> 0);
+  const D = config.hiddenSize, a = 0.02 * Math.sqrt(3);
+  params.set('score.weight', Float32Array.from({ length: spec.numLabels * D }, () => (2 * rng.next() - 1) * a));
+  shapes.set('score.weight', [spec.numLabels, D]);
+  return { params, shapes };
+}
+
+export interface FineTuneArgs {
+  config: ModelConfig;
+  /** Frozen base weights. */
+  base: M.WeightMap;
+  spec: ClassifierSpec;
+  train: M.Sample[];
+  /** Model selection set: the checkpoint with the lowest loss here is kept (or the highest accuracy, see selectBy). */
+  validation: M.Sample[];
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  microBatchSize: number;
+  warmupRatio: number;
+  weightDecay: number;
+  seed: number;
+  padId: number;
+  device: string;
+  threads?: number;
+  /** 'loss' (NDR: lowest influence-set loss) or 'accuracy' (retraining: best evaluation accuracy). */
+  selectBy?: 'loss' | 'accuracy';
+  checkpointDir?: string;
+  signal?: AbortSignal;
+  onStep?(info: StepInfo): void;
+  onEpoch?(info: { epoch: number; trainLoss: number; valLoss: number; valAccuracy?: number }): void;
+}
+
+export interface FineTuneResult {
+  params: ParamMap;
+  shapes: ShapeMap;
+  bestEpoch: number;
+  bestValLoss: number;
+  bestValAccuracy?: number;
+  stepLosses: number[];
+  epochs: Array<{ epoch: number; trainLoss: number; valLoss: number; valAccuracy?: number }>;
+  steps: number;
+}
+
+export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResult> {
+  if (!Number.isInteger(a.batchSize) || !Number.isInteger(a.microBatchSize) || a.batchSize % a.microBatchSize !== 0)
+    throw new ConfigError(`fine-tuning: batchSize ${a.batchSize} must be a multiple of microBatchSize ${a.microBatchSize}`);
+  if (a.train.length === 0 || a.validation.length === 0) throw new DataError(`fine-tuning: ${a.train.length} training and ${a.validation.length} validation samples; expected at least one of each`);
+  const { params, shapes } = initClassifier({ config: a.config, spec: a.spec, seed: a.seed });
+  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, numLabels: a.spec.numLabels });
+  const objective = await lmObjective({ graph, frozen: a.base, device: a.device, threads: a.threads, weighting: 'examples', padId: a.padId });
+  const predictor = a.selectBy === 'accuracy' ? await ClassifierPredictor.create({ config: a.config, spec: a.spec, device: a.device, threads: a.threads }) : undefined;
+  const epochs: FineTuneResult['epochs'] = [];
+  let best: { epoch: number; loss: number; acc?: number; params: ParamMap } | undefined;
+  try {
+    const r = await train({
+      objective, params, shapes, train: a.train, validation: a.validation,
+      epochs: a.epochs, microBatchSize: a.microBatchSize, gradAccumulation: a.batchSize / a.microBatchSize,
+      lr: a.lr, warmupRatio: a.warmupRatio, adamw: { weightDecay: a.weightDecay }, seed: a.seed,
+      evalBatchSize: a.microBatchSize, checkpointDir: a.checkpointDir, signal: a.signal,
+      onStep: a.onStep,
+      onEval: async (e: EvalInfo) => {
+        let acc: number | undefined;
+        if (predictor) {
+          const logits = await predictor.logits({ base: a.base, params: e.params, shapes, samples: a.validation, batchSize: a.microBatchSize, padId: a.padId });
+          acc = accuracy(logits, a.validation.map((s) => s.label!), a.spec.numLabels);
+          if (!best || acc > best.acc! || (acc === best.acc && e.valLoss! < best.loss))
+            best = { epoch: e.epoch, loss: e.valLoss!, acc, params: new Map([...e.params].map(([k, v]) => [k, Float32Array.from(v)])) };
+        }
+        epochs.push({ epoch: e.epoch, trainLoss: e.trainLoss, valLoss: e.valLoss!, valAccuracy: acc });
+        a.onEpoch?.(epochs[epochs.length - 1]);
+      },
+    });
+    if (!predictor) {
+      if (!r.best) throw new DataError('fine-tuning: no validation result');
+      best = { epoch: r.best.epoch, loss: r.best.valLoss, params: r.best.params };
+    }
+    return { params: best!.params, shapes, bestEpoch: best!.epoch, bestValLoss: best!.loss, bestValAccuracy: best!.acc, stepLosses: r.stepLosses, epochs, steps: r.steps };
+  } finally {
+    await objective.release();
+    await predictor?.release();
+  }
+}
+
+/** Mean cross-entropy of the classifier on `samples` (no gradients). */
+export async function classifierLoss(a: { config: ModelConfig; base: M.WeightMap; spec: ClassifierSpec; params: ParamMap; samples: M.Sample[]; batchSize: number; padId: number; device: string; threads?: number }): Promise<number> {
+  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, numLabels: a.spec.numLabels });
+  const objective = await lmObjective({ graph, frozen: a.base, device: a.device, threads: a.threads, weighting: 'examples', padId: a.padId });
+  try {
+    return await evaluateLoss({ objective, params: a.params, examples: a.samples, batchSize: a.batchSize });
+  } finally {
+    await objective.release();
+  }
+}
+
+/** Forward graph of the classifier: logits [n × C] for base + adapter + head. */
+export class ClassifierPredictor {
+  private constructor(private readonly graph: M.GraphSpec, private readonly session: Session, readonly numLabels: number) {}
+
+  static async create(a: { config: ModelConfig; spec: ClassifierSpec; device: string; threads?: number }): Promise<ClassifierPredictor> {
+    const graph = M.buildForwardGraph({ config: a.config, lora: a.spec.lora, numLabels: a.spec.numLabels });
+    return new ClassifierPredictor(graph, await createSession({ model: graph.model, device: a.device, threads: a.threads }), a.spec.numLabels);
+  }
+
+  async logits(a: { base: M.WeightMap; params: ParamMap; shapes: ShapeMap; samples: M.Sample[]; batchSize: number; padId: number }): Promise<Float32Array> {
+    const weights = paramsToWeights(a.params, a.shapes, new Map(a.base));
+    const C = this.numLabels, out = new Float32Array(a.samples.length * C);
+    for (let i = 0; i < a.samples.length; i += a.batchSize) {
+      const chunk = a.samples.slice(i, i + a.batchSize).map((s) => ({ inputIds: s.inputIds }));
+      const r = await this.session.run(M.feedsFor(this.graph, weights, M.padBatch(chunk, { padId: a.padId })), ['logits']);
+      out.set(r.logits.data as Float32Array, i * C);
+    }
+    for (let i = 0; i < out.length; i++) if (!Number.isFinite(out[i])) throw new DataError(`classifier logits: sample ${Math.floor(i / C)} has a non-finite logit ${out[i]}`);
+    return out;
+  }
+
+  release(): Promise<void> { return this.session.release(); }
+}
+
+/** Predicted class per sample (argmax; ties → lowest class). */
+export function predictions(logits: ArrayLike<number>, numLabels: number): number[] {
+  const n = logits.length / numLabels, out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let b = 0;
+    for (let c = 1; c < numLabels; c++) if (logits[i * numLabels + c] > logits[i * numLabels + b]) b = c;
+    out.push(b);
+  }
+  return out;
+}
+
+export function accuracy(logits: ArrayLike<number>, labels: number[], numLabels: number): number {
+  const p = predictions(logits, numLabels);
+  if (p.length !== labels.length) throw new DataError(`accuracy: ${p.length} predictions for ${labels.length} labels`);
+  return p.filter((x, i) => x === labels[i]).length / labels.length;
+}
