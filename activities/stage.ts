@@ -84,7 +84,31 @@ export function createStageActivities(deps: StageActivityDeps) {
     }).catch(() => undefined); // tracking never fails a stage
   }
 
+  /**
+   * One execution per stage key at a time in this worker process: cells that share a stage (same
+   * key) and reach it together run it once; the others wait and then find the cache hit.
+   */
+  const running = new Map<string, Promise<unknown>>();
   async function runStage(input: RunStageInput): Promise<StageOutcome> {
+    const key = input.stage.key;
+    if (running.has(key)) {
+      const beat = setInterval(() => Context.current().heartbeat({ waitingFor: key }), 5000);
+      try {
+        for (let other = running.get(key); other; other = running.get(key)) await other.catch(() => undefined);
+      } finally {
+        clearInterval(beat);
+      }
+    }
+    const p = runStageOnce(input);
+    running.set(key, p);
+    try {
+      return await p;
+    } finally {
+      if (running.get(key) === p) running.delete(key);
+    }
+  }
+
+  async function runStageOnce(input: RunStageInput): Promise<StageOutcome> {
     const ctx = Context.current();
     const { stage, sweep, cellId } = input;
     const start = Date.now();
