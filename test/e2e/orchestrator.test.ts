@@ -230,7 +230,14 @@ test.serial('e2e: cancel stops a running sweep; resume then finishes it', async 
   }
   await cancelSweep(stack.client, 'cancel');
   await t.throwsAsync(handle.result());
-  t.is((await sweepStatus(stack.client, 'cancel')).state, 'cancelled');
+  const st = await sweepStatus(stack.client, 'cancel');
+  t.is(st.state, 'cancelled');
+  // The running device stage saw the cancel and acknowledged it (the cell waited for it): it is
+  // recorded as cancelled, never as a failure, and no cell reads failed.
+  const lines = await ledger(stack.env, 'cancel');
+  t.true(lines.some((l) => l.stage === 'transform' && l.outcome === 'cancelled'), JSON.stringify(lines.filter((l) => l.stage === 'transform')));
+  t.false(lines.some((l) => l.outcome === 'failed'));
+  t.false(Object.values(st.cells).some((c) => c.status === 'failed'));
 
   const done = (await ledger(stack.env, 'cancel')).filter((l) => l.outcome === 'computed');
   const before = (await ledger(stack.env, 'cancel')).length;
