@@ -63,7 +63,7 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   const named = groups.map((g) => ({ ...g, alias: g.name.startsWith('blocks ') ? `blocks-${++b}` : g.name }));
   if (!named.some((g) => g.alias === s.group)) throw new ConfigError(`stages.ndr.group: "${s.group}" is not a layer group of this run; expected one of ${named.map((g) => g.alias).join(', ')}`);
 
-  const cancel = await cancellationByUnit(ctx.store, await store.readJson<GradientIndex>(ctx.inputs.gradients, 'index.json'));
+  const cancel = await cancellationByUnit(ctx.store, await store.readJson<GradientIndex>(ctx.inputs.gradients, 'index.json'), () => ctx.heartbeat({ phase: 'cancellation' }));
   const mode = (a: Aggregation) => a.replace('-c', '') as AggregationMode;
   const mask = (a: Aggregation) => (a.endsWith('-c') ? correct : undefined);
   const Ls = [...new Set([...s.Ls, 30])].sort((a, b) => a - b);
@@ -71,6 +71,8 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   const metrics: Record<string, number> = {};
   let cellScores: Float64Array | undefined;
   for (const g of named) {
+    ctx.heartbeat({ group: g.name });
+    ctx.signal.throwIfAborted();
     const mats = g.units.map((u) => matrices.get(u)!);
     const parts = g.units.map((u) => cancel.get(u)).filter((x) => x !== undefined);
     const den = parts.reduce((a, p) => a + p.denominator, 0);
@@ -109,10 +111,11 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
 };
 
 /** Cancellation-effect sums per unit over the training gradients (SCIENCE.md §4). */
-async function cancellationByUnit(store: Parameters<typeof readShard>[0], index: GradientIndex): Promise<Map<string, { numerator: number; denominator: number }>> {
+async function cancellationByUnit(store: Parameters<typeof readShard>[0], index: GradientIndex, beat: () => void): Promise<Map<string, { numerator: number; denominator: number }>> {
   const acc = new Map(index.units.map((u) => [u.unit, new CancellationAccumulator()]));
   const we = index.embedding ? new SparseCancellationAccumulator() : undefined;
   for (const sh of index.sets.train.shards) {
+    beat();
     const d = await readShard(store, index, sh);
     for (const c of shardChunks(index, sh, d)) acc.get(c.unit)!.add(c);
     if (we && index.embedding) we.add({ unit: index.embedding.unit, layer: -1, kind: 'embedding', D: index.embedding.D, vocab: index.embedding.vocab, samples: d.embedding! });

@@ -20,14 +20,17 @@ import { benchmark, BenchmarkSettings } from '../activities/benchmark.ts';
 import { ModelEntry } from '../activities/shared.ts';
 import { TaskEntryFields } from '../src/data/task.ts';
 
+// Heartbeat timeouts are generous: on a 2-core machine a host-side stage shares the CPU with a
+// device stage's ONNX threads and can go a minute between heartbeats.
 const device = { device: true, heartbeatMs: 5 * 60_000, timeoutMs: 6 * 3600_000 } as const;
+const host = { device: false, heartbeatMs: 5 * 60_000, timeoutMs: 3600_000 } as const;
 
 export const ndrStages: StageDef[] = [
-  { name: 'data',      version: 1, kind: 'dataset',   needs: [],                                            reads: ['task', 'seed'],  device: false, settings: DataSettings },
+  { name: 'data',      version: 1, kind: 'dataset',   needs: [],                                            reads: ['task', 'seed'],  ...host, settings: DataSettings },
   { name: 'finetune',  version: 1, kind: 'adapter',   needs: ['data'],                                      reads: ['model', 'seed'], ...device, settings: FinetuneSettings },
   { name: 'gradients', version: 1, kind: 'gradients', needs: ['data', 'finetune'],                          reads: ['model'],         ...device, settings: GradientSettings },
   { name: 'influence', version: 1, kind: 'scores',    needs: ['gradients'],                                 reads: ['method'],        ...device, settings: InfluenceSettings },
-  { name: 'ndr',       version: 1, kind: 'ndr',       needs: ['data', 'finetune', 'gradients', 'influence'], reads: [],               device: false, settings: NdrSettings },
+  { name: 'ndr',       version: 1, kind: 'ndr',       needs: ['data', 'finetune', 'gradients', 'influence'], reads: [],               ...host, settings: NdrSettings },
   { name: 'retrain',   version: 1, kind: 'adapter',   needs: ['data', 'finetune', 'ndr'],                   reads: ['model', 'seed'], ...device, settings: RetrainSettings },
   { name: 'benchmark', version: 1, kind: 'benchmark', needs: ['data', 'finetune', 'retrain'],               reads: ['model'],         ...device, settings: BenchmarkSettings },
 ].map((s) => ({ ...s, settings: s.settings as unknown as z.ZodType<Record<string, unknown>> }));

@@ -142,6 +142,18 @@ export class MlflowClient {
   }
 
   /** log-batch, split to respect MLflow's per-request limits (1000 metrics, 100 params, 100 tags). */
+  /** Every logged value of one metric of a run, by step (metric series). */
+  async getMetricHistory(runId: string, key: string): Promise<Metric[]> {
+    const out: Metric[] = [];
+    let token: string | undefined;
+    do {
+      const r = await this.request<{ metrics?: Metric[]; next_page_token?: string }>('GET', 'metrics/get-history', undefined, { run_id: runId, metric_key: key, max_results: '25000', ...(token ? { page_token: token } : {}) });
+      out.push(...(r.metrics ?? []));
+      token = r.next_page_token;
+    } while (token);
+    return out.map((m) => ({ ...m, step: Number(m.step ?? 0) })).sort((a, b) => (a.step ?? 0) - (b.step ?? 0));
+  }
+
   async logBatch(runId: string, batch: { metrics?: Metric[]; params?: KeyValue[]; tags?: KeyValue[] }): Promise<void> {
     const metrics = batch.metrics ?? [];
     const params = batch.params ?? [];

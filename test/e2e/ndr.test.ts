@@ -128,6 +128,13 @@ test.serial('e2e NDR: 2 methods × 2 aggregations on tiny-llama + SpamAssassin; 
   const ndrRun = runs.find((x) => x.data.tags?.some((g) => g.key === 'layerflow.stage' && g.value === 'ndr'));
   t.truthy(ndrRun);
   t.true((ndrRun!.data.metrics ?? []).some((x) => x.key === 'ndr30'));
+  // Series: NDR@30 per layer (step = layer index, 4 blocks), training loss per step.
+  const perLayer = await stack.mlflow.getMetricHistory(ndrRun!.info.run_id, 'ndr30_by_layer.vote');
+  t.deepEqual(perLayer.map((m) => m.step), [0, 1, 2, 3]);
+  const tagOf = (x: (typeof runs)[number], k: string) => x.data.tags?.find((g) => g.key === k)?.value;
+  const ft = runs.find((x) => tagOf(x, 'layerflow.stage') === 'finetune' && tagOf(x, 'layerflow.cache_hit') === 'false')!;
+  const steps = await stack.mlflow.getMetricHistory(ft.info.run_id, 'train_loss');
+  t.is(steps.length, 2 * 5, '2 epochs × 5 steps of 8 samples');
 });
 
 test.serial('e2e NDR: changing the aggregation re-runs only ndr, retrain and benchmark', async (t) => {
