@@ -49,20 +49,18 @@ export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<st
   // Every NDR stage computes every aggregation and group from its influence scores: one per distinct
   // influence key (method × model × task × seed) is counted once, whatever the cell's aggregation.
   const unique = [...ndrByKey.values()];
-  const rows: string[][] = [];
-  for (const m of methods) {
-    for (const a of aggs) {
-      const cells = unique.filter((u) => u.ndr.method === m);
-      rows.push([m, a, ...groups.map((g) => {
-        const vals = cells.map((u) => u.ndr.groups.find((x) => x.group === g)?.byAggregation[a]).filter((x) => x !== undefined);
-        return vals.length ? `${fmt(vals.map((v) => v.at['30']))} / ${fmt(vals.map((v) => v.auc))}` : '—';
-      })]);
-    }
-  }
+  const cell = (m: string, a: string, g: string, pick: (v: { at: Record<string, number>; auc: number }) => number) => {
+    const vals = unique.filter((u) => u.ndr.method === m).map((u) => u.ndr.groups.find((x) => x.group === g)?.byAggregation[a]).filter((x) => x !== undefined);
+    return fmt(vals.map(pick));
+  };
+  const rowsOf = (pick: (v: { at: Record<string, number>; auc: number }) => number) =>
+    methods.flatMap((m) => aggs.map((a) => [m, a, ...groups.map((g) => cell(m, a, g, pick))]));
   const random = fmt(unique.map((u) => u.ndr.random.ndr30));
   const out = [
-    `NDR@30 / AUC-NDR (mean±std over seeds; higher = noisy samples found earlier; random ordering NDR@30 ${random})`,
-    table(['method', 'aggregation', ...groups], rows),
+    `NDR@30 per method × aggregation × layer group (mean±std over seeds; fraction of the noisy samples among the 30% ranked most harmful; random ordering ${random})`,
+    table(['method', 'aggregation', ...groups], rowsOf((v) => v.at['30'])),
+    `AUC-NDR (area under the whole NDR curve; 1 = every noisy sample ranked first)`,
+    table(['method', 'aggregation', ...groups], rowsOf((v) => v.auc)),
   ];
   const cancel = groups.map((g) => fmt(unique.map((u) => u.ndr.groups.find((x) => x.group === g)?.cancellation).filter((x): x is number => typeof x === 'number')));
   out.push(table(['cancellation effect C', '', ...groups], [['(training gradients)', '', ...cancel]]));

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStack, ledger, drainTracking, type Stack } from '../helpers/stack.ts';
 import { planFile, submitSweep } from '../../src/cli/sweeps.ts';
+import { ndrResults } from '../../src/cli/results.ts';
 import { ArtifactStore, type Manifest } from '../../src/store/artifacts.ts';
 import { paths } from '../../src/config/env.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
@@ -120,6 +121,11 @@ test.serial('e2e NDR: 2 methods × 2 aggregations on tiny-llama + SpamAssassin; 
     const re = await manifest('retrain');
     t.is(re.metrics.dropped, 12, '30% of 40');
   }
+
+  // The tables `layerflow run` ends with: every method × aggregation row, and the retraining table.
+  const text = await ndrResults(stack.env, plan);
+  for (const m of ['tracin', 'datainf']) for (const a of ['mean', 'vote', 'rank-c']) t.regex(text, new RegExp(`${m}\\s+${a}\\s+\\d\\.\\d{3}`));
+  t.regex(text, /retrained acc/);
 
   // MLflow: every cell's runs, the NDR metrics and the per-layer series.
   t.is(await drainTracking(stack), 0);
