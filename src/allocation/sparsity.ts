@@ -2,14 +2,20 @@
  * Layer-wise sparsity allocation (SCIENCE.md §3b), global target S, band ε:
  *
  *   s = |metric_1..L|; s̃ = minmax(s) → [0, 1]; s̃ = SavitzkyGolay(s̃, 7, 3, 'interp') (optional)
- *   φ_l = η · ( (s̃_l − min s̃)/(max s̃ − min s̃) · 2ε + (1 − ε) )
+ *   φ_l = η · ( minmax(s̃)_l · ((1 + ε) − (1 − ε)) + (1 − ε) )
  *   η such that Σ_l φ_l d_l = S · Σ_l d_l      (d_l = prunable parameters of layer l)
- *   φ_l ≤ 0.99
+ *   φ_l ≤ cap (0.99)
  *
- * Clipping: a layer whose φ_l exceeds the cap is fixed at the cap and η is solved again over
- * the remaining layers (repeated until no new layer clips), so the parameter-weighted mean
- * still equals S exactly; this needs S ≤ cap. A constant metric gives φ_l = S everywhere.
+ * Clipping (`clip`):
+ *   - 'clip' (default): φ_l > cap is set to cap and η is NOT solved again — the authors' code
+ *     (`ww_sparsity` in LayerIF's pruning code, HadiAskari/LayerIF_Pruning_New lib/prune.py;
+ *     AlphaPruning's own copy has no clip at all) and SCIENCE.md §3b. The realised
+ *     parameter-weighted sparsity is then below S when a layer clips (reported as `realised`).
+ *   - 'resolve': a clipped layer is fixed at the cap and η is solved again over the remaining
+ *     layers (repeated until no new layer clips), so the weighted mean equals S exactly.
+ * Both need S ≤ cap. A constant metric gives φ_l = S everywhere.
  * Higher metric → more pruning (LayerIF: worse-trained layer; AlphaPruning: larger α̂).
+ * The linear map and η follow the authors' operation order (s1 = 1 − ε, s2 = 1 + ε).
  */
 import { ConfigError, DataError } from '../errors.ts';
 import { checkScores } from './apportion.ts';
@@ -27,7 +33,7 @@ export interface SparsityAllocation {
 }
 
 export function checkTarget(target: number, what: string): void {
-  if (!(target > 0 && target < 1)) throw new ConfigError(`${what}: target sparsity ${target}; expected a number in (0, 1)`);
+  if (!(target > 0 && target < 1)) throw new ConfigError(`${what}: target sparsity S = ${target}; expected a number in (0, 1)`);
 }
 
 export function checkSizes(sizes: ArrayLike<number>, layers: number, what: string): void {
@@ -58,17 +64,22 @@ export interface MapToSparsityArgs {
   smooth?: { window: number; polyorder: number } | null;
   /** Upper clip (default 0.99). */
   cap?: number;
+  /** 'clip' (default, the authors' rule: clip, no re-solving) or 'resolve' (re-solve η so Σ φ_l d_l = S Σ d_l). */
+  clip?: SparsityClip;
 }
 
+export type SparsityClip = 'clip' | 'resolve';
+
 /** The §3b mapping from a per-layer metric to per-layer sparsities (method-agnostic core). */
-export function mapToSparsity({ metric, sizes, target, epsilon = 0.3, smooth = { window: 7, polyorder: 3 }, cap = 0.99 }: MapToSparsityArgs): { sparsity: number[]; clipped: number[] } {
+export function mapToSparsity({ metric, sizes, target, epsilon = 0.3, smooth = { window: 7, polyorder: 3 }, cap = 0.99, clip = 'clip' }: MapToSparsityArgs): { sparsity: number[]; clipped: number[] } {
   checkScores(metric, 'sparsity metric');
   const L = metric.length;
   checkSizes(sizes, L, 'sparsity allocation');
   checkTarget(target, 'sparsity allocation');
   if (!(epsilon > 0 && epsilon < 1)) throw new ConfigError(`sparsity allocation: ε = ${epsilon}; expected 0 < ε < 1`);
   if (!(cap > 0 && cap <= 1)) throw new ConfigError(`sparsity allocation: cap = ${cap}; expected 0 < cap ≤ 1`);
-  if (target > cap) throw new ConfigError(`sparsity allocation: target ${target} exceeds the per-layer cap ${cap}; unreachable`);
+  if (clip !== 'clip' && clip !== 'resolve') throw new ConfigError(`sparsity allocation: clip = ${JSON.stringify(clip)}; expected 'clip' (default) or 'resolve'`);
+  if (target > cap) throw new ConfigError(`sparsity allocation: target S = ${target} exceeds the per-layer cap ${cap}; unreachable`);
   const s = Array.from(metric, Math.abs);
   const minmax = (v: number[]) => {
     const lo = Math.min(...v), hi = Math.max(...v);
@@ -80,10 +91,22 @@ export function mapToSparsity({ metric, sizes, target, epsilon = 0.3, smooth = {
     const polyorder = Math.min(smooth.polyorder, window - 1);
     if (window >= 3) scaled = minmax(Array.from(savgolFilter(scaled, window, polyorder)));
   }
-  const base = scaled ? scaled.map((x) => x * 2 * epsilon + (1 - epsilon)) : new Array(L).fill(1);
+  // Authors' order: ((m − min)/(max − min)) · (s2 − s1) + s1.
+  const s1 = 1 - epsilon, s2 = 1 + epsilon;
+  const base = scaled ? scaled.map((x) => x * (s2 - s1) + s1) : new Array(L).fill(1);
   const clipped = new Set<number>();
   const phi = new Array<number>(L);
   const total = Array.from(sizes).reduce((a, b) => a + b, 0);
+  if (clip === 'clip') {
+    let weighted = 0;
+    for (let l = 0; l < L; l++) weighted += sizes[l] * base[l];
+    const eta = (total * target) / weighted;
+    for (let l = 0; l < L; l++) {
+      phi[l] = base[l] * eta;
+      if (phi[l] > cap) { phi[l] = cap; clipped.add(l); }
+    }
+    return { sparsity: phi, clipped: [...clipped] };
+  }
   for (;;) {
     let free = 0, fixed = 0;
     for (let l = 0; l < L; l++) clipped.has(l) ? (fixed += cap * sizes[l]) : (free += base[l] * sizes[l]);

@@ -1,11 +1,24 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { blockAlphas, hillAlpha, matrixAlpha } from '../../src/allocation/alpha-hill.ts';
+import { LEGACY_HILL_OPTIONS, blockAlphas, hillAlpha, matrixAlpha, type HillOptions } from '../../src/allocation/alpha-hill.ts';
 import { gramEigenvalues, symmetricEigenvalues } from '../../src/allocation/eigen.ts';
 import { createRng } from '../../src/data/random.ts';
-import { DataError } from '../../src/errors.ts';
+import { ConfigError, DataError } from '../../src/errors.ts';
 
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/science/alpha.json', import.meta.url), 'utf8'));
+
+/**
+ * Fixture variants (test/fixtures/scripts/science_alpha.py, a numpy re-implementation of the
+ * authors' net_esd_estimator / fix_finger) → our options. `xmin_peak` with filter_zeros=False is
+ * the authors' default path and ours; `scan_filter` is LayerFlow's behaviour before the alignment.
+ */
+const VARIANTS: Record<string, HillOptions | undefined> = {
+  xmin_peak: undefined,
+  xmin_peak_filter: { filterZeros: true },
+  xmin_mid: { fixFingers: 'xmin_mid' },
+  scan: { fixFingers: 'scan' },
+  scan_filter: LEGACY_HILL_OPTIONS,
+};
 
 /** Random orthogonal n×n matrix (Gram–Schmidt on a Gaussian matrix), row-major. */
 function orthogonal(n: number, seed: number): Float64Array {
@@ -49,29 +62,77 @@ test('symmetric eigenvalues of Q diag(λ) Qᵀ and of a hand 2×2', (t) => {
   ev.forEach((x, i) => t.true(Math.abs(x - sorted[i]) < 1e-10, `${x} vs ${sorted[i]}`));
 });
 
-test('eigenvalues of WᵀW and α̂ match the numpy reference fixture', (t) => {
+test('eigenvalues of WᵀW match numpy, α̂ matches the authors\' esd code (all fix_fingers / filter_zeros variants)', (t) => {
+  t.deepEqual(Object.keys(fixture.variants).sort(), Object.keys(VARIANTS).sort());
+  let worst = 0;
   for (const c of fixture.matrices) {
     const ev = gramEigenvalues(c.data, c.rows, c.cols);
     t.is(ev.length, Math.min(c.rows, c.cols));
-    ev.forEach((x: number, i: number) => t.true(Math.abs(x - c.eigenvalues[i]) < 1e-9 * Math.max(1, c.eigenvalues[i]), `${c.rows}×${c.cols} eig ${i}`));
-    const fit = matrixAlpha({ data: c.data, rows: c.rows, cols: c.cols });
-    t.true(Math.abs(fit.alpha - c.alpha) < 1e-8, `${c.rows}×${c.cols}: ${fit.alpha} vs ${c.alpha}`);
-    t.true(Math.abs(fit.xmin - c.xmin) < 1e-8);
+    ev.forEach((x: number, i: number) => t.true(Math.abs(x - c.eigenvalues[i]) < 1e-9 * Math.max(1, c.eigenvalues[i]), `${c.label} eig ${i}`));
+    for (const [name, options] of Object.entries(VARIANTS)) {
+      const fit = matrixAlpha({ data: c.data, rows: c.rows, cols: c.cols }, options);
+      const ref = c.fits[name];
+      worst = Math.max(worst, Math.abs(fit.alpha - ref.alpha) / ref.alpha);
+      t.true(Math.abs(fit.alpha - ref.alpha) < 1e-9 * ref.alpha, `${c.label} ${name}: ${fit.alpha} vs ${ref.alpha}`);
+      t.is(fit.tail, ref.tail, `${c.label} ${name}: tail`);
+      t.true(Math.abs(fit.xmin - ref.xmin) <= 1e-9 * ref.xmin, `${c.label} ${name}: x_min ${fit.xmin} vs ${ref.xmin}`);
+    }
   }
+  // Same fits straight from the eigenvalues (matrices' and the synthetic spectra's).
+  for (const s of [...fixture.matrices, ...fixture.spectra]) {
+    for (const [name, options] of Object.entries(VARIANTS)) {
+      const fit = hillAlpha(s.eigenvalues, options);
+      const ref = s.fits[name];
+      worst = Math.max(worst, Math.abs(fit.alpha - ref.alpha) / ref.alpha);
+      t.true(Math.abs(fit.alpha - ref.alpha) < 1e-12 * ref.alpha, `${s.label} ${name}: ${fit.alpha} vs ${ref.alpha}`);
+      t.true(Math.abs(fit.ksDistance - ref.ksDistance) < 1e-12, `${s.label} ${name}: D`);
+      t.is(fit.xmin, ref.xmin, `${s.label} ${name}: x_min`);
+      t.is(fit.tail, ref.tail, `${s.label} ${name}: tail`);
+    }
+  }
+  t.log(`max relative |Δα̂| vs the reference: ${worst.toExponential(2)}`);
+});
+
+test('defaults are the authors\' path (xmin_peak, no zero filter); the old behaviour is LEGACY_HILL_OPTIONS', (t) => {
   for (const s of fixture.spectra) {
-    const fit = hillAlpha(s.eigenvalues);
-    t.true(Math.abs(fit.alpha - s.alpha) < 1e-12);
-    t.true(Math.abs(fit.ksDistance - s.ksDistance) < 1e-12);
+    t.deepEqual(hillAlpha(s.eigenvalues), hillAlpha(s.eigenvalues, { fixFingers: 'xmin_peak', filterZeros: false }));
+    t.true(Math.abs(hillAlpha(s.eigenvalues, LEGACY_HILL_OPTIONS).alpha - s.fits.scan_filter.alpha) < 1e-12 * s.fits.scan_filter.alpha);
   }
+  // The fixture has spectra where the choices disagree, so the option matters.
+  t.true(fixture.matrices.some((c: { fits: Record<string, { alpha: number }> }) => Math.abs(c.fits.xmin_peak.alpha - c.fits.scan_filter.alpha) > 0.1));
+});
+
+test('xmin_peak reproduces the authors\' log10 quirk: candidates below log10(0.95·xmin2) are skipped', (t) => {
+  // The authors' lower bound is log10(0.95·xmin2) (a log10 value compared with λ), so it only
+  // skips anything when xmin2 > 1/0.95. The reference records the first and last candidate it scanned.
+  let skipped = 0;
+  for (const s of [...fixture.matrices, ...fixture.spectra]) {
+    const ref = s.fits.xmin_peak;
+    const ev = Float64Array.from(s.eigenvalues).sort();
+    const lower = Math.log10(0.95 * ref.xmin2);
+    const [first, last] = ref.candidates;
+    if (first > 0) {
+      skipped++;
+      t.true(ev[first - 1] < lower && ev[first] >= lower, `${s.label}: skip boundary`);
+    }
+    t.true(last === ev.length - 2 || ev[last + 1] > 1.5 * ref.xmin2, `${s.label}: upper bound`);
+    const fit = hillAlpha(s.eigenvalues);
+    t.true(fit.xmin >= ev[first] && fit.xmin <= ev[last], `${s.label}: x_min inside the scanned window`);
+  }
+  t.true(skipped >= 3, `the log10 skip is exercised in ${skipped} fixture cases`);
 });
 
 test('α̂ exact value on a hand-sized geometric spectrum', (t) => {
   // λ = 0.5·2^k, k = 0..5; at x_min = 0.5: Σ ln(λ/x_min) = (0+1+…+5) ln 2 = 15 ln 2, n = 6
-  // → α = 1 + 6/(15 ln 2) = 1 + 0.4/ln 2 (x_min = 0.5 has the smallest KS distance; fixture above).
-  const fit = hillAlpha([16, 8, 4, 2, 1, 0.5]);
-  t.is(fit.xmin, 0.5);
-  t.is(fit.tail, 6);
-  t.true(Math.abs(fit.alpha - (1 + 0.4 / Math.LN2)) < 1e-14);
+  // → α = 1 + 6/(15 ln 2) = 1 + 0.4/ln 2. Legacy scan: x_min = 0.5 has the smallest KS distance;
+  // xmin_peak: every histogram bin holds ≤ 1 value, the peak is the first bin, xmin2 = 0.5, and the
+  // window [log10(0.475), 0.75] holds only λ = 0.5 — same fit either way.
+  for (const options of [undefined, LEGACY_HILL_OPTIONS]) {
+    const fit = hillAlpha([16, 8, 4, 2, 1, 0.5], options);
+    t.is(fit.xmin, 0.5);
+    t.is(fit.tail, 6);
+    t.true(Math.abs(fit.alpha - (1 + 0.4 / Math.LN2)) < 1e-14);
+  }
 });
 
 test('α̂ recovers the exponent of a matrix built with a power-law spectrum', (t) => {
@@ -91,4 +152,10 @@ test('block α̂ is the mean over the block, bad spectra throw', (t) => {
   t.throws(() => hillAlpha([1]), { instanceOf: DataError });
   t.throws(() => hillAlpha([1, NaN, 3]), { instanceOf: DataError, message: /NaN/ });
   t.throws(() => gramEigenvalues([1, 2, 3], 2, 2), { instanceOf: DataError });
+  // The authors' xmin_peak takes log10 of every eigenvalue (their code fails on a zero one): a clear error instead.
+  t.throws(() => hillAlpha([0, 1, 2, 4, 8]), { instanceOf: DataError, message: /filterZeros: true/ });
+  t.notThrows(() => hillAlpha([0, 1, 2, 4, 8], { filterZeros: true }));
+  t.notThrows(() => hillAlpha([0, 1, 2, 4, 8], { fixFingers: 'xmin_mid' }));
+  t.throws(() => hillAlpha([1, 2, 3], { fixFingers: 'peak' as never }), { instanceOf: ConfigError, message: /fixFingers/ });
+  t.throws(() => hillAlpha([1, 2, 3], { bins: 0 }), { instanceOf: ConfigError, message: /bins/ });
 });

@@ -3,7 +3,7 @@
  * extracts from PyPI bigbench==1.0.0 (the tests fail without them; CI runs the install step first):
  * counts, contexts identical to BIG-bench's own json_task formatting (one hand-checked prompt pinned
  * verbatim, every task pinned by a hash of the output of BIG-bench's code — see
- * test/fixtures/eval/bigbench_reference.py), several correct options, the errors, the JSONL path on
+ * test/fixtures/scripts/eval_bigbench.py), several correct options, the errors, the JSONL path on
  * committed fixtures, and the seeded splits.
  */
 import test, { type ExecutionContext } from 'ava';
@@ -48,7 +48,7 @@ function fakeHome(t: ExecutionContext, tasks: Record<string, unknown>): string {
 }
 
 test('numpy RandomState(42).permutation(n), which orders the appended choices, is reproduced', (t) => {
-  // From numpy (bigbench_reference.py prints them).
+  // From numpy (test/fixtures/scripts/eval_bigbench.py prints them).
   const numpy = [[0], [1, 0], [0, 1, 2], [1, 3, 0, 2], [1, 4, 2, 0, 3], [0, 1, 5, 2, 4, 3], [0, 1, 5, 2, 4, 3, 6], [1, 5, 0, 7, 2, 4, 3, 6], [7, 1, 5, 0, 8, 2, 4, 3, 6], [8, 1, 5, 0, 7, 2, 9, 4, 3, 6]];
   numpy.forEach((p, i) => t.deepEqual(legacyPermutation(i + 1), p, `n = ${i + 1}`));
   t.deepEqual(legacyPermutation(0), []);
@@ -81,7 +81,7 @@ test('social_iqa: 1954 examples in the file, 19 exact duplicates dropped as BIG-
 });
 
 test('every pinned task: contexts and options identical to BIG-bench json_task output (sha256 pinned), counts', (t) => {
-  // name → [documents, examples in the file, sha256 of JSON [[context, options], …] from bigbench_reference.py]
+  // name → [documents, examples in the file, sha256 of JSON [[context, options], …] from test/fixtures/scripts/eval_bigbench.py]
   const pinned: Record<string, [number, number, string]> = {
     social_iqa: [1935, 1954, '477b9fb26bb26dfa5894bf4ff4d339953f980439f3f34a240fd01c4f21a77cda'],
     strategyqa: [2289, 2290, '10da6972cb0340c41a03697c871b212bf0439dd5c9e3fe5b04ba4a1f67b01cd9'],

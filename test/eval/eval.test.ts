@@ -5,22 +5,30 @@ import { exactMatchAccuracy } from '../../src/eval/exact-match.ts';
 import { multipleChoiceAccuracy } from '../../src/eval/multiple-choice.ts';
 import { perplexity } from '../../src/eval/perplexity.ts';
 
-test('multiple choice: acc and byte-length acc_norm', (t) => {
+test('multiple choice: acc and byte-length acc_norm over the bare options, gold lists', (t) => {
   const items = [
-    // acc picks option 0 (−4 > −6); per byte: −4/4 = −1 vs −6/12 = −0.5 → acc_norm picks option 1 (gold).
-    { logLikelihoods: [-4, -6], continuations: [' cat', ' caterpillar'], gold: 1 },
-    { logLikelihoods: [-1, -2, -3], continuations: [' a', ' b', ' c'], gold: 0 },
+    // acc picks option 0 (−4 > −6); per byte of the bare option: −4/3 = −1.33 vs −6/11 = −0.55 → acc_norm picks option 1 (gold).
+    { logLikelihoods: [-4, -6], options: ['cat', 'caterpillar'], gold: 1 },
+    { logLikelihoods: [-1, -2, -3], options: ['a', 'b', 'c'], gold: 0 },
   ];
   const r = multipleChoiceAccuracy({ items });
   t.is(r.acc, 0.5);
   t.is(r.accNorm, 1);
-  // Byte vs character length differ on non-ASCII text: ' é' is 3 bytes, 2 chars.
-  const nonAscii = [{ logLikelihoods: [-2.9, -2.1], continuations: [' é', ' e'], gold: 0 }];
-  t.is(multipleChoiceAccuracy({ items: nonAscii }).accNorm, 1); // −0.967 > −1.05
-  t.is(multipleChoiceAccuracy({ items: nonAscii, lengthUnit: 'chars' }).accNorm, 0); // −1.45 < −1.05
+  t.deepEqual(r.items, [{ pred: 0, predNorm: 1, correct: false, correctNorm: true }, { pred: 0, predNorm: 0, correct: true, correctNorm: true }]);
+  // The delimiter is not counted: with ' cat' / ' caterpillar' (4 / 12 bytes) the ratios would be −1 vs −0.5, here −1.33 vs −0.55.
+  // Byte vs character length differ on non-ASCII text: 'é' is 2 bytes, 1 char.
+  const nonAscii = [{ logLikelihoods: [-2.9, -2.1], options: ['é', 'e'], gold: 0 }];
+  t.is(multipleChoiceAccuracy({ items: nonAscii }).accNorm, 1); // −1.45 > −2.1
+  t.is(multipleChoiceAccuracy({ items: nonAscii, lengthUnit: 'chars' }).accNorm, 0); // −2.9 < −2.1
+  // Several correct options (BIG-bench target_scores): the prediction only has to be one of them.
+  const multi = multipleChoiceAccuracy({ items: [{ logLikelihoods: [-3, -2, -2.5], options: ['x', 'yy', 'zzzzzz'], gold: [1, 2] }] });
+  t.like(multi, { acc: 1, accNorm: 1, items: [{ pred: 1, predNorm: 2 }] });
+  t.is(multipleChoiceAccuracy({ items: [{ logLikelihoods: [-3, -1, -2], gold: [0, 2] }] }).acc, 0);
   t.is(multipleChoiceAccuracy({ items: [{ logLikelihoods: [-1, -2], gold: 1 }] }).accNorm, undefined);
   t.throws(() => multipleChoiceAccuracy({ items: [{ logLikelihoods: [-1, NaN], gold: 0 }] }), { instanceOf: DataError, message: /NaN/ });
   t.throws(() => multipleChoiceAccuracy({ items: [{ logLikelihoods: [-1, -2], gold: 2 }] }), { instanceOf: DataError, message: /gold = 2/ });
+  t.throws(() => multipleChoiceAccuracy({ items: [{ logLikelihoods: [-1, -2], gold: [] }] }), { instanceOf: DataError, message: /gold is empty/ });
+  t.throws(() => multipleChoiceAccuracy({ items: [{ logLikelihoods: [-1, -2], options: ['a', ''], gold: 0 }] }), { instanceOf: DataError, message: /option 1 is empty/ });
   t.throws(() => multipleChoiceAccuracy({ items: [] }), { instanceOf: DataError, message: /empty/ });
 });
 
