@@ -117,7 +117,10 @@ export function hillAlpha(eigenvalues: ArrayLike<number>, options: HillOptions =
   const N = ev.length;
   if (N < 2) throw new DataError(`hillAlpha: ${N} positive eigenvalues${filterZeros ? ` above ${zeroThreshold}` : ''}; expected at least 2`);
   if (fixFingers === 'xmin_peak' && !(ev[0] > 0)) {
-    throw new DataError(`hillAlpha: smallest eigenvalue is ${ev[0]} (rank-deficient matrix); the 'xmin_peak' histogram of log10 λ needs every λ > 0 — pass filterZeros: true`);
+    throw new DataError(
+      `hillAlpha: smallest eigenvalue is ${ev[0]} (rank-deficient matrix); the 'xmin_peak' histogram of log10 λ needs every λ > 0 — ` +
+        (filterZeros ? `every eigenvalue is ≤ zeroThreshold ${zeroThreshold}, so none could be kept` : 'pass filterZeros: true'),
+    );
   }
   const logs = ev.map(Math.log);
   const suffix = new Float64Array(N + 1);
