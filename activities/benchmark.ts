@@ -25,7 +25,7 @@ export const benchmark: StageImpl<BenchmarkSettings> = async (ctx) => {
       ctx.signal.throwIfAborted();
       const { params, shapes } = await readAdapter(ctx.store, ctx.inputs[which]);
       const logits = await predictor.logits({ base: model.weights, params, shapes, samples, batchSize: ctx.settings.batchSize, padId: rec.padId });
-      out[which] = { accuracy: accuracy(logits, labels, rec.spec.numLabels), logits: Array.from(logits) };
+      out[which] = { accuracy: accuracy(logits, labels, rec.spec.numLabels!), logits: Array.from(logits) };
       ctx.heartbeat({ done: which });
     }
   } finally {

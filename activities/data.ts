@@ -9,12 +9,18 @@ import { dedupeExamples } from '../src/data/dedupe.ts';
 import { ndrSplits } from '../src/data/splits.ts';
 import { injectLabelNoise } from '../src/data/noise.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
-import type { NdrDataset } from './shared.ts';
+import type { ChoiceDataset, NdrDataset } from './shared.ts';
+import { choiceSplits, loadBigBenchTask, loadChoiceJsonl } from '../src/eval/bigbench.ts';
+import { ConfigError } from '../src/errors.ts';
 
 export const DataSettings = z.strictObject({
-  /** Fraction of training labels flipped (SCIENCE.md §4: 0.2). */
-  noise: z.number().min(0).lt(1, 'expected a noise fraction in [0, 1)').default(0.2),
-  /** Split sizes; omitted sizes follow the data (the paper's 4500 / 500 / 500 where there is enough). */
+  /** Fraction of training labels flipped (SCIENCE.md §4: 0.2 for classification tasks; multiple-choice tasks take none). */
+  noise: z.number().min(0).lt(1, 'expected a noise fraction in [0, 1)').optional(),
+  /**
+   * Split sizes. Classification: omitted sizes follow the data (the paper's 4500 / 500 / 500 where
+   * there is enough). Multiple choice: train / IF-validation default 300 / 50 (LayerIF), evaluation
+   * (test) defaults to the rest.
+   */
   trainSize: z.number().int().min(2).optional(),
   influenceSize: z.number().int().min(1).optional(),
   evaluationSize: z.number().int().min(1).optional(),
@@ -26,6 +32,7 @@ export type DataSettings = z.output<typeof DataSettings>;
 export const data: StageImpl<DataSettings> = async (ctx) => {
   const s = ctx.settings;
   const entry = ctx.slice.task as Record<string, unknown> & { id: string };
+  if (entry.source === 'bigbench' || entry.source === 'choice-jsonl') return choiceData(ctx);
   // A path was resolved and hashed by the sweep loader ({ path, sha256 }): load that file.
   const p = entry.path as { path: string } | string | undefined;
   const task = loadClassificationTask({ ...entry, ...(p && typeof p === 'object' ? { path: p.path } : {}) });
@@ -34,7 +41,8 @@ export const data: StageImpl<DataSettings> = async (ctx) => {
   const seed = ctx.slice.seed as number;
   const splits = ndrSplits({ labels, trainSize: s.trainSize, influenceSize: s.influenceSize, evaluationSize: s.evaluationSize, seed });
   const trainClean = splits.train.map((i) => kept[i]);
-  const noisy = injectLabelNoise({ labels: trainClean.map((e) => e.label), fraction: s.noise, numClasses: task.numClasses, seed: seed + 1 });
+  const noise = s.noise ?? 0.2;
+  const noisy = injectLabelNoise({ labels: trainClean.map((e) => e.label), fraction: noise, numClasses: task.numClasses, seed: seed + 1 });
   const out: NdrDataset = {
     task: entry.id,
     numClasses: task.numClasses,
@@ -43,11 +51,37 @@ export const data: StageImpl<DataSettings> = async (ctx) => {
     influence: splits.influence.map((i) => kept[i]),
     evaluation: splits.evaluation.map((i) => kept[i]),
     noisyIds: noisy.noisyIds,
-    noise: s.noise,
+    noise,
     duplicatesRemoved: removed,
   };
   return {
     files: { 'dataset.json': JSON.stringify(out) },
     metrics: { train: out.train.length, influence: out.influence.length, evaluation: out.evaluation.length, noisy: out.noisyIds.length, duplicates_removed: removed },
+  };
+};
+
+/** Multiple-choice tasks: seeded train / IF-validation / test splits of the task's documents. */
+const choiceData: StageImpl<DataSettings> = async (ctx) => {
+  const s = ctx.settings;
+  const entry = ctx.slice.task as { id: string; source: string; name?: string; path?: string | { path: string } };
+  if (s.noise) throw new ConfigError(`stages.data.noise is ${s.noise}; label noise applies to classification tasks, and task ${entry.id} is multiple choice (omit it or set 0)`);
+  let docs, duplicates;
+  if (entry.source === 'bigbench') {
+    if (!entry.name) throw new ConfigError(`task ${entry.id}: source bigbench needs name (a BIG-bench task, e.g. winowhy)`);
+    const t = loadBigBenchTask(ctx.home, entry.name);
+    docs = t.docs;
+    duplicates = t.meta.duplicates ?? 0;
+  } else {
+    const path = typeof entry.path === 'object' ? entry.path.path : entry.path;
+    if (!path) throw new ConfigError(`task ${entry.id}: source choice-jsonl needs path`);
+    const t = loadChoiceJsonl(path, { name: entry.id });
+    docs = t.docs;
+    duplicates = t.duplicates;
+  }
+  const sp = choiceSplits(docs, { train: s.trainSize, validation: s.influenceSize, test: s.evaluationSize, seed: ctx.slice.seed as number });
+  const out: ChoiceDataset = { kind: 'choice', task: entry.id, train: sp.train, influence: sp.validation, evaluation: sp.test, noisyIds: [], noise: 0, duplicatesRemoved: duplicates };
+  return {
+    files: { 'dataset.json': JSON.stringify(out) },
+    metrics: { train: sp.train.length, influence: sp.validation.length, evaluation: sp.test.length, noisy: 0, duplicates_removed: duplicates },
   };
 };

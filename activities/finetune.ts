@@ -10,8 +10,8 @@ import { rm } from 'node:fs/promises';
 import { z } from 'zod';
 import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy } from '../src/train/classifier.ts';
 import { ConfigError } from '../src/errors.ts';
-import type { StageContext, StageImpl } from '../src/store/stage-context.ts';
-import { adapterFiles, encodeExample, modelOf, type ClassifierRecord, type NdrDataset } from './shared.ts';
+import type { StageContext, StageImpl, StageResult } from '../src/store/stage-context.ts';
+import { adapterFiles, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
 export const FinetuneSettings = z.strictObject({
   epochs: z.number().int().min(1).default(10),
@@ -29,18 +29,27 @@ export const FinetuneSettings = z.strictObject({
 });
 export type FinetuneSettings = z.output<typeof FinetuneSettings>;
 
-export const finetune: StageImpl<FinetuneSettings> = async (ctx) => {
+export const finetune: StageImpl<FinetuneSettings> = async (ctx): Promise<StageResult> => {
   const s = ctx.settings;
-  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const ds = await ctx.store.readJson<TaskDataset>(ctx.inputs.data, 'dataset.json');
   const model = await modelOf(ctx);
   const padId = model.tokenizer.padId ?? model.tokenizer.eosId ?? 0;
+  const choice = ds.kind === 'choice';
   const rec: ClassifierRecord = {
-    spec: { lora: { r: s.rank, alpha: s.alpha, targets: s.targets }, numLabels: ds.numClasses },
-    maxLength: s.maxLength, padId, labelNames: ds.labelNames,
+    objective: choice ? 'answer-lm' : 'classifier',
+    spec: { lora: { r: s.rank, alpha: s.alpha, targets: s.targets }, ...(choice ? {} : { numLabels: ds.numClasses }) },
+    maxLength: s.maxLength, padId, labelNames: choice ? [] : ds.labelNames,
     train: { epochs: s.epochs, lr: s.lr, batchSize: s.batchSize, microBatchSize: s.microBatchSize, warmupRatio: s.warmupRatio, weightDecay: s.weightDecay },
   };
-  const r = await trainClassifier(ctx, rec, ds.train, ds, 'loss');
-  const influence = ds.influence.map((e) => encodeExample(model.tokenizer, e, s.maxLength));
+  const r = await trainClassifier<unknown>(ctx, rec, ds.train, ds, 'loss');
+  const files = {
+    ...adapterFiles(rec, r.params, r.shapes, model.id),
+    'classifier.json': JSON.stringify(rec, null, 1),
+    'history.json': JSON.stringify({ stepLosses: r.stepLosses, epochs: r.epochs, bestEpoch: r.bestEpoch }),
+  };
+  const series = { train_loss: r.stepLosses, influence_loss: r.epochs.map((e) => e.valLoss), epoch_train_loss: r.epochs.map((e) => e.trainLoss) };
+  if (ds.kind === 'choice') return { files, metrics: { best_epoch: r.bestEpoch, best_influence_loss: r.bestValLoss, steps: r.steps }, series };
+  const influence = ds.influence.map((e) => encodeFor(model.tokenizer, rec, e));
   const predictor = await ClassifierPredictor.create({ config: model.config, spec: rec.spec, device: ctx.device });
   let logits: Float32Array;
   try {
@@ -50,24 +59,19 @@ export const finetune: StageImpl<FinetuneSettings> = async (ctx) => {
   }
   const pred = predictions(logits, ds.numClasses);
   return {
-    files: {
-      ...adapterFiles(rec, r.params, r.shapes, model.id),
-      'classifier.json': JSON.stringify(rec, null, 1),
-      'influence-predictions.json': JSON.stringify({ predictions: pred, correct: pred.map((p, i) => p === ds.influence[i].label) }),
-      'history.json': JSON.stringify({ stepLosses: r.stepLosses, epochs: r.epochs, bestEpoch: r.bestEpoch }),
-    },
+    files: { ...files, 'influence-predictions.json': JSON.stringify({ predictions: pred, correct: pred.map((p, i) => p === ds.influence[i].label) }) },
     metrics: { best_epoch: r.bestEpoch, best_influence_loss: r.bestValLoss, influence_accuracy: accuracy(logits, ds.influence.map((e) => e.label), ds.numClasses), steps: r.steps },
-    series: { train_loss: r.stepLosses, influence_loss: r.epochs.map((e) => e.valLoss), epoch_train_loss: r.epochs.map((e) => e.trainLoss) },
+    series,
   };
 };
 
 /**
- * Fine-tune the classifier of `rec` on `train` (model selection on the influence set by loss, or on
+ * Fine-tune the adapter of `rec` on `train` (model selection on the influence set by loss, or on
  * the evaluation set by accuracy); resumable from the stage's scratch checkpoints after a crash.
  */
-export async function trainClassifier(ctx: StageContext<unknown>, rec: ClassifierRecord, train: NdrDataset['train'], ds: NdrDataset, selectBy: 'loss' | 'accuracy', epochs = rec.train.epochs) {
+export async function trainClassifier<E>(ctx: StageContext<unknown>, rec: ClassifierRecord, train: E[], ds: { influence: unknown[]; evaluation: unknown[] }, selectBy: 'loss' | 'accuracy', epochs = rec.train.epochs) {
   const model = await modelOf(ctx);
-  const enc = (e: { text: string; label: number }) => encodeExample(model.tokenizer, e, rec.maxLength);
+  const enc = (e: unknown) => encodeFor(model.tokenizer, rec, e as Parameters<typeof encodeFor>[2]);
   if (rec.train.batchSize % rec.train.microBatchSize !== 0) throw new ConfigError(`stages.${ctx.stage}: batchSize ${rec.train.batchSize} must be a multiple of microBatchSize ${rec.train.microBatchSize}`);
   const checkpointDir = join(ctx.home, 'scratch', ctx.key);
   const r = await fineTuneClassifier({

@@ -11,7 +11,8 @@ import * as M from '../src/models/index.ts';
 import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
 import { encodeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
-import { encodeExample, modelOf, readAdapter, type ClassifierRecord, type NdrDataset } from './shared.ts';
+import { encodeFor, modelOf, readAdapter, type ClassifierRecord, type TaskDataset } from './shared.ts';
+import { ConfigError } from '../src/errors.ts';
 import { paramsToWeights } from '../src/train/lm.ts';
 import { DataError } from '../src/errors.ts';
 
@@ -30,21 +31,25 @@ export const EMBEDDING_UNIT = 'model.embed_tokens.weight';
 
 export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   const s = ctx.settings;
-  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const ds = await ctx.store.readJson<TaskDataset>(ctx.inputs.data, 'dataset.json');
   const rec = await ctx.store.readJson<ClassifierRecord>(ctx.inputs.finetune, 'classifier.json');
   const model = await modelOf(ctx);
   const { config } = model;
   const { params, shapes } = await readAdapter(ctx.store, ctx.inputs.finetune);
   const weights = paramsToWeights(params, shapes, new Map(model.weights));
 
-  const units: GradientUnit[] = M.loraUnits(config, rec.spec.lora).map((u) => ({ unit: u.key, layer: u.layer, kind: 'block' as const, d: u.shape[0] * u.shape[1], shape: u.shape }));
-  if (s.head) units.push({ unit: 'score.weight', layer: config.numLayers, kind: 'classifier', d: rec.spec.numLabels * config.hiddenSize, shape: [rec.spec.numLabels, config.hiddenSize] });
+  const lora = rec.spec.lora;
+  if (!lora) throw new ConfigError('gradients: the fine-tuned adapter has no LoRA tensors (the influence units)');
+  const numLabels = rec.spec.numLabels;
+  const head = s.head && numLabels !== undefined; // an answer-token LM has no classification head
+  const units: GradientUnit[] = M.loraUnits(config, lora).map((u) => ({ unit: u.key, layer: u.layer, kind: 'block' as const, d: u.shape[0] * u.shape[1], shape: u.shape }));
+  if (head) units.push({ unit: 'score.weight', layer: config.numLayers, kind: 'classifier', d: numLabels! * config.hiddenSize, shape: [numLabels!, config.hiddenSize] });
   const embedding = s.embedding ? { unit: EMBEDDING_UNIT, layer: -1, kind: 'embedding' as const, d: config.vocabSize * config.hiddenSize, shape: [config.vocabSize, config.hiddenSize], D: config.hiddenSize, vocab: config.vocabSize } : null;
 
   // Shard plan: train shards first, then influence shards; numbering is global and deterministic.
   const plan: Array<{ set: GradientSet; rowOffset: number; rows: M.Sample[] }> = [];
   for (const [set, list] of [['train', ds.train], ['influence', ds.influence]] as const) {
-    const samples = list.map((e) => encodeExample(model.tokenizer, e, rec.maxLength));
+    const samples = (list as Parameters<typeof encodeFor>[2][]).map((e) => encodeFor(model.tokenizer, rec, e));
     for (let o = 0; o < samples.length; o += s.shardSize) plan.push({ set, rowOffset: o, rows: samples.slice(o, o + s.shardSize) });
   }
 
@@ -62,7 +67,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         continue;
       }
       runner ??= await M.PerExampleGradRunner.create({
-        graph: M.buildPerExampleGradGraph({ config, lora: rec.spec.lora, numLabels: rec.spec.numLabels, units: { lora: true, head: s.head, embeddingRows: s.embedding } }),
+        graph: M.buildPerExampleGradGraph({ config, lora, numLabels, units: { lora: true, head, embeddingRows: s.embedding } }),
         device: ctx.device,
       });
       const dense = new Map(units.map((u) => [u.unit, new Float32Array(p.rows.length * u.d)]));
@@ -96,7 +101,9 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
       train: { n: ds.train.length, shards: shards.filter((x) => x.set === 'train') },
       influence: { n: ds.influence.length, shards: shards.filter((x) => x.set === 'influence') },
     },
-    loss: 'per-sample cross-entropy of the classifier (noisy label for train, true label for influence) under the fine-tuned checkpoint',
+    loss: numLabels !== undefined
+      ? 'per-sample cross-entropy of the classifier (noisy label for train, true label for influence) under the fine-tuned checkpoint'
+      : 'per-sample mean cross-entropy of the gold answer tokens after the context, under the fine-tuned checkpoint',
   };
   return {
     files: { 'index.json': JSON.stringify(index) },

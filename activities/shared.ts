@@ -14,6 +14,9 @@ import { peftConfigJson } from '../src/weights/peft.ts';
 import { peftConfig } from '../src/models/lora.ts';
 import type { ParamMap, ShapeMap } from '../src/train/checkpoint.ts';
 import type { ClassifierSpec } from '../src/train/classifier.ts';
+import type { ChoiceDoc } from '../src/eval/bigbench.ts';
+import { encodeRequest } from '../src/eval/loglikelihood.ts';
+import { IGNORE_INDEX } from '../src/models/loss.ts';
 
 /** A `models[]` entry of an NDR / LayerIF sweep: a packaged model, or a path (HF folder or .gguf) relative to the sweep file. */
 export const ModelEntry = z.object({
@@ -44,13 +47,36 @@ export function modelOf(ctx: StageContext<unknown>): Promise<LoadedModel> {
   return cached.model;
 }
 
-/** What `finetune` records about the classifier; every later stage builds the same one from it. */
+/**
+ * What `finetune` records about the adapter; every later stage builds the same model from it.
+ * `classifier`: LoRA + classification head on labelled texts (NDR); `answer-lm`: LoRA trained as a
+ * causal LM on the gold option's tokens after the context (multiple-choice tasks, LayerIF).
+ */
 export interface ClassifierRecord {
+  objective: 'classifier' | 'answer-lm';
   spec: ClassifierSpec;
   maxLength: number;
   padId: number;
   labelNames: string[];
   train: { epochs: number; lr: number; batchSize: number; microBatchSize: number; warmupRatio: number; weightDecay: number };
+}
+
+/**
+ * One multiple-choice document → an answer-token training sample: context + gold option tokenised
+ * exactly as the log-likelihood scorer reads them (lm-evaluation-harness encoding, `delimiter`
+ * before the bare option), the loss on the option's tokens only, the context cut from the left to
+ * fit maxLength.
+ */
+export function encodeAnswer(tok: LoadedModel['tokenizer'], d: ChoiceDoc, maxLength: number, delimiter = ''): M.Sample {
+  const { contextIds, continuationIds } = encodeRequest(tok, { context: d.context, continuation: delimiter + d.options[d.gold[0]] });
+  const answer = continuationIds.slice(0, Math.max(1, maxLength - 1));
+  const context = contextIds.slice(Math.max(0, contextIds.length - (maxLength - answer.length)));
+  return { inputIds: [...context, ...answer], labels: [...context.map(() => IGNORE_INDEX), ...answer] };
+}
+
+/** A training / influence example of either task form → model input. */
+export function encodeFor(tok: LoadedModel['tokenizer'], rec: ClassifierRecord, e: { text: string; label: number } | ChoiceDoc): M.Sample {
+  return rec.objective === 'classifier' ? encodeExample(tok, e as { text: string; label: number }, rec.maxLength) : encodeAnswer(tok, e as ChoiceDoc, rec.maxLength);
 }
 
 /** One classification example → model input: whitespace collapsed, at most maxLength tokens. */
@@ -64,7 +90,16 @@ export function encodeExample(tok: LoadedModel['tokenizer'], e: { text: string; 
 export function adapterFiles(rec: ClassifierRecord, params: ParamMap, shapes: ShapeMap, base: string): Record<string, string | Uint8Array> {
   const tensors: Record<string, TensorInput> = {};
   for (const [k, v] of params) tensors[k === 'score.weight' ? 'base_model.model.score.modules_to_save.weight' : k] = { dtype: 'F32', shape: shapes.get(k)!, values: v };
-  const config = { ...peftConfigJson(peftConfig(rec.spec.lora, { base, taskType: 'SEQ_CLS' })), modules_to_save: ['score'] };
+  const spec = rec.spec;
+  const lora = spec.lora ?? (spec.moe ? { r: spec.moe.r, alpha: spec.moe.alpha, targets: spec.moe.targets } : undefined);
+  if (!lora) throw new ConfigError('adapterFiles: the record has neither LoRA nor MoE adapters');
+  const cls = spec.numLabels !== undefined;
+  const config = {
+    ...peftConfigJson(peftConfig(lora, { base, taskType: cls ? 'SEQ_CLS' : 'CAUSAL_LM' })),
+    ...(cls ? { modules_to_save: ['score'] } : {}),
+    // LoRA-MoE (MoLA-style) is not a PEFT type: its layout is recorded here (router/lora_A/lora_B per module).
+    ...(spec.moe ? { layerflow_moe: { experts: spec.moe.experts, top_k: spec.moe.topK ?? 2 } } : {}),
+  };
   return { 'adapter_config.json': JSON.stringify(config, null, 1), 'adapter_model.safetensors': serializeSafetensors(tensors, { format: 'pt' }) };
 }
 
@@ -80,8 +115,25 @@ export async function readAdapter(store: ArtifactStore, ref: ArtifactRef): Promi
   return { params, shapes };
 }
 
-/** The `data` stage's artifact. */
+/** The `data` stage's artifact for a multiple-choice task (BIG-bench or choice JSONL; no label noise). */
+export interface ChoiceDataset {
+  kind: 'choice';
+  task: string;
+  train: ChoiceDoc[];
+  /** LayerIF's IF-validation set (influence is measured against it). */
+  influence: ChoiceDoc[];
+  /** Held-out test documents (the benchmark). */
+  evaluation: ChoiceDoc[];
+  noisyIds: number[];
+  noise: 0;
+  duplicatesRemoved: number;
+}
+
+export type TaskDataset = NdrDataset | ChoiceDataset;
+
+/** The `data` stage's artifact for a classification task. */
 export interface NdrDataset {
+  kind?: 'classification';
   task: string;
   numClasses: number;
   labelNames: string[];

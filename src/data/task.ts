@@ -46,7 +46,10 @@ export function parseTaskEntry(raw: unknown, where = 'task'): TaskEntry {
  * loadClassificationTask validates the entry against `TaskEntry`.
  */
 export const TaskEntryFields = z.object({
-  source: z.enum(['spam-assassin', 'jsonl']),
+  /** spam-assassin / jsonl: labelled texts; bigbench / choice-jsonl: multiple-choice documents (src/eval/bigbench.ts). */
+  source: z.enum(['spam-assassin', 'jsonl', 'bigbench', 'choice-jsonl']),
+  /** BIG-bench task name (e.g. winowhy, logical_deduction/three_objects), fetched by infra/fetch-data.sh. */
+  name: z.string().min(1).optional(),
   groups: z.array(z.enum(SPAM_ASSASSIN_GROUPS)).min(1, 'expected at least one group').optional(),
   stripHeaders: z.boolean().optional(),
   path: z.string().min(1, 'expected a file path').optional(),

@@ -1,9 +1,11 @@
 /**
- * A pretrained LM as a LoRA sequence classifier (the NDR paper's setting, SCIENCE.md §4): LoRA
- * adapters on the attention projections plus a classification head `score.weight` (the paper's
- * CL layer) on the last real token, trained with AdamW + cosine schedule by ./trainer.ts; logits
- * and accuracy by a forward graph. Pure of Temporal: the `finetune`, `retrain` and `benchmark`
- * stages call it.
+ * Adapter fine-tuning of a pretrained LM, in the two forms the papers use:
+ *  - a LoRA sequence classifier (NDR, SCIENCE.md §4): LoRA adapters plus a classification head
+ *    `score.weight` (the paper's CL layer) on the last real token (`numLabels` set);
+ *  - a causal LM trained on the answer tokens only (LayerIF's instruction data, §1), with LoRA or
+ *    LoRA-MoE adapters (§3a; `numLabels` absent, samples carry per-token labels).
+ * AdamW + cosine schedule by ./trainer.ts; logits and accuracy of classifiers by a forward graph.
+ * Pure of Temporal: the `finetune`, `moe_finetune`, `retrain` and `benchmark` stages call it.
  */
 import { ConfigError, DataError } from '../errors.ts';
 import * as M from '../models/index.ts';
@@ -14,19 +16,26 @@ import { lmObjective, paramsToWeights } from './lm.ts';
 import { evaluateLoss, train, type EvalInfo, type StepInfo } from './trainer.ts';
 import { createRng } from '../data/random.ts';
 
+/** What is trained on top of the frozen base: LoRA or LoRA-MoE adapters, and a classification head when `numLabels` is set. */
 export interface ClassifierSpec {
-  lora: M.LoraSpec;
-  numLabels: number;
+  lora?: M.LoraSpec;
+  moe?: M.MoeSpec;
+  numLabels?: number;
 }
 
-/** Trainable tensors of the classifier: LoRA A/B (PEFT init, B = 0) and score.weight ~ U(±0.02·√3) (std 0.02, HF's initializer_range). */
+/**
+ * Trainable tensors: LoRA A/B (PEFT init, B = 0) or the MoE routers and experts (initMoe), and
+ * score.weight ~ U(±0.02·√3) (std 0.02, HF's initializer_range) for a classifier.
+ */
 export function initClassifier(args: { config: ModelConfig; spec: ClassifierSpec; seed: number }): { params: ParamMap; shapes: ShapeMap } {
   const { config, spec, seed } = args;
   const params: ParamMap = new Map(), shapes: ShapeMap = new Map();
-  for (const [k, v] of M.loraToWeights(M.initLora({ config, lora: spec.lora, seed }))) {
+  const adapters = spec.lora ? M.loraToWeights(M.initLora({ config, lora: spec.lora, seed })) : spec.moe ? M.initMoe({ config, moe: spec.moe, seed }) : new Map();
+  for (const [k, v] of adapters) {
     params.set(k, Float32Array.from(v.data));
     shapes.set(k, [...v.dims]);
   }
+  if (spec.numLabels === undefined) return { params, shapes };
   const rng = createRng((seed ^ 0x5c0e) >>> 0);
   const D = config.hiddenSize, a = 0.02 * Math.sqrt(3);
   params.set('score.weight', Float32Array.from({ length: spec.numLabels * D }, () => (2 * rng.next() - 1) * a));
@@ -76,7 +85,8 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
     throw new ConfigError(`fine-tuning: batchSize ${a.batchSize} must be a multiple of microBatchSize ${a.microBatchSize}`);
   if (a.train.length === 0 || a.validation.length === 0) throw new DataError(`fine-tuning: ${a.train.length} training and ${a.validation.length} validation samples; expected at least one of each`);
   const { params, shapes } = initClassifier({ config: a.config, spec: a.spec, seed: a.seed });
-  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, numLabels: a.spec.numLabels });
+  if (a.selectBy === 'accuracy' && a.spec.numLabels === undefined) throw new ConfigError('fine-tuning: selection by accuracy needs a classifier (numLabels)');
+  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, moe: a.spec.moe, numLabels: a.spec.numLabels });
   const objective = await lmObjective({ graph, frozen: a.base, device: a.device, threads: a.threads, weighting: 'examples', padId: a.padId });
   const predictor = a.selectBy === 'accuracy' ? await ClassifierPredictor.create({ config: a.config, spec: a.spec, device: a.device, threads: a.threads }) : undefined;
   const epochs: FineTuneResult['epochs'] = [];
@@ -92,7 +102,7 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
         let acc: number | undefined;
         if (predictor) {
           const logits = await predictor.logits({ base: a.base, params: e.params, shapes, samples: a.validation, batchSize: a.microBatchSize, padId: a.padId });
-          acc = accuracy(logits, a.validation.map((s) => s.label!), a.spec.numLabels);
+          acc = accuracy(logits, a.validation.map((s) => s.label!), a.spec.numLabels!);
           if (!best || acc > best.acc! || (acc === best.acc && e.valLoss! < best.loss))
             best = { epoch: e.epoch, loss: e.valLoss!, acc, params: new Map([...e.params].map(([k, v]) => [k, Float32Array.from(v)])) };
         }
@@ -113,7 +123,7 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
 
 /** Mean cross-entropy of the classifier on `samples` (no gradients). */
 export async function classifierLoss(a: { config: ModelConfig; base: M.WeightMap; spec: ClassifierSpec; params: ParamMap; samples: M.Sample[]; batchSize: number; padId: number; device: string; threads?: number }): Promise<number> {
-  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, numLabels: a.spec.numLabels });
+  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, moe: a.spec.moe, numLabels: a.spec.numLabels });
   const objective = await lmObjective({ graph, frozen: a.base, device: a.device, threads: a.threads, weighting: 'examples', padId: a.padId });
   try {
     return await evaluateLoss({ objective, params: a.params, examples: a.samples, batchSize: a.batchSize });
@@ -127,6 +137,7 @@ export class ClassifierPredictor {
   private constructor(private readonly graph: M.GraphSpec, private readonly session: Session, readonly numLabels: number) {}
 
   static async create(a: { config: ModelConfig; spec: ClassifierSpec; device: string; threads?: number }): Promise<ClassifierPredictor> {
+    if (a.spec.numLabels === undefined) throw new ConfigError('ClassifierPredictor: the adapter has no classification head (numLabels)');
     const graph = M.buildForwardGraph({ config: a.config, lora: a.spec.lora, numLabels: a.spec.numLabels });
     return new ClassifierPredictor(graph, await createSession({ model: graph.model, device: a.device, threads: a.threads }), a.spec.numLabels);
   }

@@ -147,3 +147,34 @@ export async function readHfConfig(path: string): Promise<ModelConfig> {
   try { json = JSON.parse(text); } catch (err) { throw new ConfigError(`${path}: not valid JSON (${(err as Error).message})`); }
   return parseHfConfig(json, path);
 }
+
+/**
+ * The HF `config.json` of a Llama-family ModelConfig (the inverse of parseHfConfig), so a model
+ * LayerFlow derived (e.g. pruned weights of a GGUF model) is saved as a normal HF model folder.
+ */
+export function hfConfigJson(c: ModelConfig): Record<string, unknown> {
+  if (c.modelType === 'gpt2') throw new ConfigError('hfConfigJson: writing GPT-2 configs is not supported; expected a Llama-family model');
+  const arch = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' }[c.modelType];
+  return {
+    architectures: [arch],
+    model_type: c.modelType,
+    hidden_size: c.hiddenSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.intermediateSize,
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.maxPositions,
+    rms_norm_eps: c.normEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeScaling,
+    hidden_act: c.hiddenAct,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    attention_bias: c.attentionBias,
+    ...(c.slidingWindow !== null ? { sliding_window: c.slidingWindow } : {}),
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds,
+    torch_dtype: 'float32',
+  };
+}

@@ -3,7 +3,8 @@
  * loopback ports with their data in a temp home, plus an in-process worker pool. Everything
  * started here is torn down by `stop()` (ava hangs otherwise).
  */
-import { mkdtemp, rm, readFile, writeFile, mkdir, copyFile } from 'node:fs/promises';
+import { mkdtemp, rm, readFile, writeFile, mkdir, copyFile, symlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,9 @@ import { resolveEnv, paths, type LayerflowEnv } from '../../src/config/env.ts';
 import { TrackingOutbox } from '../../src/tracking/outbox.ts';
 import { MlflowClient } from '../../src/tracking/mlflow.ts';
 import type { LedgerLine } from '../../activities/index.ts';
+
+/** Where the install step put models and data (LAYERFLOW_HOME, else the repository's .layerflow/). */
+export const ASSETS_HOME = process.env.LAYERFLOW_HOME ?? fileURLToPath(new URL('../../.layerflow', import.meta.url));
 
 export interface Stack {
   env: LayerflowEnv;
@@ -32,6 +36,12 @@ export interface Stack {
 export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), 'lf-e2e-'));
   const home = join(dir, 'home');
+  // The fetched models and BIG-bench tasks (infra/install.sh) are shared, read-only, with the temp home.
+  await mkdir(home, { recursive: true });
+  for (const sub of ['models', 'data']) {
+    const src = join(ASSETS_HOME, sub);
+    if (existsSync(src)) await symlink(src, join(home, sub));
+  }
   const [tPort, uiPort, mPort] = [await freePort(), await freePort(), await freePort()];
   await Promise.all([startTemporal({ home, port: tPort, uiPort }), startMlflow({ home, port: mPort })]);
   const env = resolveEnv({ home, temporalAddress: `127.0.0.1:${tPort}`, mlflowUri: `http://127.0.0.1:${mPort}`, devices: ['cpu:0'], taskQueue: 'layerflow-e2e' });

@@ -1,0 +1,71 @@
+/**
+ * `allocate_experts` (LayerIF §3a): experts per block for LoRA-MoE from the layer scores (LayerIF:
+ * w_l = S_l^β, one expert minimum, largest remainder), AlphaLoRA (α̂ of the block's weight spectra,
+ * round(α^β/Σα^β·T) with fix-ups), MoLA's fixed patterns scaled to the model's depth, or uniform.
+ * T defaults to 5 experts per block (the papers' 160 over 32 layers).
+ */
+import { z } from 'zod';
+import { allocateExperts, type ExpertAllocation } from '../src/allocation/experts.ts';
+import { alphaLoraExperts } from '../src/allocation/alphalora.ts';
+import { molaExperts, MOLA_PATTERNS, type MolaPatternName } from '../src/allocation/mola.ts';
+import { matrixAlpha, blockAlphas } from '../src/allocation/alpha-hill.ts';
+import { blockModules } from '../src/models/lora.ts';
+import { ConfigError } from '../src/errors.ts';
+import type { StageContext, StageImpl } from '../src/store/stage-context.ts';
+import { modelOf } from './shared.ts';
+import type { LayerScoresJson } from './layer-scores.ts';
+
+export const ExpertSettings = z.strictObject({
+  allocator: z.enum(['layerif', 'alphalora', 'mola', 'uniform']).default('layerif'),
+  /** Total experts T over all blocks (default 5 per block). */
+  total: z.number().int().min(1).optional(),
+  /** β: LayerIF 3, AlphaLoRA 2.5 by default. */
+  beta: z.number().positive().optional(),
+  pattern: z.enum(Object.keys(MOLA_PATTERNS) as [MolaPatternName]).default('5-5-5-5'),
+  /** AlphaLoRA apportionment: 'share' (largest remainder, ≥ 1 expert each) or the authors' fix-up rule (expert_number.py). */
+  rounding: z.enum(['share', 'authors']).default('share'),
+  /** The weight matrices whose spectra give a block's α̂ (AlphaLoRA). */
+  alphaModules: z.array(z.string()).min(1).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+});
+export type ExpertSettings = z.output<typeof ExpertSettings>;
+
+/** α̂ per block from the weight spectra of `leaves` (AlphaLoRA / AlphaPruning, xmin_peak by default). */
+export async function modelBlockAlphas(ctx: StageContext<unknown>, leaves: string[]): Promise<number[]> {
+  const model = await modelOf(ctx);
+  const mats: Array<{ layer: number; alpha: number }> = [];
+  for (let l = 0; l < model.config.numLayers; l++) {
+    for (const m of blockModules(model.config, l).filter((x) => leaves.includes(x.leaf))) {
+      const w = model.weights.get(`${m.name}.weight`)!;
+      mats.push({ layer: l, alpha: matrixAlpha({ data: w.data, rows: w.dims[0], cols: w.dims[1] }).alpha });
+      ctx.heartbeat({ alpha: m.name });
+      ctx.signal.throwIfAborted();
+    }
+  }
+  if (!mats.length) throw new ConfigError(`alpha modules ${leaves.join(', ')} match no weight of the model`);
+  return blockAlphas(mats).map((b) => b.alpha);
+}
+
+export const allocate_experts: StageImpl<ExpertSettings> = async (ctx) => {
+  const s = ctx.settings;
+  const { layers } = await ctx.store.readJson<LayerScoresJson>(ctx.inputs.layer_scores, 'layer-scores.json');
+  const L = layers.length;
+  const T = s.total ?? 5 * L;
+  if (T < L) throw new ConfigError(`stages.allocate_experts.total: T = ${T} is smaller than the model's ${L} layers; expected at least one expert per layer`);
+  let a: ExpertAllocation | { method: string; experts: number[]; total: number; shares: number[] };
+  let alphas: number[] | undefined;
+  if (s.allocator === 'layerif') a = allocateExperts({ scores: layers.map((x) => x.score), total: T, beta: s.beta ?? 3 });
+  else if (s.allocator === 'alphalora') {
+    alphas = await modelBlockAlphas(ctx, s.alphaModules);
+    a = alphaLoraExperts({ alphas, total: T, beta: s.beta ?? 2.5, rounding: s.rounding });
+  } else if (s.allocator === 'mola') a = molaExperts({ pattern: s.pattern, layers: L, total: T });
+  else {
+    const base = Math.floor(T / L), extra = T - base * L;
+    const experts = Array.from({ length: L }, (_, l) => base + (l < extra ? 1 : 0));
+    a = { method: 'uniform', experts, total: T, shares: experts.map(() => T / L) };
+  }
+  return {
+    files: { 'experts.json': JSON.stringify({ allocator: s.allocator, total: T, experts: a.experts, shares: a.shares, alphas }, null, 1) },
+    metrics: { total: a.experts.reduce((x, y) => x + y, 0), min_experts: Math.min(...a.experts), max_experts: Math.max(...a.experts) },
+    series: { experts: a.experts },
+  };
+};
