@@ -1,6 +1,6 @@
 /**
  * Registered pipelines: the declarative DAG (def) and the stage implementations (stages).
- * Built in: `ndr` (SCIENCE.md §4). More come from plug-in modules named in LAYERFLOW_PIPELINES
+ * Built in: `ndr` (SCIENCE.md §4) and `layerif` (§3). More come from plug-in modules named in LAYERFLOW_PIPELINES
  * (comma-separated paths to .ts/.js files, each exporting `pipeline: PipelineModule`): that is how
  * a researcher adds a pipeline without editing LayerFlow, and how the tests register their
  * file-transform pipeline (test/pipeline/files-pipeline.ts). Product code never imports test/.
@@ -11,6 +11,7 @@ import type { PipelineDef } from '../src/config/pipeline.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { ConfigError } from '../src/errors.ts';
 import { ndrPipeline } from './ndr.ts';
+import { layerifPipeline } from './layerif.ts';
 
 export interface PipelineModule {
   def: PipelineDef;
@@ -19,6 +20,7 @@ export interface PipelineModule {
 
 export const builtinPipelines: Record<string, PipelineModule> = {
   ndr: ndrPipeline,
+  layerif: layerifPipeline,
 };
 
 const loaded = new Map<string, Promise<Record<string, PipelineModule>>>();

@@ -1,0 +1,56 @@
+/**
+ * LayerIF (SCIENCE.md §3): task-specific layer quality from per-layer influence, used two ways.
+ *
+ *   data ─► finetune ─► gradients ─► influence ─► layer_scores ─┬► allocate_experts ─► moe_finetune ─► benchmark_moe
+ *                                                                └► allocate_sparsity ─► prune ───────► benchmark_pruned
+ *
+ * The first four stages are the NDR pipeline's own definitions (same objects, so the same cache
+ * keys: a LayerIF sweep after an NDR sweep on the same model and task reuses their artifacts).
+ * A task is multiple choice (BIG-bench or choice JSONL): fine-tuning and gradients use the gold
+ * answer's tokens; the benchmarks score the held-out documents zero-shot by option log-likelihood.
+ * Changing β or S re-keys only the allocation stage it belongs to and what follows it.
+ */
+import { z } from 'zod';
+import type { PipelineDef, StageDef } from '../src/config/pipeline.ts';
+import type { StageImpl } from '../src/store/stage-context.ts';
+import { ndrDef, ndrPipeline } from './ndr.ts';
+import { layer_scores, LayerScoreSettings } from '../activities/layer-scores.ts';
+import { allocate_experts, ExpertSettings } from '../activities/experts.ts';
+import { moe_finetune, MoeSettings } from '../activities/moe.ts';
+import { allocate_sparsity, SparsitySettings } from '../activities/sparsity.ts';
+import { prune, PruneSettings } from '../activities/prune.ts';
+import { benchmarkChoice, ChoiceBenchmarkSettings } from '../activities/benchmark-choice.ts';
+
+const shared = (name: string): StageDef => ndrDef.stages.find((s) => s.name === name)!;
+const device = { device: true, heartbeatMs: 5 * 60_000, timeoutMs: 6 * 3600_000 } as const;
+const host = { device: false, heartbeatMs: 5 * 60_000, timeoutMs: 3600_000 } as const;
+const schema = (s: z.ZodType) => s as unknown as z.ZodType<Record<string, unknown>>;
+
+export const layerifStages: StageDef[] = [
+  shared('data'), shared('finetune'), shared('gradients'), shared('influence'),
+  { name: 'layer_scores',      version: 1, kind: 'layer-scores', needs: ['influence'],                 reads: [],                                  ...host,   settings: schema(LayerScoreSettings) },
+  { name: 'allocate_experts',  version: 1, kind: 'experts',      needs: ['layer_scores'],              reads: ['model'],                           ...device, settings: schema(ExpertSettings) },
+  { name: 'moe_finetune',      version: 1, kind: 'adapter',      needs: ['data', 'allocate_experts'],  reads: ['model', 'seed'],                   ...device, settings: schema(MoeSettings) },
+  { name: 'benchmark_moe',     version: 1, kind: 'benchmark',    needs: ['data', 'moe_finetune'],      reads: ['model'],                           ...device, settings: schema(ChoiceBenchmarkSettings) },
+  { name: 'allocate_sparsity', version: 1, kind: 'sparsity',     needs: ['layer_scores'],              reads: ['model', 'stages.prune.criterion'], ...device, settings: schema(SparsitySettings) },
+  { name: 'prune',             version: 1, kind: 'model',        needs: ['allocate_sparsity'],         reads: ['model'],                           ...device, settings: schema(PruneSettings) },
+  { name: 'benchmark_pruned',  version: 1, kind: 'benchmark',    needs: ['data', 'prune'],             reads: ['model'],                           ...device, settings: schema(ChoiceBenchmarkSettings) },
+];
+
+export const layerifDef: PipelineDef = {
+  name: 'layerif',
+  description: 'LayerIF: data → finetune → gradients → influence → layer_scores → (allocate_experts → moe_finetune → benchmark_moe | allocate_sparsity → prune → benchmark_pruned)',
+  model: ndrDef.model,
+  task: ndrDef.task,
+  method: ndrDef.method,
+  inputFiles: ndrDef.inputFiles,
+  stages: layerifStages,
+};
+
+export const layerifPipeline: { def: PipelineDef; stages: Record<string, StageImpl> } = {
+  def: layerifDef,
+  stages: {
+    data: ndrPipeline.stages.data, finetune: ndrPipeline.stages.finetune, gradients: ndrPipeline.stages.gradients, influence: ndrPipeline.stages.influence,
+    layer_scores, allocate_experts, moe_finetune, benchmark_moe: benchmarkChoice, allocate_sparsity, prune, benchmark_pruned: benchmarkChoice,
+  },
+};
