@@ -19,7 +19,7 @@ import { planFile, cacheStatus, submitSweep, watchSweep, sweepStatus, resumeSwee
 import { statusTable, statusChanges } from './render.ts';
 import { startTemporal, startMlflow, stopService, serviceStatus } from '../../infra/services.ts';
 import { startWorkerPool } from '../../infra/worker.ts';
-import { ndrResults } from './results.ts';
+import { ndrResults, layerifResults } from './results.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const program = new Command('layerflow')
@@ -162,7 +162,7 @@ program
       console.log(`sweep ${plan.sweep}: ${plan.cells.length} cells submitted (workflow layerflow/${plan.sweep}); MLflow experiment "${plan.sweep}" at ${e.mlflowUri}`);
       if (!o.detach) {
         process.exitCode = await follow(c, plan.sweep);
-        const results = await ndrResults(e, plan);
+        const results = (await ndrResults(e, plan)) || (await layerifResults(e, plan));
         if (results) console.log(`\n${results}`);
         console.log(`\nMLflow: ${e.mlflowUri}/#/experiments (experiment "${plan.sweep}": one parent run per cell, nested runs per stage with their metrics and series)`);
         console.log(`Temporal: http://127.0.0.1:8233/namespaces/${e.namespace}/workflows/layerflow%2F${plan.sweep}`);
@@ -173,7 +173,8 @@ program
   });
 
 program.command('results <file>').description('the results tables of a sweep file (NDR@30, AUC-NDR, retrained accuracy), from the artifact store').action(async (file: string) => {
-  console.log((await ndrResults(env(), await planFile(file))) || 'no results yet (no cell has finished its ndr stage)');
+  const plan = await planFile(file);
+  console.log((await ndrResults(env(), plan)) || (await layerifResults(env(), plan)) || 'no results yet (no cell has finished a results stage)');
 });
 
 program.command('status <sweep>').description('per-cell, per-stage state').action(async (sweep: string) => {

@@ -76,3 +76,54 @@ export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<st
   out.push(table(['method', 'aggregation', 'NDR@30 (all)', 'retrained acc', 'noisy-model acc'], acc));
   return out.join('\n');
 }
+
+/**
+ * The LayerIF tables (the shape of LayerIF Tables 1–2): rows = allocation (and criterion, S for
+ * pruning), columns = tasks and their mean; each entry mean ± std of acc over seeds. A row whose
+ * mean differs from the best row's by more than the two spreads together is marked `*`; the line
+ * under each table states the ordering that came out.
+ */
+export async function layerifResults(env: LayerflowEnv, plan: SweepPlan): Promise<string> {
+  const store = new ArtifactStore(paths.store(env.home));
+  const out: string[] = [];
+  for (const branch of [
+    { stage: 'benchmark_moe', title: 'LoRA-MoE zero-shot accuracy (acc)', row: (p: Record<string, string>) => `${p['stages.allocate_experts.allocator']}${p['stages.allocate_experts.allocator'] === 'layerif' ? ` ${p['stages.layer_scores.variant']}` : p['stages.allocate_experts.allocator'] === 'mola' ? ` ${p['stages.allocate_experts.pattern']}` : ''}` },
+    { stage: 'benchmark_pruned', title: 'Pruned-model zero-shot accuracy (acc)', row: (p: Record<string, string>) => `${p['stages.allocate_sparsity.allocator']} / ${p['stages.prune.criterion']} / S=${p['stages.allocate_sparsity.sparsity']}` },
+  ]) {
+    const acc = new Map<string, Map<string, number[]>>(); // row → task → values
+    const seenKeys = new Set<string>();
+    for (const c of plan.cells) {
+      const s = c.stages.find((x) => x.name === branch.stage);
+      if (!s) continue;
+      const hit = await store.lookup(s.key);
+      if (hit.status !== 'hit') continue;
+      const row = branch.row(c.params), task = c.params['task.id'];
+      const id = `${row}|${task}|${c.params.seed}`;
+      if (seenKeys.has(id)) continue;
+      seenKeys.add(id);
+      const byTask = acc.get(row) ?? new Map<string, number[]>();
+      byTask.set(task, [...(byTask.get(task) ?? []), hit.manifest.metrics.acc]);
+      acc.set(row, byTask);
+    }
+    if (!acc.size) continue;
+    const tasks = [...new Set([...acc.values()].flatMap((m) => [...m.keys()]))];
+    // Per row: the per-seed mean over tasks gives the row's mean ± std.
+    const rowMean = new Map([...acc].map(([r, m]) => {
+      const seeds = Math.min(...tasks.map((t) => m.get(t)?.length ?? 0));
+      const perSeed = Array.from({ length: seeds }, (_, i) => mean(tasks.map((t) => m.get(t)![i])));
+      return [r, perSeed] as const;
+    }));
+    const best = [...rowMean].filter(([, v]) => v.length).sort((a, b) => mean(b[1]) - mean(a[1]))[0];
+    const rows = [...acc].map(([r, m]) => {
+      const v = rowMean.get(r)!;
+      const beyond = best && r !== best[0] && v.length && Math.abs(mean(best[1]) - mean(v)) > std(best[1]) + std(v);
+      return [r, '', ...tasks.map((t) => fmt(m.get(t) ?? [])), `${fmt(v)}${beyond ? ' *' : ''}`];
+    });
+    out.push(`${branch.title}, mean±std over seeds; * = differs from the best row by more than both spreads`);
+    out.push(table(['allocation', '', ...tasks, 'mean'], rows));
+    const ordered = [...rowMean].filter(([, v]) => v.length).sort((a, b) => mean(b[1]) - mean(a[1]));
+    const separated = ordered.filter(([r]) => rows.find((x) => x[0] === r)![tasks.length + 2].endsWith('*')).length;
+    out.push(`  ordering by mean: ${ordered.map(([r, v]) => `${r} ${mean(v).toFixed(3)}`).join(' > ')}; ${separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}`);
+  }
+  return out.join('\n');
+}

@@ -12,13 +12,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStack, ledger, type Stack } from '../helpers/stack.ts';
 import { planFile, submitSweep } from '../../src/cli/sweeps.ts';
+import { layerifResults } from '../../src/cli/results.ts';
 import { ArtifactStore, refOf, type Manifest } from '../../src/store/artifacts.ts';
 import { paths } from '../../src/config/env.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
 import { loadModel } from '../../src/models/load.ts';
 import { blockModules } from '../../src/models/lora.ts';
 import type { SweepResult } from '../../workflows/sweep.ts';
-import type { CellPlan } from '../../src/config/plan.ts';
+import type { SweepPlan } from '../../src/config/plan.ts';
 
 const test = anyTest as TestFn<{ stack: Stack }>;
 const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
@@ -48,7 +49,7 @@ stages:
   benchmark_pruned: { batchSize: 8, maxLength: 128, perplexityWindows: 4, perplexityLength: 32 }
 `;
 
-async function run(stack: Stack, name: string, text: string): Promise<{ plan: { cells: CellPlan[] }; result: SweepResult }> {
+async function run(stack: Stack, name: string, text: string): Promise<{ plan: SweepPlan; result: SweepResult }> {
   const d = join(stack.dir, name);
   await mkdir(d, { recursive: true });
   await writeFile(join(d, 'sweep.yaml'), text);
@@ -123,6 +124,10 @@ test.serial('e2e LayerIF: both branches on tiny-llama + BIG-bench english_prover
   }
   const bp = await man('benchmark_pruned');
   t.true(bp.metrics.perplexity > 1 && Number.isFinite(bp.metrics.perplexity));
+
+  const text = await layerifResults(stack.env, plan);
+  t.regex(text, /layerif \+VE\s+\d\.\d{3}/);
+  t.regex(text, /layerif \/ wanda \/ S=0\.5/);
 });
 
 test.serial('e2e LayerIF: changing β re-runs only the expert branch; changing S only the pruning branch', async (t) => {
