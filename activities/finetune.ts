@@ -11,22 +11,10 @@ import { z } from 'zod';
 import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy } from '../src/train/classifier.ts';
 import { ConfigError } from '../src/errors.ts';
 import type { StageContext, StageImpl, StageResult } from '../src/store/stage-context.ts';
-import { adapterFiles, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
+import { adapterFiles, adapterTrainingSettings, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
-export const FinetuneSettings = z.strictObject({
-  epochs: z.number().int().min(1).default(10),
-  lr: z.number().positive().default(1e-3),
-  batchSize: z.number().int().min(1).default(32),
-  microBatchSize: z.number().int().min(1).default(8),
-  warmupRatio: z.number().min(0).max(1).default(0.1),
-  weightDecay: z.number().min(0).default(0),
-  /** LoRA (NDR code: rank 4, alpha 4 on q and v). */
-  rank: z.number().int().min(1).default(4),
-  alpha: z.number().positive().default(4),
-  targets: z.array(z.string()).min(1).default(['q_proj', 'v_proj']),
-  /** Tokens per sample (longer texts are cut). */
-  maxLength: z.number().int().min(4).default(128),
-});
+/** LoRA fine-tuning (NDR code: rank 4, alpha 4 on q and v; 10 epochs, batch 32). */
+export const FinetuneSettings = z.strictObject(adapterTrainingSettings({ epochs: 10, batchSize: 32, rank: 4, alpha: 4 }));
 export type FinetuneSettings = z.output<typeof FinetuneSettings>;
 
 export const finetune: StageImpl<FinetuneSettings> = async (ctx): Promise<StageResult> => {

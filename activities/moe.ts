@@ -9,22 +9,12 @@ import { z } from 'zod';
 import { ConfigError } from '../src/errors.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { trainClassifier } from './finetune.ts';
-import { adapterFiles, modelOf, type ChoiceDataset, type ClassifierRecord, type TaskDataset } from './shared.ts';
+import { adapterFiles, adapterTrainingSettings, modelOf, type ChoiceDataset, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
+/** LoRA-MoE experts: LayerIF's MoE code uses rank 8, alpha 16 on q,k,v,o,gate,up,down; q and v (the default) keep CPU runs short. */
 export const MoeSettings = z.strictObject({
-  epochs: z.number().int().min(1).default(3),
-  lr: z.number().positive().default(1e-3),
-  batchSize: z.number().int().min(1).default(16),
-  microBatchSize: z.number().int().min(1).default(8),
-  warmupRatio: z.number().min(0).max(1).default(0.1),
-  weightDecay: z.number().min(0).default(0),
-  /** LoRA rank / alpha of every expert (LayerIF MoE code: 8 / 16). */
-  rank: z.number().int().min(1).default(8),
-  alpha: z.number().positive().default(16),
-  /** LayerIF's code targets q,k,v,o,gate,up,down; q and v keep CPU runs short. */
-  targets: z.array(z.string()).min(1).default(['q_proj', 'v_proj']),
+  ...adapterTrainingSettings({ epochs: 3, batchSize: 16, rank: 8, alpha: 16 }),
   topK: z.number().int().min(1).default(2),
-  maxLength: z.number().int().min(4).default(128),
 });
 export type MoeSettings = z.output<typeof MoeSettings>;
 

@@ -147,5 +147,25 @@ export interface NdrDataset {
   duplicatesRemoved: number;
 }
 
+/**
+ * The fine-tuning recipe and adapter shape shared by `finetune`, `retrain` and `moe_finetune`
+ * (SCIENCE.md §4: AdamW, cosine schedule with 10% warmup); each stage sets its own defaults.
+ */
+export function adapterTrainingSettings(d: { epochs: number; batchSize: number; rank: number; alpha: number }) {
+  return {
+    epochs: z.number().int().min(1).default(d.epochs),
+    lr: z.number().positive().default(1e-3),
+    batchSize: z.number().int().min(1).default(d.batchSize),
+    microBatchSize: z.number().int().min(1).default(8),
+    warmupRatio: z.number().min(0).max(1).default(0.1),
+    weightDecay: z.number().min(0).default(0),
+    rank: z.number().int().min(1).default(d.rank),
+    alpha: z.number().positive().default(d.alpha),
+    targets: z.array(z.string()).min(1).default(['q_proj', 'v_proj']),
+    /** Tokens per sample (longer inputs are cut; multiple-choice contexts from the left). */
+    maxLength: z.number().int().min(4).default(128),
+  };
+}
+
 /** Heartbeat cursor of a stage that works in numbered units (shards, steps). */
 export const Cursor = z.object({ key: z.string(), done: z.number().int().min(0) });

@@ -38,14 +38,9 @@ dd1e8e8fe97e08d064788eed8fb0f1bd13013d5fa028617bdf418685f4ca726f physical_intuit
 86a39838d34f3583f77f998b6bfc1aa7f2a6e3fa94eb34b433e688565332fdc9 english_proverbs/task.json
 "
 
-say() { echo "[layerflow fetch-data] $*"; }
-die() { say "$*" >&2; exit 1; }
-sha256() {
-  if command -v sha256sum >/dev/null; then sha256sum "$1" | cut -d' ' -f1
-  elif command -v shasum >/dev/null; then shasum -a 256 "$1" | cut -d' ' -f1
-  else "$PY" -c 'import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],"rb"); [h.update(b) for b in iter(lambda: f.read(1<<20), b"")]; print(h.hexdigest())' "$1"
-  fi
-}
+TAG=fetch-data
+# shellcheck source=infra/lib.sh
+source "$ROOT/infra/lib.sh"
 
 missing=()
 while read -r want rel; do

@@ -21,14 +21,9 @@ SMOLLM2_GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110
 SMOLLM2_DIR=$HOME_DIR/models/smollm2-135m-instruct
 SMOLLM2_FILE=$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf
 
-say() { echo "[layerflow fetch-models] $*"; }
-die() { say "$*" >&2; exit 1; }
-sha256() {
-  if command -v sha256sum >/dev/null; then sha256sum "$1" | cut -d' ' -f1
-  elif command -v shasum >/dev/null; then shasum -a 256 "$1" | cut -d' ' -f1
-  else "$PY" -c 'import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],"rb"); [h.update(b) for b in iter(lambda: f.read(1<<20), b"")]; print(h.hexdigest())' "$1"
-  fi
-}
+TAG=fetch-models
+# shellcheck source=infra/lib.sh
+source "$ROOT/infra/lib.sh"
 
 if [ -f "$SMOLLM2_FILE" ] && [ "$(sha256 "$SMOLLM2_FILE")" = "$SMOLLM2_GGUF_SHA256" ]; then
   say "smollm2-135m-instruct: already present and verified at $SMOLLM2_FILE"

@@ -10,7 +10,7 @@ import anyTest, { type TestFn } from 'ava';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startStack, ledger, type Stack } from '../helpers/stack.ts';
+import { useStack, ledger, type Stack } from '../helpers/stack.ts';
 import { planFile, submitSweep } from '../../src/cli/sweeps.ts';
 import { layerifResults } from '../../src/cli/results.ts';
 import { ArtifactStore, refOf, type Manifest } from '../../src/store/artifacts.ts';
@@ -24,12 +24,7 @@ import type { SweepPlan } from '../../src/config/plan.ts';
 const test = anyTest as TestFn<{ stack: Stack }>;
 const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
 
-test.before(async (t) => {
-  t.context.stack = await startStack();
-});
-test.after.always(async (t) => {
-  await t.context.stack?.stop();
-});
+useStack(test);
 
 const sweep = (name: string, over: { beta?: number; S?: number } = {}) => `sweep: ${name}
 pipeline: layerif

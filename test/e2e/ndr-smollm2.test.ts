@@ -9,7 +9,7 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startStack, ledger, type Stack } from '../helpers/stack.ts';
+import { useStack, ledger, type Stack } from '../helpers/stack.ts';
 import { planFile, submitSweep } from '../../src/cli/sweeps.ts';
 import { ArtifactStore } from '../../src/store/artifacts.ts';
 import { paths } from '../../src/config/env.ts';
@@ -21,12 +21,7 @@ const test = anyTest as TestFn<{ stack: Stack }>;
 const HOME = process.env.LAYERFLOW_HOME ?? fileURLToPath(new URL('../../.layerflow', import.meta.url));
 const SMOLLM2 = defaultModelPath(HOME, 'smollm2-135m-instruct');
 
-test.before(async (t) => {
-  t.context.stack = await startStack();
-});
-test.after.always(async (t) => {
-  await t.context.stack?.stop();
-});
+useStack(test);
 
 test.serial('e2e SmolLM2-135M: a small NDR cell runs every stage on the real 30-layer model', async (t) => {
   if (!existsSync(SMOLLM2)) return t.fail(`${SMOLLM2} is missing: run \`bash infra/fetch-models.sh\` (infra/install.sh runs it)`);

@@ -8,7 +8,7 @@ import anyTest, { type TestFn } from 'ava';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startStack, ledger, drainTracking, type Stack } from '../helpers/stack.ts';
+import { useStack, ledger, drainTracking, type Stack } from '../helpers/stack.ts';
 import { planFile, submitSweep } from '../../src/cli/sweeps.ts';
 import { ndrResults } from '../../src/cli/results.ts';
 import { ArtifactStore, type Manifest } from '../../src/store/artifacts.ts';
@@ -19,12 +19,7 @@ import type { SweepResult } from '../../workflows/sweep.ts';
 const test = anyTest as TestFn<{ stack: Stack }>;
 const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
 
-test.before(async (t) => {
-  t.context.stack = await startStack();
-});
-test.after.always(async (t) => {
-  await t.context.stack?.stop();
-});
+useStack(test);
 
 export function tinyNdrSweep(name: string, extra = ''): string {
   return `sweep: ${name}

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TestFn } from 'ava';
 import { Client, Connection } from '@temporalio/client';
 import { startTemporal, startMlflow, stopService, freePort } from '../../infra/services.ts';
 import './pipelines.ts';
@@ -113,4 +114,14 @@ export async function drainTracking(stack: Stack, timeoutMs = 60_000): Promise<n
     if (left === 0 || Date.now() > deadline) return left;
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** One stack for a test file: started before its tests, always stopped after (ava hangs otherwise). */
+export function useStack(test: TestFn<{ stack: Stack }>, opts: { worker?: boolean } = {}): void {
+  test.before(async (t) => {
+    t.context.stack = await startStack(opts);
+  });
+  test.after.always(async (t) => {
+    await t.context.stack?.stop();
+  });
 }
