@@ -72,7 +72,7 @@ const cases: Array<{ name: string; yaml: string; line: number; field: string; me
   { name: 'empty axis', yaml: VALID.replace('  seed: [1, 2]', '  seed: []'), line: 13, field: 'axes.seed', message: /non-empty list/ },
   { name: 'duplicate id', yaml: VALID.replace('  - id: b', '  - id: a'), line: 6, field: 'models[1].id', message: /duplicate model id "a"/ },
   { name: 'dangling reference', yaml: VALID.replace('model: [a, b]', 'model: [a, c]'), line: 12, field: 'axes.model[1]', message: /"c" is not a model id; expected one of: a, b/ },
-  { name: 'unknown pipeline', yaml: VALID.replace('pipeline: demo', 'pipeline: layerjf'), line: 2, field: 'pipeline', message: /expected one of the known pipelines: ndr, demo/ },
+  { name: 'unknown pipeline', yaml: VALID.replace('pipeline: demo', 'pipeline: layerjf'), line: 2, field: 'pipeline', message: /expected one of the known pipelines: ndr, layerif, demo/ },
   { name: 'unknown stage setting', yaml: VALID + 'stages:\n  profile:\n    topk: 3\n', line: 16, field: 'stages.profile.topk', message: /unknown setting "topk"; expected one of: top/ },
   { name: 'unknown axis', yaml: VALID.replace('  seed: [1, 2]', '  seed: [1, 2]\n  lr: [0.1]'), line: 14, field: 'axes.lr', message: /unknown axis "lr"/ },
   { name: 'zip of unequal lengths', yaml: VALID.replace('  seed: [1, 2]', '  seed: [1, 2, 3]') + 'zip: [[model, seed]]\n', line: 14, field: 'zip[0]', message: /equal lengths; got model: 2, seed: 3/ },
