@@ -1,11 +1,12 @@
 /**
- * `benchmark` (NDR pipeline): evaluation-set accuracy of the noisy fine-tuned classifier and of the
- * retrained one, by a forward pass over the held-out evaluation set. Per-sample logits are kept.
+ * `benchmark` (NDR pipeline): evaluation-set accuracy of the noisy fine-tuned model and of the
+ * retrained one — a classifier's argmax over its head (per-sample logits kept), or for a
+ * multiple-choice task the option with the highest log-likelihood (predictions kept).
  */
 import { z } from 'zod';
 import { ClassifierPredictor, accuracy } from '../src/train/classifier.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
-import { encodeExample, modelOf, readAdapter, type ClassifierRecord, type NdrDataset } from './shared.ts';
+import { choicePredictions, encodeExample, modelOf, readAdapter, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
 export const BenchmarkSettings = z.strictObject({
   batchSize: z.number().int().min(1).default(16),
@@ -13,9 +14,22 @@ export const BenchmarkSettings = z.strictObject({
 export type BenchmarkSettings = z.output<typeof BenchmarkSettings>;
 
 export const benchmark: StageImpl<BenchmarkSettings> = async (ctx) => {
-  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const ds = await ctx.store.readJson<TaskDataset>(ctx.inputs.data, 'dataset.json');
   const rec = await ctx.store.readJson<ClassifierRecord>(ctx.inputs.finetune, 'classifier.json');
   const model = await modelOf(ctx);
+  if (ds.kind === 'choice') {
+    const out: Record<string, { accuracy: number; predictions: number[] }> = {};
+    for (const which of ['finetune', 'retrain'] as const) {
+      const { params, shapes } = await readAdapter(ctx.store, ctx.inputs[which]);
+      const predictions = await choicePredictions({ model, rec, params, shapes, docs: ds.evaluation, device: ctx.device });
+      out[which] = { accuracy: predictions.filter((p, i) => ds.evaluation[i].gold.includes(p)).length / predictions.length, predictions };
+      ctx.heartbeat({ done: which });
+    }
+    return {
+      files: { 'benchmark.json': JSON.stringify({ gold: ds.evaluation.map((d) => d.gold), ...out }) },
+      metrics: { accuracy_noisy: out.finetune.accuracy, accuracy_retrained: out.retrain.accuracy, accuracy_gain: out.retrain.accuracy - out.finetune.accuracy, evaluation: ds.evaluation.length },
+    };
+  }
   const samples = ds.evaluation.map((e) => encodeExample(model.tokenizer, e, rec.maxLength));
   const labels = ds.evaluation.map((e) => e.label);
   const predictor = await ClassifierPredictor.create({ config: model.config, spec: rec.spec, device: ctx.device });

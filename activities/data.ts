@@ -12,6 +12,8 @@ import type { StageImpl } from '../src/store/stage-context.ts';
 import type { ChoiceDataset, NdrDataset } from './shared.ts';
 import { choiceSplits, loadBigBenchTask, loadChoiceJsonl } from '../src/eval/bigbench.ts';
 import { ConfigError } from '../src/errors.ts';
+import { createRng } from '../src/data/random.ts';
+import type { ChoiceDoc } from '../src/eval/bigbench.ts';
 
 export const DataSettings = z.strictObject({
   /** Fraction of training labels flipped (SCIENCE.md §4: 0.2 for classification tasks; multiple-choice tasks take none). */
@@ -64,7 +66,6 @@ export const data: StageImpl<DataSettings> = async (ctx) => {
 const choiceData: StageImpl<DataSettings> = async (ctx) => {
   const s = ctx.settings;
   const entry = ctx.slice.task as { id: string; source: string; name?: string; path?: string | { path: string } };
-  if (s.noise) throw new ConfigError(`stages.data.noise is ${s.noise}; label noise applies to classification tasks, and task ${entry.id} is multiple choice (omit it or set 0)`);
   let docs, duplicates;
   if (entry.source === 'bigbench') {
     if (!entry.name) throw new ConfigError(`task ${entry.id}: source bigbench needs name (a BIG-bench task, e.g. winowhy)`);
@@ -78,10 +79,32 @@ const choiceData: StageImpl<DataSettings> = async (ctx) => {
     docs = t.docs;
     duplicates = t.duplicates;
   }
-  const sp = choiceSplits(docs, { train: s.trainSize, validation: s.influenceSize, test: s.evaluationSize, seed: ctx.slice.seed as number });
-  const out: ChoiceDataset = { kind: 'choice', task: entry.id, train: sp.train, influence: sp.validation, evaluation: sp.test, noisyIds: [], noise: 0, duplicatesRemoved: duplicates };
+  const seed = ctx.slice.seed as number;
+  const sp = choiceSplits(docs, { train: s.trainSize, validation: s.influenceSize, test: s.evaluationSize, seed });
+  const { train, noisyIds } = flipAnswers(sp.train, s.noise ?? 0, seed + 1);
+  const out: ChoiceDataset = { kind: 'choice', task: entry.id, train, influence: sp.validation, evaluation: sp.test, noisyIds, noise: s.noise ?? 0, duplicatesRemoved: duplicates };
   return {
     files: { 'dataset.json': JSON.stringify(out) },
-    metrics: { train: sp.train.length, influence: sp.validation.length, evaluation: sp.test.length, noisy: 0, duplicates_removed: duplicates },
+    metrics: { train: sp.train.length, influence: sp.validation.length, evaluation: sp.test.length, noisy: noisyIds.length, duplicates_removed: duplicates },
   };
 };
+
+/**
+ * Label noise for multiple-choice training documents (the NDR protocol on such tasks): round(noise·n)
+ * documents chosen uniformly among those with a wrong option get their answer replaced by a
+ * uniformly random wrong option (seeded); the true answers are kept in `cleanGold`.
+ */
+export function flipAnswers(docs: ChoiceDoc[], noise: number, seed: number): { train: ChoiceDataset['train']; noisyIds: number[] } {
+  if (!noise) return { train: docs, noisyIds: [] };
+  const flippable = docs.map((d, i) => i).filter((i) => docs[i].options.length > docs[i].gold.length);
+  const count = Math.round(noise * docs.length);
+  if (count > flippable.length) throw new ConfigError(`stages.data.noise ${noise} asks for ${count} flipped answers but only ${flippable.length} of ${docs.length} training documents have a wrong option`);
+  const rng = createRng(seed);
+  const noisyIds = rng.shuffle(flippable).slice(0, count).sort((a, b) => a - b);
+  const train = docs.map((d, i) => {
+    if (!noisyIds.includes(i)) return d;
+    const wrong = d.options.map((_, k) => k).filter((k) => !d.gold.includes(k));
+    return { ...d, gold: [wrong[rng.int(wrong.length)]], cleanGold: d.gold };
+  });
+  return { train, noisyIds };
+}

@@ -8,10 +8,10 @@
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { z } from 'zod';
-import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy } from '../src/train/classifier.ts';
+import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy, type FineTuneArgs } from '../src/train/classifier.ts';
 import { ConfigError } from '../src/errors.ts';
 import type { StageContext, StageImpl, StageResult } from '../src/store/stage-context.ts';
-import { adapterFiles, adapterTrainingSettings, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
+import { adapterFiles, adapterTrainingSettings, choicePredictions, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
 /** LoRA fine-tuning (NDR code: rank 4, alpha 4 on q and v; 10 epochs, batch 32). */
 export const FinetuneSettings = z.strictObject(adapterTrainingSettings({ epochs: 10, batchSize: 32, rank: 4, alpha: 4 }));
@@ -36,7 +36,16 @@ export const finetune: StageImpl<FinetuneSettings> = async (ctx): Promise<StageR
     'history.json': JSON.stringify({ stepLosses: r.stepLosses, epochs: r.epochs, bestEpoch: r.bestEpoch }),
   };
   const series = { train_loss: r.stepLosses, influence_loss: r.epochs.map((e) => e.valLoss), epoch_train_loss: r.epochs.map((e) => e.trainLoss) };
-  if (ds.kind === 'choice') return { files, metrics: { best_epoch: r.bestEpoch, best_influence_loss: r.bestValLoss, steps: r.steps }, series };
+  if (ds.kind === 'choice') {
+    // The "-c" aggregations need which influence documents the checkpoint answers correctly.
+    const pred = await choicePredictions({ model, rec, params: r.params, shapes: r.shapes, docs: ds.influence, device: ctx.device });
+    const correct = pred.map((p, i) => ds.influence[i].gold.includes(p));
+    return {
+      files: { ...files, 'influence-predictions.json': JSON.stringify({ predictions: pred, correct }) },
+      metrics: { best_epoch: r.bestEpoch, best_influence_loss: r.bestValLoss, influence_accuracy: correct.filter(Boolean).length / correct.length, steps: r.steps },
+      series,
+    };
+  }
   const influence = ds.influence.map((e) => encodeFor(model.tokenizer, rec, e));
   const predictor = await ClassifierPredictor.create({ config: model.config, spec: rec.spec, device: ctx.device });
   let logits: Float32Array;
@@ -57,7 +66,7 @@ export const finetune: StageImpl<FinetuneSettings> = async (ctx): Promise<StageR
  * Fine-tune the adapter of `rec` on `train` (model selection on the influence set by loss, or on
  * the evaluation set by accuracy); resumable from the stage's scratch checkpoints after a crash.
  */
-export async function trainClassifier<E>(ctx: StageContext<unknown>, rec: ClassifierRecord, train: E[], ds: { influence: unknown[]; evaluation: unknown[] }, selectBy: 'loss' | 'accuracy', epochs = rec.train.epochs) {
+export async function trainClassifier<E>(ctx: StageContext<unknown>, rec: ClassifierRecord, train: E[], ds: { influence: unknown[]; evaluation: unknown[] }, selectBy: 'loss' | 'accuracy', epochs = rec.train.epochs, accuracyOf?: FineTuneArgs['accuracyOf']) {
   const model = await modelOf(ctx);
   const enc = (e: unknown) => encodeFor(model.tokenizer, rec, e as Parameters<typeof encodeFor>[2]);
   if (rec.train.batchSize % rec.train.microBatchSize !== 0) throw new ConfigError(`stages.${ctx.stage}: batchSize ${rec.train.batchSize} must be a multiple of microBatchSize ${rec.train.microBatchSize}`);
@@ -66,7 +75,7 @@ export async function trainClassifier<E>(ctx: StageContext<unknown>, rec: Classi
     config: model.config, base: model.weights, spec: rec.spec,
     train: train.map(enc), validation: (selectBy === 'loss' ? ds.influence : ds.evaluation).map(enc),
     ...rec.train, epochs, seed: (ctx.slice.seed as number) ?? 0, padId: rec.padId, device: ctx.device,
-    selectBy, checkpointDir, signal: ctx.signal,
+    selectBy, accuracyOf, checkpointDir, signal: ctx.signal,
     onStep: (i) => ctx.heartbeat({ step: i.step, of: i.totalSteps, loss: i.loss }),
   });
   await rm(checkpointDir, { recursive: true, force: true });

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { ConfigError } from '../src/errors.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { trainClassifier } from './finetune.ts';
-import { adapterFiles, modelOf, type ClassifierRecord, type NdrDataset } from './shared.ts';
+import { adapterFiles, choicePredictions, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
+import type { ParamMap, ShapeMap } from '../src/train/checkpoint.ts';
 
 export const RetrainSettings = z.strictObject({
   /** Fraction of the training set dropped (SCIENCE.md §4: 30%). */
@@ -25,14 +26,22 @@ export function keptAfterDrop(scores: number[], fraction: number): { kept: numbe
 }
 
 export const retrain: StageImpl<RetrainSettings> = async (ctx) => {
-  const ds = await ctx.store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
+  const ds = await ctx.store.readJson<TaskDataset>(ctx.inputs.data, 'dataset.json');
   const rec = await ctx.store.readJson<ClassifierRecord>(ctx.inputs.finetune, 'classifier.json');
   const { scores, aggregation, group } = await ctx.store.readJson<{ scores: number[]; aggregation: string; group: string }>(ctx.inputs.ndr, 'scores.json');
   if (scores.length !== ds.train.length) throw new ConfigError(`retrain: ${scores.length} scores for ${ds.train.length} training samples`);
   const { kept, dropped } = keptAfterDrop(scores, ctx.settings.dropFraction);
   if (kept.length === 0) throw new ConfigError(`stages.retrain.dropFraction ${ctx.settings.dropFraction} drops every training sample`);
   const model = await modelOf(ctx);
-  const r = await trainClassifier(ctx, rec, kept.map((i) => ds.train[i]), ds, 'accuracy', ctx.settings.epochs ?? rec.train.epochs);
+  // Multiple-choice tasks: accuracy by option log-likelihood on the evaluation documents.
+  const accuracyOf = ds.kind === 'choice'
+    ? async (params: ParamMap, shapes: ShapeMap) => {
+      const pred = await choicePredictions({ model, rec, params, shapes, docs: ds.evaluation, device: ctx.device });
+      return pred.filter((p, i) => ds.evaluation[i].gold.includes(p)).length / pred.length;
+    }
+    : undefined;
+  const train = (ds.train as unknown[]);
+  const r = await trainClassifier(ctx, rec, kept.map((i) => train[i]), ds, 'accuracy', ctx.settings.epochs ?? rec.train.epochs, accuracyOf);
   const noisy = new Set(ds.noisyIds);
   const noisyDropped = dropped.filter((i) => noisy.has(i)).length;
   return {

@@ -15,7 +15,7 @@ import { peftConfig } from '../src/models/lora.ts';
 import type { ParamMap, ShapeMap } from '../src/train/checkpoint.ts';
 import type { ClassifierSpec } from '../src/train/classifier.ts';
 import type { ChoiceDoc } from '../src/eval/bigbench.ts';
-import { encodeRequest } from '../src/eval/loglikelihood.ts';
+import { encodeRequest, LoglikelihoodScorer, scoreChoiceDocs } from '../src/eval/loglikelihood.ts';
 import { IGNORE_INDEX } from '../src/models/loss.ts';
 
 /** A `models[]` entry of an NDR / LayerIF sweep: a packaged model, or a path (HF folder or .gguf) relative to the sweep file. */
@@ -74,6 +74,22 @@ export function encodeAnswer(tok: LoadedModel['tokenizer'], d: ChoiceDoc, maxLen
   return { inputIds: [...context, ...answer], labels: [...context.map(() => IGNORE_INDEX), ...answer] };
 }
 
+/**
+ * The option each document's model picks (argmax of option log-likelihoods, lm-evaluation-harness
+ * style) for base + a LoRA adapter: the multiple-choice counterpart of a classifier's predictions.
+ */
+export async function choicePredictions(a: { model: LoadedModel; rec: ClassifierRecord; params: ParamMap; shapes: ShapeMap; docs: ChoiceDoc[]; device: string; delimiter?: string }): Promise<number[]> {
+  const weights: M.WeightMap = new Map(a.model.weights);
+  for (const [k, v] of a.params) weights.set(k, { dims: a.shapes.get(k)!, data: v });
+  const scorer = await LoglikelihoodScorer.create({ config: a.model.config, weights, lora: a.rec.spec.lora, moe: a.rec.spec.moe, tokenizer: a.model.tokenizer, device: a.device, batchSize: a.rec.train.microBatchSize, maxLength: Math.max(a.rec.maxLength, 8) });
+  try {
+    const lls = await scoreChoiceDocs(scorer, a.docs, { delimiter: a.delimiter ?? '' });
+    return lls.map((l) => l.indexOf(Math.max(...l)));
+  } finally {
+    await scorer.release();
+  }
+}
+
 /** A training / influence example of either task form → model input. */
 export function encodeFor(tok: LoadedModel['tokenizer'], rec: ClassifierRecord, e: { text: string; label: number } | ChoiceDoc): M.Sample {
   return rec.objective === 'classifier' ? encodeExample(tok, e as { text: string; label: number }, rec.maxLength) : encodeAnswer(tok, e as ChoiceDoc, rec.maxLength);
@@ -115,17 +131,18 @@ export async function readAdapter(store: ArtifactStore, ref: ArtifactRef): Promi
   return { params, shapes };
 }
 
-/** The `data` stage's artifact for a multiple-choice task (BIG-bench or choice JSONL; no label noise). */
+/** The `data` stage's artifact for a multiple-choice task (BIG-bench or choice JSONL). */
 export interface ChoiceDataset {
   kind: 'choice';
   task: string;
-  train: ChoiceDoc[];
+  /** Train documents; a noisy one has `gold` replaced by a wrong option and keeps the true one in `cleanGold`. */
+  train: Array<ChoiceDoc & { cleanGold?: number[] }>;
   /** LayerIF's IF-validation set (influence is measured against it). */
   influence: ChoiceDoc[];
   /** Held-out test documents (the benchmark). */
   evaluation: ChoiceDoc[];
   noisyIds: number[];
-  noise: 0;
+  noise: number;
   duplicatesRemoved: number;
 }
 

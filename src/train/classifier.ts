@@ -63,6 +63,11 @@ export interface FineTuneArgs {
   threads?: number;
   /** 'loss' (NDR: lowest influence-set loss) or 'accuracy' (retraining: best evaluation accuracy). */
   selectBy?: 'loss' | 'accuracy';
+  /**
+   * Accuracy of given params on the selection set (selectBy 'accuracy'); default: the classifier's
+   * argmax over its head on `validation` (multiple-choice models pass their own, by option log-likelihood).
+   */
+  accuracyOf?(params: ParamMap, shapes: ShapeMap): Promise<number>;
   checkpointDir?: string;
   signal?: AbortSignal;
   onStep?(info: StepInfo): void;
@@ -85,10 +90,14 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
     throw new ConfigError(`fine-tuning: batchSize ${a.batchSize} must be a multiple of microBatchSize ${a.microBatchSize}`);
   if (a.train.length === 0 || a.validation.length === 0) throw new DataError(`fine-tuning: ${a.train.length} training and ${a.validation.length} validation samples; expected at least one of each`);
   const { params, shapes } = initClassifier({ config: a.config, spec: a.spec, seed: a.seed });
-  if (a.selectBy === 'accuracy' && a.spec.numLabels === undefined) throw new ConfigError('fine-tuning: selection by accuracy needs a classifier (numLabels)');
+  if (a.selectBy === 'accuracy' && a.spec.numLabels === undefined && !a.accuracyOf) throw new ConfigError('fine-tuning: selection by accuracy needs a classifier (numLabels) or accuracyOf');
   const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, moe: a.spec.moe, numLabels: a.spec.numLabels });
   const objective = await lmObjective({ graph, frozen: a.base, device: a.device, threads: a.threads, weighting: 'examples', padId: a.padId });
-  const predictor = a.selectBy === 'accuracy' ? await ClassifierPredictor.create({ config: a.config, spec: a.spec, device: a.device, threads: a.threads }) : undefined;
+  const predictor = a.selectBy === 'accuracy' && !a.accuracyOf ? await ClassifierPredictor.create({ config: a.config, spec: a.spec, device: a.device, threads: a.threads }) : undefined;
+  const accuracyOf = a.selectBy !== 'accuracy' ? undefined : a.accuracyOf ?? (async (p: ParamMap) => {
+    const logits = await predictor!.logits({ base: a.base, params: p, shapes, samples: a.validation, batchSize: a.microBatchSize, padId: a.padId });
+    return accuracy(logits, a.validation.map((x) => x.label!), a.spec.numLabels!);
+  });
   const epochs: FineTuneResult['epochs'] = [];
   let best: { epoch: number; loss: number; acc?: number; params: ParamMap } | undefined;
   try {
@@ -100,9 +109,8 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
       onStep: a.onStep,
       onEval: async (e: EvalInfo) => {
         let acc: number | undefined;
-        if (predictor) {
-          const logits = await predictor.logits({ base: a.base, params: e.params, shapes, samples: a.validation, batchSize: a.microBatchSize, padId: a.padId });
-          acc = accuracy(logits, a.validation.map((s) => s.label!), a.spec.numLabels!);
+        if (accuracyOf) {
+          acc = await accuracyOf(e.params, shapes);
           if (!best || acc > best.acc! || (acc === best.acc && e.valLoss! < best.loss))
             best = { epoch: e.epoch, loss: e.valLoss!, acc, params: new Map([...e.params].map(([k, v]) => [k, Float32Array.from(v)])) };
         }
@@ -110,7 +118,7 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
         a.onEpoch?.(epochs[epochs.length - 1]);
       },
     });
-    if (!predictor) {
+    if (!accuracyOf) {
       if (!r.best) throw new DataError('fine-tuning: no validation result');
       best = { epoch: r.best.epoch, loss: r.best.valLoss, params: r.best.params };
     }

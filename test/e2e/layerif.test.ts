@@ -135,3 +135,26 @@ test.serial('e2e LayerIF: changing β re-runs only the expert branch; changing S
   t.is(S.result.succeeded, 1);
   t.deepEqual(await computed('layerif-s'), ['allocate_sparsity', 'benchmark_pruned', 'prune']);
 });
+
+test.serial('e2e: an NDR sweep on a multiple-choice task, then a LayerIF sweep on the same model and task, reuse data, fine-tuning, gradients and influence', async (t) => {
+  const { stack } = t.context;
+  const shared = sweep('unused').split('\n').filter((l) => /^ {2}(finetune|gradients):/.test(l)).join('\n');
+  const data = '  data: { noise: 0.25, trainSize: 12, influenceSize: 6, evaluationSize: 16 }';
+  const head = (name: string, pipeline: string) => `sweep: ${name}\npipeline: ${pipeline}\nconcurrency: 1\nmodels: [{ id: tiny, path: ${TINY} }]\ntasks: [{ id: proverbs, source: bigbench, name: english_proverbs }]\nmethods: [{ id: datainf, influence: datainf }]\nstages:\n${data}\n${shared}\n`;
+  const ndr = await run(stack, 'mc-ndr', head('mc-ndr', 'ndr') + '  retrain: { epochs: 1 }\n');
+  t.is(ndr.result.succeeded, 1, JSON.stringify(ndr.result.cells));
+  const store = new ArtifactStore(paths.store(stack.env.home));
+  const key = (s: string) => ndr.plan.cells[0].stages.find((x) => x.name === s)!.key;
+  const ds = await store.readJson<{ train: Array<{ gold: number[]; cleanGold?: number[] }>; noisyIds: number[] }>(refOf(((await store.lookup(key('data'))) as { manifest: Manifest }).manifest), 'dataset.json');
+  t.is(ds.noisyIds.length, 3, '25% of 12 answers flipped');
+  for (const i of ds.noisyIds) t.false(ds.train[i].cleanGold!.includes(ds.train[i].gold[0]));
+  const nd = ((await store.lookup(key('ndr'))) as { manifest: Manifest }).manifest;
+  t.true(nd.metrics.ndr30 >= 0 && nd.metrics.ndr30 <= 1);
+
+  const lif = await run(stack, 'mc-layerif', head('mc-layerif', 'layerif') + sweep('x').split('\n').filter((l) => /^ {2}(allocate_experts|moe_finetune|benchmark_moe|allocate_sparsity|prune|benchmark_pruned):/.test(l)).join('\n') + '\n');
+  t.is(lif.result.succeeded, 1, JSON.stringify(lif.result.cells));
+  const lines = await ledger(stack.env, 'mc-layerif');
+  const outcome = (s: string) => lines.filter((l) => l.stage === s).map((l) => l.outcome);
+  for (const s of ['data', 'finetune', 'gradients', 'influence']) t.deepEqual(outcome(s), ['cached'], `${s} reused from the NDR sweep`);
+  t.deepEqual(outcome('layer_scores'), ['computed']);
+});
