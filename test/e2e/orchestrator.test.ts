@@ -223,9 +223,16 @@ test.serial('e2e: cancel stops a running sweep; resume then finishes it', async 
   const { stack } = t.context;
   const file = await writeSweep(stack, 'cancel', { work: 200000 });
   const handle = await submitSweep(stack.client, stack.env, await planFile(file));
-  for (let i = 0; i < 600; i++) {
+  // Cancel while a transform is truly midway: its activity is pending and has heartbeated (a line
+  // done) — not merely reported running by a query that may lag on a busy machine.
+  for (let i = 0; i < 1200; i++) {
     const s = await sweepStatus(stack.client, 'cancel').catch(() => undefined);
-    if (s && Object.values(s.cells).some((c) => c.stages?.transform?.status === 'running')) break;
+    const running = Object.values(s?.cells ?? {}).filter((c) => c.stages?.transform?.status === 'running');
+    const midway = await Promise.all(running.map(async (c) => {
+      const d = await stack.client.workflow.getHandle(c.workflowId).describe().catch(() => undefined);
+      return (d?.raw.pendingActivities ?? []).some((a) => a.activityType?.name === 'runStage' && a.lastHeartbeatTime);
+    }));
+    if (midway.some(Boolean)) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   await cancelSweep(stack.client, 'cancel');
