@@ -33,7 +33,6 @@
  * the same work as LayerFlow's graph (buildLoglikelihoodGraph). The ratio is LayerFlow ÷ PyTorch
  * options/s, from this one run.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -43,7 +42,7 @@ import { performance } from 'node:perf_hooks';
 import { loadBigBenchTask, type ChoiceDoc } from '../src/eval/bigbench.ts';
 import { choiceRequests, LoglikelihoodScorer, multipleChoiceFromLoglikelihoods, scoreChoiceDocs, type EncodedRequest } from '../src/eval/loglikelihood.ts';
 import { defaultModelPath, loadModel } from '../src/models/load.ts';
-import { envInt } from './common.ts';
+import { envInt, runChild, lastLines } from './common.ts';
 
 const DOCS = envInt('BENCH_DOCS', 64), REPEATS = envInt('BENCH_REPEATS', 3), BATCH = envInt('BENCH_BATCH', 16);
 const THREADS = envInt('BENCH_THREADS', availableParallelism());
@@ -131,18 +130,6 @@ async function ortWorker(requestsPath: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------- child processes
-function runChild(cmd: string, args: string[], extraEnv: Record<string, string>, timeoutS: number): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } });
-    let out = '', err = '';
-    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    p.stderr.on('data', (b: Buffer) => { err += b.toString(); });
-    const timer = setTimeout(() => { err += `\nkilled after ${timeoutS} s`; p.kill('SIGKILL'); }, timeoutS * 1000);
-    p.on('error', (e) => { err += e.message; });
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, out, err }); });
-  });
-}
-const lastLines = (s: string, n = 3) => s.trim().split('\n').filter((l) => !/warn|Warning|it\/s\]/.test(l)).slice(-n).join(' | ');
 
 async function ortSide(requestsPath: string): Promise<SideResult | string> {
   const script = fileURLToPath(import.meta.url);

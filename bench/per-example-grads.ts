@@ -34,7 +34,6 @@
  * the loss are left out (a few per cent). The usual 6·N·T rule would count base weight gradients
  * that neither side computes.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
@@ -42,7 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import * as M from '../src/models/index.ts';
 import { parseHfConfig, type ModelConfig } from '../src/weights/hf-config.ts';
-import { envInt } from './common.ts';
+import { envInt, runChild, lastLines } from './common.ts';
 
 const env = envInt;
 const BATCH = env('BENCH_BATCH', 8), SEQ = env('BENCH_SEQ', 128), THREADS = env('BENCH_THREADS', availableParallelism());
@@ -120,18 +119,6 @@ async function ortWorker(name: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------- child processes
-function runChild(cmd: string, args: string[], extraEnv: Record<string, string>, timeoutS: number): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } });
-    let out = '', err = '';
-    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    p.stderr.on('data', (b: Buffer) => { err += b.toString(); });
-    const timer = setTimeout(() => { err += `\nkilled after ${timeoutS} s`; p.kill('SIGKILL'); }, timeoutS * 1000);
-    p.on('error', (e) => { err += e.message; });
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, out, err }); });
-  });
-}
-const lastLines = (s: string, n = 3) => s.trim().split('\n').filter((l) => !/warn|Warning/.test(l)).slice(-n).join(' | ');
 
 async function ortSide(name: string): Promise<SideResult | string> {
   const script = fileURLToPath(import.meta.url);
