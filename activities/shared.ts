@@ -183,6 +183,3 @@ export function adapterTrainingSettings(d: { epochs: number; batchSize: number; 
     maxLength: z.number().int().min(4).default(128),
   };
 }
-
-/** Heartbeat cursor of a stage that works in numbered units (shards, steps). */
-export const Cursor = z.object({ key: z.string(), done: z.number().int().min(0) });

@@ -13,7 +13,7 @@ import { createSession, type Session } from '../runtime/index.ts';
 import type { ModelConfig } from '../weights/hf-config.ts';
 import type { ParamMap, ShapeMap } from './checkpoint.ts';
 import { lmObjective, paramsToWeights } from './lm.ts';
-import { evaluateLoss, train, type EvalInfo, type StepInfo } from './trainer.ts';
+import { train, type EvalInfo, type StepInfo } from './trainer.ts';
 import { createRng } from '../data/random.ts';
 
 /** What is trained on top of the frozen base: LoRA or LoRA-MoE adapters, and a classification head when `numLabels` is set. */
@@ -126,17 +126,6 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
   } finally {
     await objective.release();
     await predictor?.release();
-  }
-}
-
-/** Mean cross-entropy of the classifier on `samples` (no gradients). */
-export async function classifierLoss(a: { config: ModelConfig; base: M.WeightMap; spec: ClassifierSpec; params: ParamMap; samples: M.Sample[]; batchSize: number; padId: number; device: string; threads?: number }): Promise<number> {
-  const graph = M.buildTrainGraph({ config: a.config, lora: a.spec.lora, moe: a.spec.moe, numLabels: a.spec.numLabels });
-  const objective = await lmObjective({ graph, frozen: a.base, device: a.device, threads: a.threads, weighting: 'examples', padId: a.padId });
-  try {
-    return await evaluateLoss({ objective, params: a.params, examples: a.samples, batchSize: a.batchSize });
-  } finally {
-    await objective.release();
   }
 }
 
