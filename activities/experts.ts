@@ -47,13 +47,13 @@ export async function modelBlockAlphas(ctx: StageContext<unknown>, leaves: strin
 
 export const allocate_experts: StageImpl<ExpertSettings> = async (ctx) => {
   const s = ctx.settings;
-  const { layers } = await ctx.store.readJson<LayerScoresJson>(ctx.inputs.layer_scores, 'layer-scores.json');
-  const L = layers.length;
+  const layers = s.allocator === 'layerif' ? (await ctx.store.readJson<LayerScoresJson>(ctx.inputs.layer_scores, 'layer-scores.json')).layers : undefined;
+  const L = layers?.length ?? (await modelOf(ctx)).config.numLayers;
   const T = s.total ?? 5 * L;
   if (T < L) throw new ConfigError(`stages.allocate_experts.total: T = ${T} is smaller than the model's ${L} layers; expected at least one expert per layer`);
   let a: ExpertAllocation | { method: string; experts: number[]; total: number; shares: number[] };
   let alphas: number[] | undefined;
-  if (s.allocator === 'layerif') a = allocateExperts({ scores: layers.map((x) => x.score), total: T, beta: s.beta ?? 3 });
+  if (layers) a = allocateExperts({ scores: layers.map((x) => x.score), total: T, beta: s.beta ?? 3 });
   else if (s.allocator === 'alphalora') {
     alphas = await modelBlockAlphas(ctx, s.alphaModules);
     a = alphaLoraExperts({ alphas, total: T, beta: s.beta ?? 2.5, rounding: s.rounding });

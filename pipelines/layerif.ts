@@ -8,7 +8,10 @@
  * keys: a LayerIF sweep after an NDR sweep on the same model and task reuses their artifacts).
  * A task is multiple choice (BIG-bench or choice JSONL): fine-tuning and gradients use the gold
  * answer's tokens; the benchmarks score the held-out documents zero-shot by option log-likelihood.
- * Changing β or S re-keys only the allocation stage it belongs to and what follows it.
+ * Changing β or S re-keys only the allocation stage it belongs to and what follows it. AlphaLoRA,
+ * MoLA, OWL, AlphaPruning and uniform do not read the layer scores, so their allocations (and the
+ * models trained or pruned with them) are shared across tasks, seeds and score variants where
+ * their own inputs agree; a sweep's `targets: [benchmark_moe]` runs only the MoE branch.
  */
 import { z } from 'zod';
 import type { PipelineDef, StageDef } from '../src/config/pipeline.ts';
@@ -26,13 +29,16 @@ const device = { device: true, heartbeatMs: 5 * 60_000, timeoutMs: 6 * 3600_000 
 const host = { device: false, heartbeatMs: 5 * 60_000, timeoutMs: 3600_000 } as const;
 const schema = (s: z.ZodType) => s as unknown as z.ZodType<Record<string, unknown>>;
 
+/** Only the LayerIF allocators read the layer scores: the others are keyed (and shared) without them. */
+const scoresIfLayerIf = (s: Record<string, unknown>): string[] => (s.allocator === 'layerif' ? ['layer_scores'] : []);
+
 export const layerifStages: StageDef[] = [
   shared('data'), shared('finetune'), shared('gradients'), shared('influence'),
   { name: 'layer_scores',      version: 1, kind: 'layer-scores', needs: ['influence'],                 reads: [],                                  ...host,   settings: schema(LayerScoreSettings) },
-  { name: 'allocate_experts',  version: 1, kind: 'experts',      needs: ['layer_scores'],              reads: ['model'],                           ...device, settings: schema(ExpertSettings) },
+  { name: 'allocate_experts',  version: 1, kind: 'experts',      needs: ['layer_scores'],              reads: ['model'],                           ...device, settings: schema(ExpertSettings), uses: scoresIfLayerIf },
   { name: 'moe_finetune',      version: 1, kind: 'adapter',      needs: ['data', 'allocate_experts'],  reads: ['model', 'seed'],                   ...device, settings: schema(MoeSettings) },
   { name: 'benchmark_moe',     version: 1, kind: 'benchmark',    needs: ['data', 'moe_finetune'],      reads: ['model'],                           ...device, settings: schema(ChoiceBenchmarkSettings) },
-  { name: 'allocate_sparsity', version: 1, kind: 'sparsity',     needs: ['layer_scores'],              reads: ['model', 'stages.prune.criterion'], ...device, settings: schema(SparsitySettings) },
+  { name: 'allocate_sparsity', version: 1, kind: 'sparsity',     needs: ['layer_scores'],              reads: ['model', 'stages.prune.criterion'], ...device, settings: schema(SparsitySettings), uses: scoresIfLayerIf },
   { name: 'prune',             version: 1, kind: 'model',        needs: ['allocate_sparsity'],         reads: ['model'],                           ...device, settings: schema(PruneSettings) },
   { name: 'benchmark_pruned',  version: 1, kind: 'benchmark',    needs: ['data', 'prune'],             reads: ['model'],                           ...device, settings: schema(ChoiceBenchmarkSettings) },
 ];

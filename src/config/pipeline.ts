@@ -23,6 +23,12 @@ export interface StageDef {
    * Only these values enter the cache key, so a change elsewhere leaves the stage's key alone.
    */
   reads: string[];
+  /**
+   * The needs a cell's settings of this stage actually use (default: all of them), e.g. an
+   * allocator that ignores the layer scores. Only these enter the cache key and gate the start,
+   * so cells that differ only upstream of an unused need share the stage, and it starts at once.
+   */
+  uses?: (settings: Record<string, unknown>) => string[];
   /** Device-bound stages run on a device worker's own task queue, one at a time. */
   device: boolean;
   /** Schema of `stages.<name>` settings in the sweep file; defaults fill what is omitted. */

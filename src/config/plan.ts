@@ -43,21 +43,44 @@ export function planSweep(sweep: Sweep, pipeline: PipelineDef): SweepPlan {
     pipeline: pipeline.name,
     file: sweep.file,
     concurrency: sweep.concurrency,
-    cells: sweep.cells.map((c) => planCell(sweep.name, c, pipeline, sweep.heartbeatSeconds)),
+    cells: sweep.cells.map((c) => planCell(sweep.name, c, pipeline, sweep.heartbeatSeconds, sweep.targets)),
   };
 }
 
-export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef, heartbeatSeconds?: number): CellPlan {
+/**
+ * A cell's stages with their keys. `targets` (the sweep's `targets:`) keeps only those stages and
+ * what they need; a stage's `uses` narrows its needs to what its settings read.
+ */
+export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef, heartbeatSeconds?: number, targets?: string[]): CellPlan {
+  const order = topologicalStages(pipeline);
+  const needsOf = new Map(order.map((s) => {
+    const used = s.uses ? s.uses(cell.config.stages[s.name] ?? {}) : s.needs;
+    const bad = used.filter((n) => !s.needs.includes(n));
+    if (bad.length) throw new Error(`pipeline ${pipeline.name}: stage ${s.name} uses ${bad.join(', ')}, which it does not declare in needs`);
+    return [s.name, used] as const;
+  }));
+  let wanted: Set<string> | undefined;
+  if (targets?.length) {
+    wanted = new Set();
+    const add = (n: string): void => {
+      if (wanted!.has(n)) return;
+      wanted!.add(n);
+      for (const d of needsOf.get(n) ?? []) add(d);
+    };
+    targets.forEach(add);
+  }
   const keys = new Map<string, string>();
   const stages: StagePlan[] = [];
-  for (const s of topologicalStages(pipeline)) {
+  for (const s of order) {
+    if (wanted && !wanted.has(s.name)) continue;
+    const needs = needsOf.get(s.name)!;
     const slice: Record<string, unknown> = { settings: cell.config.stages[s.name] };
     for (const r of s.reads) slice[r] = valueAt(cell.config, r);
     const parts: CacheKeyParts = {
       stage: s.name,
       version: s.version,
       slice,
-      upstream: Object.fromEntries(s.needs.map((n) => [n, keys.get(n)!])),
+      upstream: Object.fromEntries(needs.map((n) => [n, keys.get(n)!])),
     };
     const key = stageCacheKey(parts);
     keys.set(s.name, key);
@@ -66,7 +89,7 @@ export function planCell(sweepName: string, cell: Cell, pipeline: PipelineDef, h
       kind: s.kind,
       key,
       parts,
-      needs: s.needs,
+      needs,
       device: s.device,
       retry: { ...DEFAULT_RETRY, ...s.retry },
       timeoutMs: s.timeoutMs ?? 30 * 60_000,

@@ -31,6 +31,8 @@ export interface Sweep {
   description?: string;
   concurrency: number;
   heartbeatSeconds?: number;
+  /** Stages the sweep is for: only these and what they need run (default: the whole DAG). */
+  targets?: string[];
   cells: Cell[];
 }
 
@@ -48,6 +50,8 @@ function sweepSchema(p: PipelineDef) {
     concurrency: z.number().int().min(1).max(1024).default(4),
     /** Heartbeat timeout of every stage: a worker silent this long is presumed lost and its stage retried (default: per stage). */
     heartbeatSeconds: z.number().int().min(1).optional(),
+    /** Run only these stages and what they need (e.g. one branch of a DAG). */
+    targets: z.array(z.enum(p.stages.map((s) => s.name) as [string, ...string[]])).min(1, 'expected at least one stage name').optional(),
     models: z.array(entry(p.model)).min(1),
     tasks: z.array(entry(p.task)).min(1),
     methods: p.method ? z.array(entry(p.method)).min(1) : z.array(z.never()).max(0).optional(),
@@ -271,7 +275,7 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
     return { id, axes: Object.fromEntries([...axes.keys()].map((k) => [k, c[k]])), config };
   });
   if (issues.length) throw fail();
-  return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, heartbeatSeconds: cfg.heartbeatSeconds, cells };
+  return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, heartbeatSeconds: cfg.heartbeatSeconds, targets: cfg.targets, cells };
 }
 
 /** The keys a strict object schema accepts at `path` (for "expected one of" messages). */
