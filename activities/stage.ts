@@ -7,7 +7,7 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { ArtifactStore, refOf, type ArtifactRef } from '../src/store/artifacts.ts';
+import { ArtifactStore, refOf, type ArtifactRef, type Manifest } from '../src/store/artifacts.ts';
 import { writeFileAtomic } from '../src/store/atomic.ts';
 import { paths } from '../src/config/env.ts';
 import { flatten, type StagePlan } from '../src/config/plan.ts';
@@ -21,6 +21,7 @@ export interface RunStageInput {
   cellId: string;
   cellKey: string;
   cellParams: Record<string, string>;
+  cellAxes?: Record<string, string | number | boolean>;
   stage: StagePlan;
   inputs: Record<string, ArtifactRef>;
   device?: string;
@@ -62,13 +63,18 @@ export function createStageActivities(deps: StageActivityDeps) {
     await appendFile(file, JSON.stringify(line) + '\n');
   }
 
-  async function track(input: RunStageInput, ev: { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; series?: Record<string, number[]>; error?: string; manifest?: unknown }) {
+  /** Files of a stage's artifact worth a copy in MLflow: all but gradient shards and big tensors (size-capped at delivery). */
+  const uploadable = (m: Manifest) => Object.keys(m.files).filter((f) => m.kind !== 'gradients' || f === 'index.json');
+
+  async function track(input: RunStageInput, ev: { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; series?: Record<string, number[]>; error?: string; manifest?: Manifest }) {
     await deps.outbox.enqueue({
       type: 'stage',
       sweep: input.sweep,
       cellId: input.cellId,
       cellKey: input.cellKey,
       cellParams: input.cellParams,
+      cellAxes: input.cellAxes,
+      pipeline: input.pipeline,
       gitCommit: deps.gitCommit,
       time: Date.now(),
       stage: input.stage.name,
@@ -81,6 +87,7 @@ export function createStageActivities(deps: StageActivityDeps) {
       series: ev.series,
       error: ev.error,
       artifacts: ev.manifest ? { 'manifest.json': JSON.stringify(ev.manifest, null, 1) } : undefined,
+      storeFiles: ev.manifest ? uploadable(ev.manifest) : undefined,
     }).catch(() => undefined); // tracking never fails a stage
   }
 
@@ -118,7 +125,7 @@ export function createStageActivities(deps: StageActivityDeps) {
     const found = await store.lookup(stage.key);
     if (found.status === 'hit') {
       await ledger(sweep, { ...base, outcome: 'cached' });
-      await track(input, { cached: true, status: 'FINISHED', start, metrics: found.manifest.metrics });
+      await track(input, { cached: true, status: 'FINISHED', start, metrics: found.manifest.metrics, series: found.manifest.series, manifest: found.manifest });
       await recordLastKey(input, 'cached');
       return { stage: stage.name, status: 'cached', ref: refOf(found.manifest), metrics: found.manifest.metrics, seconds: 0 };
     }
@@ -148,7 +155,7 @@ export function createStageActivities(deps: StageActivityDeps) {
       const metrics = result.metrics ?? {};
       for (const [k, v] of Object.entries(metrics))
         if (!Number.isFinite(v)) throw new DataError(`stage ${stage.name} produced metric ${k} = ${v}; expected a finite number`);
-      const manifest = await store.commit({ key: stage.key, parts: stage.parts, kind: stage.kind, files: result.files, metrics });
+      const manifest = await store.commit({ key: stage.key, parts: stage.parts, kind: stage.kind, files: result.files, metrics, series: result.series });
       const seconds = (Date.now() - start) / 1000;
       await ledger(sweep, { ...base, outcome: 'computed' });
       await track(input, { cached: false, status: 'FINISHED', start, metrics: { ...metrics, seconds }, series: result.series, manifest });

@@ -7,6 +7,8 @@ export interface RecordCellInput {
   cellId: string;
   cellKey: string;
   cellParams: Record<string, string>;
+  cellAxes?: Record<string, string | number | boolean>;
+  pipeline?: string;
   status: CellEvent['status'];
 }
 

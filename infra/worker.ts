@@ -11,6 +11,7 @@ import { loadPipelines } from '../pipelines/index.ts';
 import { deviceQueue, paths, type LayerflowEnv } from '../src/config/env.ts';
 import { TrackingOutbox, startDeliveryLoop } from '../src/tracking/outbox.ts';
 import { MlflowClient } from '../src/tracking/mlflow.ts';
+import { ArtifactStore } from '../src/store/artifacts.ts';
 
 export interface WorkerPool {
   /** Resolves when every worker has stopped. */
@@ -57,7 +58,7 @@ export async function startWorkerPool(env: LayerflowEnv, opts: { deliveryInterva
     } catch { /* already installed by the host process */ }
   }
   const connection = await NativeConnection.connect({ address: env.temporalAddress });
-  const outbox = new TrackingOutbox(paths.outbox(env.home));
+  const outbox = new TrackingOutbox(paths.outbox(env.home), new ArtifactStore(paths.store(env.home)));
   const activities = createActivities({ home: env.home, outbox, pipelines: () => loadPipelines(), gitCommit: gitCommit() });
   const workflowBundleCode = await workflowBundle();
 

@@ -57,8 +57,8 @@ export async function experimentWorkflow(input: CellInput): Promise<CellResult> 
   const outcomes: Record<string, StageOutcome> = {};
   setHandler(cellStateQuery, () => state);
   const tracking = control(input.controlQueue);
-  const cellInfo = { sweep: plan.sweep, cellId: plan.cellId, cellKey: plan.cellKey, cellParams: plan.params };
-  await tracking.recordCell({ ...cellInfo, status: 'RUNNING' });
+  const cellInfo = { sweep: plan.sweep, cellId: plan.cellId, cellKey: plan.cellKey, cellParams: plan.params, cellAxes: plan.axes };
+  await tracking.recordCell({ ...cellInfo, pipeline: plan.pipeline, status: 'RUNNING' });
 
   const running = new Map<string, Promise<void>>();
   let failure: { stage: string; error: unknown } | undefined;

@@ -14,6 +14,7 @@ import { ConfigError } from '../errors.ts';
 import { loadPipelineDefs } from '../../pipelines/index.ts';
 import type { SweepInput, SweepResult, CellSummary } from '../../workflows/sweep.ts';
 import type { StageState } from '../../workflows/experiment.ts';
+import { liveStages, type LiveStage } from './progress.ts';
 
 export const sweepWorkflowId = (sweep: string) => `layerflow/${sweep}`;
 
@@ -67,10 +68,16 @@ export interface SweepStatus {
   sweep: string;
   state: 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'unknown';
   cells: Record<string, CellSummary>;
+  /** Running cells → their running stages as Temporal describes them (last heartbeat, progress, attempt). */
+  live?: Record<string, Record<string, LiveStage>>;
 }
 
-/** Per-cell, per-stage state: live from the running workflows, or from the finished result. */
-export async function sweepStatus(client: Client, sweep: string): Promise<SweepStatus> {
+/**
+ * Per-cell, per-stage state: live from the running workflows, or from the finished result. With
+ * `progress` (default), each running cell's workflow is also described once, for the last
+ * heartbeat of its running stages (`live`); cells that are not running cost nothing.
+ */
+export async function sweepStatus(client: Client, sweep: string, opts: { progress?: boolean } = {}): Promise<SweepStatus> {
   const handle = client.workflow.getHandle(sweepWorkflowId(sweep));
   let desc;
   try {
@@ -82,14 +89,23 @@ export async function sweepStatus(client: Client, sweep: string): Promise<SweepS
   const name = desc.status.name;
   if (name === 'RUNNING') {
     const cells = await handle.query<Record<string, CellSummary>>('sweepState');
+    const live: Record<string, Record<string, LiveStage>> = {};
+    const converter = client.workflow.options.loadedDataConverter?.payloadConverter;
     await Promise.all(
-      Object.values(cells)
-        .filter((c) => c.status === 'running')
-        .map(async (c) => {
-          c.stages = await client.workflow.getHandle(c.workflowId).query<Record<string, StageState>>('cellState').catch(() => c.stages);
+      Object.entries(cells)
+        .filter(([, c]) => c.status === 'running')
+        .map(async ([id, c]) => {
+          const cell = client.workflow.getHandle(c.workflowId);
+          const [stages, desc] = await Promise.all([
+            cell.query<Record<string, StageState>>('cellState').catch(() => c.stages),
+            opts.progress === false ? undefined : cell.describe().catch(() => undefined),
+          ]);
+          c.stages = stages;
+          const running = Object.entries(stages ?? {}).filter(([, st]) => st.status === 'running').map(([n]) => n);
+          if (desc && running.length) live[id] = liveStages(desc.raw.pendingActivities ?? [], running, converter);
         }),
     );
-    return { sweep, state: 'running', cells };
+    return { sweep, state: 'running', cells, live };
   }
   if (name === 'COMPLETED') {
     const r = (await handle.result()) as SweepResult;
@@ -118,7 +134,7 @@ export async function watchSweep(client: Client, sweep: string, onUpdate: (s: Sw
   }
 }
 
-async function savedPlan(env: LayerflowEnv, sweep: string): Promise<SweepPlan> {
+export async function savedPlan(env: LayerflowEnv, sweep: string): Promise<SweepPlan> {
   const text = await readFile(`${paths.sweep(env.home, sweep)}/plan.json`, 'utf8').catch(() => {
     throw new ConfigError(`no sweep named ${sweep} under ${env.home}; run it first with \`layerflow run <file>\``);
   });
@@ -134,7 +150,7 @@ export async function resumeSweep(client: Client, env: LayerflowEnv, sweep: stri
   const old = await savedPlan(env, sweep);
   const plan = await planFile(old.file);
   if (plan.sweep !== sweep) throw new ConfigError(`${old.file} now declares sweep "${plan.sweep}", not "${sweep}"`);
-  const status = await sweepStatus(client, sweep);
+  const status = await sweepStatus(client, sweep, { progress: false });
   if (status.state === 'running') throw new ConfigError(`sweep ${sweep} is still running; nothing to resume`);
   const todo = plan.cells.filter((c) => status.cells[c.cellId]?.status !== 'succeeded');
   if (todo.length === 0) return { handle: undefined, cells: [] as string[] };

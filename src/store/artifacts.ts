@@ -25,6 +25,8 @@ export interface Manifest extends ArtifactRef {
   format: 'layerflow.manifest/1';
   parts: CacheKeyParts;
   metrics: Record<string, number>;
+  /** Metric series by step (e.g. one value per layer); absent in older manifests. */
+  series?: Record<string, number[]>;
   createdAt: string;
   /** sha256 of the canonical JSON of every other field: a torn or edited manifest fails. */
   digest: string;
@@ -41,6 +43,7 @@ export interface StageOutput {
   kind: string;
   files: Record<string, FileContent>;
   metrics?: Record<string, number>;
+  series?: Record<string, number[]>;
 }
 
 export type FileContent = Uint8Array | string | { data: Uint8Array | string; meta?: Record<string, unknown> };
@@ -110,6 +113,7 @@ export class ArtifactStore {
       files,
       parts: out.parts,
       metrics: out.metrics ?? {},
+      ...(out.series && Object.keys(out.series).length ? { series: out.series } : {}),
       createdAt: new Date().toISOString(),
     };
     const manifest: Manifest = { ...body, digest: sha256(canonicalJson(body)) };

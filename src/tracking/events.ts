@@ -7,6 +7,10 @@ interface EventBase {
   cellKey: string;
   /** The resolved cell config flattened (parent run params). */
   cellParams: Record<string, string>;
+  /** The cell's axis values (parent run tags `layerflow.axis.<axis>`). */
+  cellAxes?: Record<string, string | number | boolean>;
+  /** Pipeline name (experiment description and tag). */
+  pipeline?: string;
   gitCommit?: string;
   time: number;
 }
@@ -31,6 +35,8 @@ export interface StageEvent extends EventBase {
   error?: string;
   /** Small files uploaded as artifacts of the nested run (e.g. the manifest). */
   artifacts?: Record<string, string>;
+  /** Files of the stage's artifact (key `key`) to upload from the store at delivery time. */
+  storeFiles?: string[];
 }
 
 export type TrackingEvent = CellEvent | StageEvent;

@@ -29,6 +29,7 @@ export interface MlflowExperiment {
   name: string;
   lifecycle_stage: string;
   artifact_location?: string;
+  tags?: KeyValue[];
 }
 
 export interface Metric { key: string; value: number; timestamp: number; step?: number }
@@ -107,16 +108,24 @@ export class MlflowClient {
     return r.experiment_id;
   }
 
-  /** Get-or-create by name (tolerates a concurrent create). */
-  async ensureExperiment(name: string): Promise<string> {
+  /** Get-or-create by name (tolerates a concurrent create); `tags` are set on a found experiment too. */
+  async ensureExperiment(name: string, tags: KeyValue[] = []): Promise<string> {
     const found = await this.getExperimentByName(name);
-    if (found) return found.experiment_id;
+    if (found) {
+      const have = new Map((found.tags ?? []).map((t) => [t.key, t.value]));
+      for (const t of tags) if (have.get(t.key) !== t.value) await this.setExperimentTag(found.experiment_id, t.key, t.value);
+      return found.experiment_id;
+    }
     try {
-      return await this.createExperiment(name);
+      return await this.createExperiment(name, tags);
     } catch (err) {
-      if (err instanceof MlflowApiError && err.errorCode === 'RESOURCE_ALREADY_EXISTS') return (await this.getExperimentByName(name))!.experiment_id;
+      if (err instanceof MlflowApiError && err.errorCode === 'RESOURCE_ALREADY_EXISTS') return this.ensureExperiment(name, tags);
       throw err;
     }
+  }
+
+  async setExperimentTag(experimentId: string, key: string, value: string): Promise<void> {
+    await this.request('POST', 'experiments/set-experiment-tag', { experiment_id: experimentId, key, value });
   }
 
   async createRun(args: { experimentId: string; runName?: string; startTime?: number; tags?: KeyValue[] }): Promise<MlflowRunInfo> {

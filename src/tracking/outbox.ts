@@ -4,6 +4,7 @@ import { writeFileAtomic } from '../store/atomic.ts';
 import type { TrackingEvent } from './events.ts';
 import { MlflowApiError, type MlflowClient } from './mlflow.ts';
 import { publishEvent, type PublishCache } from './publish.ts';
+import type { ArtifactStore } from '../store/artifacts.ts';
 
 let counter = 0;
 
@@ -18,7 +19,8 @@ export class TrackingOutbox {
   readonly pendingDir: string;
   readonly deadDir: string;
 
-  constructor(readonly dir: string) {
+  /** `store`: where stage events' `storeFiles` are read from at delivery time. */
+  constructor(readonly dir: string, readonly store?: ArtifactStore) {
     this.pendingDir = join(dir, 'pending');
     this.deadDir = join(dir, 'dead');
   }
@@ -43,7 +45,7 @@ export class TrackingOutbox {
       const text = await readFile(path, 'utf8').catch(() => undefined);
       if (text === undefined) continue; // delivered by a concurrent deliverer
       try {
-        await publishEvent(client, JSON.parse(text) as TrackingEvent, cache);
+        await publishEvent(client, JSON.parse(text) as TrackingEvent, cache, this.store);
         await rm(path, { force: true });
         delivered++;
       } catch (err) {

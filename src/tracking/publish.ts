@@ -1,5 +1,8 @@
+import { stringify } from 'yaml';
 import type { TrackingEvent } from './events.ts';
 import type { KeyValue, MlflowClient, MlflowRunInfo } from './mlflow.ts';
+import { headlineMetrics } from '../results/headline.ts';
+import { refOf, type ArtifactStore } from '../store/artifacts.ts';
 
 /** run key → run info, experiment name → id: saves look-ups across events. */
 export type PublishCache = Map<string, MlflowRunInfo | string>;
@@ -14,29 +17,49 @@ export const TAG = {
   git: 'mlflow.source.git.commit',
   parent: 'mlflow.parentRunId',
   runName: 'mlflow.runName',
+  pipeline: 'layerflow.pipeline',
+  /** `layerflow.axis.<axis>`: the cell's value on each sweep axis. */
+  axis: 'layerflow.axis.',
+  /** MLflow 3: opens the experiment in the training-runs view, not the GenAI overview. */
+  experimentKind: 'mlflow.experimentKind',
+  note: 'mlflow.note.content',
 } as const;
+
+/** Store files up to this size are uploaded as run artifacts (scores, allocations, small tensors). */
+export const MAX_UPLOAD_BYTES = 8 * 2 ** 20;
 
 const kv = (o: Record<string, string>): KeyValue[] => Object.entries(o).map(([key, value]) => ({ key, value: value.slice(0, 6000) }));
 
 /**
- * Send one event to MLflow: one experiment per sweep, one parent run per cell, a nested run
- * per stage. Idempotent: runs are found again by their `layerflow.run_key` tag, so an event
- * re-sent after a partial failure updates the same runs instead of making new ones.
+ * Send one event to MLflow: one experiment per sweep (tagged as a model-training experiment),
+ * one parent run per cell (params: the resolved config; tags: sweep, cell, axis values, git
+ * commit; metrics: the cell's headline metrics; artifact: config.yaml), a nested run per stage
+ * (its metrics, per-layer series with step = layer index, and its small artifact files).
+ * Idempotent: runs are found again by their `layerflow.run_key` tag, so an event re-sent after a
+ * partial failure updates the same runs instead of making new ones.
  */
-export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache: PublishCache): Promise<void> {
-  const experimentId = await experiment(client, e.sweep, cache);
+export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache: PublishCache, store?: ArtifactStore): Promise<void> {
+  const experimentId = await experiment(client, e.sweep, e.pipeline, cache);
   const parentKey = `${e.sweep}/${e.cellId}/${e.cellKey}`;
+  const created = !cache.has(`run:${parentKey}`);
   const parent = await ensureRun(client, cache, experimentId, parentKey, e.cellId, e.time, {
     [TAG.sweep]: e.sweep,
     [TAG.cell]: e.cellId,
     [TAG.cacheKey]: e.cellKey,
+    ...(e.pipeline ? { [TAG.pipeline]: e.pipeline } : {}),
+    ...Object.fromEntries(Object.entries(e.cellAxes ?? {}).map(([k, v]) => [`${TAG.axis}${k.replace(/^stages\./, '')}`, String(v)])),
     ...(e.gitCommit ? { [TAG.git]: e.gitCommit } : {}),
   }, e.cellParams);
+  if (created && e.type === 'cell' && e.status === 'RUNNING')
+    await client.uploadArtifact(parent, 'config.yaml', configYaml(e.cellParams), 'text/yaml');
 
   if (e.type === 'cell') {
     if (e.status !== 'RUNNING') await client.updateRun({ runId: parent.run_id, status: e.status, endTime: e.time });
     return;
   }
+  const headline = headlineMetrics(e.stage, e.metrics);
+  if (Object.keys(headline).length)
+    await client.logBatch(parent.run_id, { metrics: Object.entries(headline).map(([key, value]) => ({ key, value, timestamp: e.time })) });
   const runKey = `${parentKey}/${e.stage}/${e.key}`;
   const run = await ensureRun(client, cache, experimentId, runKey, `${e.cellId}/${e.stage}`, e.startTime, {
     [TAG.parent]: parent.run_id,
@@ -54,13 +77,40 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
     tags: kv({ [TAG.cached]: String(e.cached), ...(e.error ? { 'layerflow.error': e.error } : {}) }),
   });
   for (const [path, content] of Object.entries(e.artifacts ?? {})) await client.uploadArtifact(run, path, content, 'application/json');
+  if (store && e.storeFiles?.length) {
+    const hit = await store.lookup(e.key);
+    if (hit.status === 'hit') {
+      const ref = refOf(hit.manifest);
+      for (const f of e.storeFiles) if (ref.files[f] && ref.files[f].size <= MAX_UPLOAD_BYTES) await client.uploadArtifact(run, f, await store.read(ref, f), contentType(f));
+    }
+  }
   await client.updateRun({ runId: run.run_id, status: e.status, endTime: e.time });
 }
 
-async function experiment(client: MlflowClient, name: string, cache: PublishCache): Promise<string> {
+const contentType = (f: string) =>
+  f.endsWith('.json') ? 'application/json' : f.endsWith('.yaml') ? 'text/yaml' : f.endsWith('.html') ? 'text/html' : f.endsWith('.svg') ? 'image/svg+xml' : f.endsWith('.png') ? 'image/png' : 'application/octet-stream';
+
+/** The resolved cell config as YAML, from its flattened params (values that were JSON come back typed). */
+export function configYaml(params: Record<string, string>): string {
+  const root: Record<string, unknown> = {};
+  for (const [path, raw] of Object.entries(params)) {
+    let value: unknown = raw;
+    if (/^(-?\d|\[|\{|true$|false$|null$)/.test(raw)) try { value = JSON.parse(raw); } catch { /* a plain string */ }
+    const keys = path.split('.');
+    let o = root;
+    for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+    o[keys[keys.length - 1]] = value;
+  }
+  return stringify(root);
+}
+
+async function experiment(client: MlflowClient, name: string, pipeline: string | undefined, cache: PublishCache): Promise<string> {
   const hit = cache.get(`exp:${name}`);
   if (typeof hit === 'string') return hit;
-  const id = await client.ensureExperiment(name);
+  const id = await client.ensureExperiment(name, kv({
+    [TAG.experimentKind]: 'custom_model_development',
+    [TAG.note]: `LayerFlow sweep \`${name}\`${pipeline ? ` (pipeline \`${pipeline}\`)` : ''}: one parent run per cell (params = its resolved config, tags layerflow.axis.* = its axis values, metrics = its headline metrics), nested runs per stage. Per-layer quantities are metric series with step = layer index.`,
+  }));
   cache.set(`exp:${name}`, id);
   return id;
 }

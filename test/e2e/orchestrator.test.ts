@@ -45,6 +45,10 @@ test.serial('e2e: a 2×2 sweep completes and MLflow holds the experiment, 4 pare
   t.is(await drainTracking(stack), 0);
   const exp = await stack.mlflow.getExperimentByName('grid');
   t.truthy(exp);
+  // MLflow 3 opens it as a training-runs experiment, with a description.
+  const expTag = (k: string) => exp!.tags?.find((x) => x.key === k)?.value;
+  t.is(expTag(TAG.experimentKind), 'custom_model_development');
+  t.regex(expTag(TAG.note) ?? '', /sweep `grid`/);
   const runs = await stack.mlflow.searchRuns({ experimentIds: [exp!.experiment_id] });
   const tag = (run: (typeof runs)[number], k: string) => run.data.tags?.find((x) => x.key === k)?.value;
   const parents = runs.filter((x) => !tag(x, TAG.parent));
@@ -55,6 +59,10 @@ test.serial('e2e: a 2×2 sweep completes and MLflow holds the experiment, 4 pare
     const params = Object.fromEntries((p.data.params ?? []).map((x) => [x.key, x.value]));
     t.is(params['model.id'], tag(p, TAG.cell)!.match(/model=([^,]+)/)![1]);
     t.truthy(params['task.data.sha256']);
+    // Axis values as tags; the resolved config as config.yaml.
+    t.is(tag(p, `${TAG.axis}model`), params['model.id']);
+    t.is(tag(p, TAG.pipeline), 'demo');
+    t.deepEqual((await stack.mlflow.listArtifacts(p.info.run_id)).map((f) => f.path), ['config.yaml']);
     const children = runs.filter((x) => tag(x, TAG.parent) === p.info.run_id);
     t.deepEqual(children.map((c) => tag(c, TAG.stage)).sort(), ['load', 'profile', 'report', 'transform']);
     for (const c of children) {
@@ -66,7 +74,8 @@ test.serial('e2e: a 2×2 sweep completes and MLflow holds the experiment, 4 pare
     t.is(metrics.lines > 0, true);
     t.is(metrics.work, 500);
     const files = await stack.mlflow.listArtifacts(transform.info.run_id);
-    t.deepEqual(files.map((f) => f.path), ['manifest.json']);
+    // The stage's artifact files travel with its run (size-capped), beside the manifest.
+    t.deepEqual(files.map((f) => f.path), ['digests.json', 'manifest.json', 'transformed.txt']);
   }
 });
 
@@ -175,7 +184,7 @@ test.serial('e2e: with MLflow stopped mid-sweep the sweep completes, and the tra
   await stack.stopMlflow();
   const r = (await handle.result()) as SweepResult;
   t.is(r.succeeded, 4);
-  const outbox = new TrackingOutbox(paths.outbox(stack.env.home));
+  const outbox = new TrackingOutbox(paths.outbox(stack.env.home), new ArtifactStore(paths.store(stack.env.home)));
   t.true((await outbox.pending()).length > 0, 'events wait on disk while MLflow is down');
 
   await stack.startMlflow();

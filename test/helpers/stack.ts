@@ -16,6 +16,7 @@ import { startWorkerPool, type WorkerPool } from '../../infra/worker.ts';
 import { resolveEnv, paths, type LayerflowEnv } from '../../src/config/env.ts';
 import { TrackingOutbox } from '../../src/tracking/outbox.ts';
 import { MlflowClient } from '../../src/tracking/mlflow.ts';
+import { ArtifactStore } from '../../src/store/artifacts.ts';
 import type { LedgerLine } from '../../activities/index.ts';
 
 /** Where the install step put models and data (LAYERFLOW_HOME, else the repository's .layerflow/). */
@@ -106,7 +107,7 @@ export async function setFaults(env: LayerflowEnv, faults: unknown[]): Promise<v
 
 /** Wait until every tracking event has been delivered (or time out). */
 export async function drainTracking(stack: Stack, timeoutMs = 60_000): Promise<number> {
-  const outbox = new TrackingOutbox(paths.outbox(stack.env.home));
+  const outbox = new TrackingOutbox(paths.outbox(stack.env.home), new ArtifactStore(paths.store(stack.env.home)));
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     await stack.pool.flushTracking();
