@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy, type FineTuneArgs } from '../src/train/classifier.ts';
 import { ConfigError } from '../src/errors.ts';
 import type { StageContext, StageImpl, StageResult } from '../src/store/stage-context.ts';
+import { withProgress } from '../src/runtime/progress.ts';
 import { adapterFiles, adapterTrainingSettings, choicePredictions, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
 /** LoRA fine-tuning (NDR code: rank 4, alpha 4 on q and v; 10 epochs, batch 32). */
@@ -76,7 +77,7 @@ export async function trainClassifier<E>(ctx: StageContext<unknown>, rec: Classi
     train: train.map(enc), validation: (selectBy === 'loss' ? ds.influence : ds.evaluation).map(enc),
     ...rec.train, epochs, seed: (ctx.slice.seed as number) ?? 0, padId: rec.padId, device: ctx.device,
     selectBy, accuracyOf, checkpointDir, signal: ctx.signal,
-    onStep: (i) => ctx.heartbeat({ step: i.step, of: i.totalSteps, loss: i.loss }),
+    onStep: (i) => ctx.heartbeat(withProgress(ctx, i.step, i.totalSteps, 'step', { step: i.step, of: i.totalSteps, loss: i.loss })),
   });
   await rm(checkpointDir, { recursive: true, force: true });
   return r;

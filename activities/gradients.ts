@@ -11,6 +11,7 @@ import * as M from '../src/models/index.ts';
 import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
 import { encodeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
+import { withProgress } from '../src/runtime/progress.ts';
 import { encodeFor, modelOf, readAdapter, type ClassifierRecord, type TaskDataset } from './shared.ts';
 import { ConfigError } from '../src/errors.ts';
 import { paramsToWeights } from '../src/train/lm.ts';
@@ -52,6 +53,10 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     const samples = (list as Parameters<typeof encodeFor>[2][]).map((e) => encodeFor(model.tokenizer, rec, e));
     for (let o = 0; o < samples.length; o += s.shardSize) plan.push({ set, rowOffset: o, rows: samples.slice(o, o + s.shardSize) });
   }
+  // Progress in samples over the whole plan: samplesBefore[i] = rows of the shards before shard i.
+  const samplesBefore = [0];
+  for (const p of plan) samplesBefore.push(samplesBefore[samplesBefore.length - 1] + p.rows.length);
+  const totalSamples = samplesBefore[plan.length];
 
   let runner: M.PerExampleGradRunner | undefined;
   const shards: ShardEntry[] = [];
@@ -84,13 +89,13 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
           const g = r.grads.get(M.EMBEDDING_ROWS)!;
           for (let k = 0; k < chunk.length; k++) we.push(sparseFromRowMap(M.embeddingRowGrads({ grads: g, batch, sample: k, hidden: config.hiddenSize }), config.hiddenSize));
         }
-        ctx.heartbeat({ key: ctx.key, done: i, rows: b + chunk.length });
+        ctx.heartbeat(withProgress(ctx, samplesBefore[i] + b + chunk.length, totalSamples, 'sample', { key: ctx.key, done: i, rows: b + chunk.length }));
       }
       for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
       const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined }, units, embedding?.D), { set: p.set, rows: p.rows.length });
       shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
       computed++;
-      ctx.heartbeat({ key: ctx.key, done: i + 1 });
+      ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
     }
   } finally {
     await runner?.release();

@@ -13,6 +13,7 @@ import { sparseInfluenceMatrix } from '../src/influence/sparse-rows.ts';
 import { SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod } from '../src/influence/types.ts';
 import { serializeSafetensors, type TensorInput } from '../src/weights/safetensors.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
+import { withProgress } from '../src/runtime/progress.ts';
 
 export const InfluenceSettings = z.strictObject({
   /** How a block's units combine into the block's (layer's) score. */
@@ -45,15 +46,16 @@ export const influence: StageImpl<InfluenceSettings> = async (ctx) => {
   const matrices: InfluenceMatrix[] = [];
   try {
     const validation = [...(await readDenseSet(store, index, 'influence')).values()];
-    ctx.heartbeat({ phase: 'dense' });
+    const trainShards = index.sets.train.shards;
+    ctx.heartbeat(withProgress(ctx, 0, trainShards.length, 'shard', { phase: 'dense' }));
     matrices.push(...(await engine.influenceMatrixStream({
       method: method.influence,
       dampingScale: method.dampingScale,
       validation,
       train: async function* () {
-        for (const sh of index.sets.train.shards) {
+        for (const [k, sh] of trainShards.entries()) {
           ctx.signal.throwIfAborted();
-          ctx.heartbeat({ phase: 'dense', shard: sh.index });
+          ctx.heartbeat(withProgress(ctx, k, trainShards.length, 'shard', { phase: 'dense', shard: sh.index }));
           yield shardChunks(index, sh, await readShard(store, index, sh));
         }
       },
@@ -62,7 +64,7 @@ export const influence: StageImpl<InfluenceSettings> = async (ctx) => {
     await engine.release();
   }
   if (index.embedding) {
-    ctx.heartbeat({ phase: 'embedding' });
+    ctx.heartbeat({ phase: 'embedding', stage: ctx.stage });
     const [train, val] = [await readEmbeddingSet(store, index, 'train'), await readEmbeddingSet(store, index, 'influence')];
     matrices.push({ ...sparseInfluenceMatrix({ method: method.influence, train, validation: val, dampingScale: method.dampingScale }), kind: 'embedding' });
   }

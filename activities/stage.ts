@@ -99,7 +99,7 @@ export function createStageActivities(deps: StageActivityDeps) {
   async function runStage(input: RunStageInput): Promise<StageOutcome> {
     const key = input.stage.key;
     if (running.has(key)) {
-      const beat = setInterval(() => Context.current().heartbeat({ waitingFor: key }), 5000);
+      const beat = setInterval(() => Context.current().heartbeat({ waitingFor: key, stage: input.stage.name }), 5000);
       try {
         for (let other = running.get(key); other; other = running.get(key)) await other.catch(() => undefined);
       } finally {
@@ -148,7 +148,8 @@ export function createStageActivities(deps: StageActivityDeps) {
         store,
         home: deps.home,
         attempt,
-        heartbeat: (d) => ctx.heartbeat(d),
+        // Every heartbeat names its stage, so `status` can tell parallel stages of a cell apart.
+        heartbeat: (d) => ctx.heartbeat(d !== null && typeof d === 'object' && !Array.isArray(d) ? { ...d, stage: stage.name } : { stage: stage.name, ...(d === undefined ? {} : { details: d }) }),
         resumeFrom: ctx.info.heartbeatDetails,
         signal: abort.signal,
       });

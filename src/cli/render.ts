@@ -1,12 +1,22 @@
 /** Terminal rendering of sweep status: a live table on a TTY, one line per change otherwise. */
 import type { SweepStatus } from './sweeps.ts';
+import { ProgressTracker, liveStageText, runningStages } from './progress.ts';
 
 const ICON: Record<string, string> = {
   pending: '·', running: '▶', cached: '≡', computed: '✓', failed: '✗', skipped: '-',
   succeeded: '✓', cancelled: '⊘',
 };
 
-export function statusTable(s: SweepStatus): string {
+/**
+ * The sweep as a table, and under each running cell one line per running stage: its progress bar
+ * with rate and ETA (from `tracker`, which the caller feeds every snapshot; without one, this
+ * snapshot alone), or what it is doing and for how long.
+ */
+export function statusTable(s: SweepStatus, tracker?: ProgressTracker, now = Date.now()): string {
+  if (!tracker) {
+    tracker = new ProgressTracker();
+    tracker.observe(s);
+  }
   const cells = Object.entries(s.cells);
   const stageNames = [...new Set(cells.flatMap(([, c]) => Object.keys(c.stages ?? {})))];
   const width = Math.max(4, ...cells.map(([id]) => id.length));
@@ -17,6 +27,12 @@ export function statusTable(s: SweepStatus): string {
       return `${ICON[st] ?? '?'} ${st}`.padEnd(10);
     });
     lines.push(`  ${id.padEnd(width)}  ${c.status.padEnd(9)}  ${stages.join(' ')}`);
+    const running = c.status === 'running' ? runningStages(s, id) : [];
+    const stageWidth = Math.max(0, ...running.map((n) => n.length));
+    for (const n of running) {
+      const live = s.live?.[id]?.[n];
+      lines.push(`  ${' '.repeat(width)}  └ ${n.padEnd(stageWidth)}  ${liveStageText(tracker.view(id, n, live), live, now)}`);
+    }
     if (c.error) lines.push(`  ${' '.repeat(width)}  └ ${c.error}`);
   }
   const count = (st: string) => cells.filter(([, c]) => c.status === st).length;

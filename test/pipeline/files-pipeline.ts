@@ -16,6 +16,7 @@ import type { PipelineDef } from '../../src/config/pipeline.ts';
 import type { StageContext, StageImpl } from '../../src/store/stage-context.ts';
 import { DataError, TransientError } from '../../src/errors.ts';
 import { createRng } from '../../src/data/random.ts';
+import { withProgress } from '../../src/runtime/progress.ts';
 
 export const filesPipeline: PipelineDef = {
   name: 'demo',
@@ -82,7 +83,7 @@ const transform: StageImpl = async (ctx) => {
     for (let k = 0; k < model.work; k++) h = createHash('sha256').update(h).digest();
     digests.push(h.toString('hex').slice(0, 16));
     ctx.signal.throwIfAborted();
-    ctx.heartbeat({ line: i });
+    ctx.heartbeat(withProgress(ctx, i + 1, shuffled.length, 'line', { line: i }));
     await new Promise((r) => setImmediate(r)); // let the worker's event loop breathe between lines
   }
   return {
