@@ -15,8 +15,10 @@ import { Client, Connection } from '@temporalio/client';
 import { resolveEnv, type LayerflowEnv } from '../config/env.ts';
 import { LayerflowError } from '../errors.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
+import { MlflowClient, experimentRunsUrl } from '../tracking/mlflow.ts';
 import { planFile, cacheStatus, submitSweep, watchSweep, sweepStatus, resumeSweep, cancelSweep, explainStage, type SweepStatus } from './sweeps.ts';
 import { statusTable, statusChanges } from './render.ts';
+import { ProgressLog, ProgressTracker } from './progress.ts';
 import { startTemporal, startMlflow, stopService, serviceStatus } from '../../infra/services.ts';
 import { startWorkerPool } from '../../infra/worker.ts';
 import { ndrResults, layerifResults } from './results.ts';
@@ -131,9 +133,14 @@ program
 async function follow(c: Client, sweep: string): Promise<number> {
   let prev: SweepStatus | undefined;
   const tty = process.stdout.isTTY;
+  // Stage transitions as they happen; progress (bars on a TTY, else a line per stage at most every 30 s).
+  const tracker = new ProgressTracker();
+  const progressLog = new ProgressLog(30_000, tracker);
   const result = await watchSweep(c, sweep, (s) => {
-    if (tty) logUpdate(statusTable(s));
-    else for (const line of statusChanges(prev, s)) console.log(line);
+    if (tty) {
+      tracker.observe(s);
+      logUpdate(statusTable(s, tracker));
+    } else for (const line of [...statusChanges(prev, s), ...progressLog.lines(s, Date.now())]) console.log(line);
     prev = s;
   });
   const final = await sweepStatus(c, sweep);
@@ -164,7 +171,8 @@ program
         process.exitCode = await follow(c, plan.sweep);
         const results = (await ndrResults(e, plan)) || (await layerifResults(e, plan));
         if (results) console.log(`\n${results}`);
-        console.log(`\nMLflow: ${e.mlflowUri}/#/experiments (experiment "${plan.sweep}": one parent run per cell, nested runs per stage with their metrics and series)`);
+        const exp = await new MlflowClient(e.mlflowUri).getExperimentByName(plan.sweep).catch(() => undefined);
+        console.log(`\nMLflow: ${exp ? experimentRunsUrl(e.mlflowUri, exp.experiment_id) : `${e.mlflowUri}/#/experiments`} (experiment "${plan.sweep}": one parent run per cell with its headline metrics, nested runs per stage)`);
         console.log(`Temporal: http://127.0.0.1:8233/namespaces/${e.namespace}/workflows/layerflow%2F${plan.sweep}`);
       }
     } finally {
@@ -176,6 +184,32 @@ program.command('results <file>').description('the results tables of a sweep fil
   const plan = await planFile(file);
   console.log((await ndrResults(env(), plan)) || (await layerifResults(env(), plan)) || 'no results yet (no cell has finished a results stage)');
 });
+
+program.command('report <sweep>').description('write a self-contained HTML report of a sweep (plots and tables) into the LayerFlow home and log it to MLflow; prints where').action(async (sweep: string) => {
+  const { writeReport } = await import('../report/report.ts');
+  const { publishReport } = await import('../tracking/publish.ts');
+  const e = env();
+  const r = await writeReport(e, sweep);
+  console.log(r.path);
+  try {
+    const client = new MlflowClient(e.mlflowUri);
+    const runId = await publishReport(client, r.sweep, r.pipeline, r.html);
+    console.log(`MLflow: run "report" (${runId}) of experiment "${r.sweep}", artifact report.html`);
+  } catch (err) {
+    console.log(`MLflow: not logged (${(err as Error).message}); the report is in the file above`);
+  }
+});
+
+program
+  .command('compare <sweep>')
+  .description("cells × headline metrics of a sweep: mean±std over seeds, best per column marked, link to MLflow's run comparison")
+  .option('--by <axis>', 'pivot: this axis\' values become column groups (e.g. task, method, allocate_experts.allocator)')
+  .option('--metric <name>', 'a metric <stage>.<metric> to compare instead of the headline ones (repeatable, or a comma list)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--format <format>', 'table | csv | json (csv and json: mean, std, n per group and metric)', 'table')
+  .action(async (sweep: string, o: { by?: string; metric?: string[]; format: string }) => {
+    const { compareCommand } = await import('./compare.ts');
+    console.log(await compareCommand(env(), sweep, o));
+  });
 
 program.command('status <sweep>').description('per-cell, per-stage state').action(async (sweep: string) => {
   const { client: c, close } = await client(env());

@@ -2,47 +2,95 @@
  * The results a researcher came for, read back from the artifact store after a sweep: for the NDR
  * pipeline, NDR@30 / AUC-NDR per method × aggregation × layer group (mean ± std over seeds and
  * any other axis), the retrained and noisy accuracies per method × aggregation, and the random
- * ordering's NDR@30 for reference.
+ * ordering's NDR@30 for reference; for LayerIF, the shape of its Tables 1–2. The rows are computed
+ * once as data (`ndrTables`, `layerifTables`: header + rows of formatted cells); the terminal text
+ * (`ndrResults`, `layerifResults`) and the HTML report (src/report/) both render them.
  */
-import { ArtifactStore, refOf } from '../store/artifacts.ts';
-import { paths, type LayerflowEnv } from '../config/env.ts';
+import type { LayerflowEnv } from '../config/env.ts';
 import type { SweepPlan } from '../config/plan.ts';
+import { collectResults, type SweepResults } from '../results/collect.ts';
 
-interface NdrJson {
+/** `ndr.json` of the ndr stage (activities/ndr.ts). */
+export interface NdrJson {
   method: string;
   aggregation: string;
+  Ls?: number[];
   random: { ndr30: number; auc: number };
   groups: Array<{ group: string; cancellation: number | null; byAggregation: Record<string, { at: Record<string, number>; auc: number }> }>;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+/** One results table as data: every cell already formatted (`0.615±0.007`, `—` when empty). */
+export interface ResultTable {
+  /** A short name (the HTML heading of a table without a title). */
+  name: string;
+  /** The stage whose results the rows are (benchmark_moe, benchmark_pruned, ndr, benchmark). */
+  stage: string;
+  /** The line printed above the table, if any. */
+  title?: string;
+  header: string[];
+  rows: string[][];
+  /** The line printed under the table, if any. */
+  note?: string;
+}
+
+/** What the tables read: the collected cells and the store their artifacts are in. */
+export type CollectedResults = Pick<SweepResults, 'store' | 'cells'>;
+
+export const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+export const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const fmt = (xs: number[]) => (xs.length ? `${mean(xs).toFixed(3)}${xs.length > 1 ? `±${std(xs).toFixed(3)}` : ''}` : '—');
 
-function table(header: string[], rows: string[][]): string {
+/** A table as terminal text: the first two columns left-aligned, the rest right-aligned. */
+export function tableText(t: ResultTable): string {
+  const { header, rows } = t;
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => '  ' + r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
-  return [line(header), '  ' + w.map((x) => '─'.repeat(x)).join('  '), ...rows.map(line)].join('\n');
+  const body = [line(header), '  ' + w.map((x) => '─'.repeat(x)).join('  '), ...rows.map(line)].join('\n');
+  return [t.title, body, t.note].filter((x) => x !== undefined).join('\n');
+}
+
+const tablesText = (ts: ResultTable[]) => ts.map(tableText).join('\n');
+
+/** The cells' records of only these stages (one lookup per distinct key, as collectResults does). */
+function collectStages(env: LayerflowEnv, plan: SweepPlan, stages: string[]): Promise<SweepResults> {
+  return collectResults(env, { ...plan, cells: plan.cells.map((c) => ({ ...c, stages: c.stages.filter((s) => stages.includes(s.name)) })) });
 }
 
 /** The NDR results tables of a finished (or partly finished) sweep; '' when no cell has results. */
 export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<string> {
-  const store = new ArtifactStore(paths.store(env.home));
-  const ndrByKey = new Map<string, { cell: string; ndr: NdrJson; retrain?: number; noisy?: number }>();
-  const seen: Array<{ cell: string; ndr: NdrJson; retrain?: number; noisy?: number }> = [];
-  for (const c of plan.cells) {
-    const key = (s: string) => c.stages.find((x) => x.name === s)?.key;
-    const nk = key('ndr'), ik = key('influence');
-    if (!nk || !ik) continue;
-    const hit = await store.lookup(nk);
-    if (hit.status !== 'hit') continue;
-    const ndr = await store.readJson<NdrJson>(refOf(hit.manifest), 'ndr.json');
-    const bench = await store.lookup(key('benchmark') ?? '');
-    const row = { cell: c.cellId, ndr, retrain: bench.status === 'hit' ? bench.manifest.metrics.accuracy_retrained : undefined, noisy: bench.status === 'hit' ? bench.manifest.metrics.accuracy_noisy : undefined };
-    if (!ndrByKey.has(ik)) ndrByKey.set(ik, row);
-    seen.push(row);
+  return tablesText(await ndrTables(await collectStages(env, plan, ['ndr', 'influence', 'benchmark'])));
+}
+
+/** The LayerIF tables as text (acc); '' when no cell has a benchmark result. */
+export async function layerifResults(env: LayerflowEnv, plan: SweepPlan): Promise<string> {
+  return tablesText(await layerifTables(await collectStages(env, plan, ['benchmark_moe', 'benchmark_pruned'])));
+}
+
+/** The NDR rows of every cell with an ndr result, `ndr.json` read once per key. */
+export async function ndrRows(r: CollectedResults): Promise<Array<{ cell: string; influenceKey: string; ndr: NdrJson; retrain?: number; noisy?: number }>> {
+  const read = new Map<string, Promise<NdrJson>>();
+  const out = [];
+  for (const c of r.cells) {
+    const nd = c.stages.ndr, inf = c.stages.influence;
+    if (!nd || !inf || !nd.ref) continue;
+    const ref = nd.ref;
+    if (!read.has(nd.key)) read.set(nd.key, r.store.readJson<NdrJson>(ref, 'ndr.json'));
+    const ndr = await read.get(nd.key)!;
+    const bench = c.stages.benchmark;
+    out.push({ cell: c.cellId, influenceKey: inf.key, ndr, retrain: bench?.ref ? bench.metrics.accuracy_retrained : undefined, noisy: bench?.ref ? bench.metrics.accuracy_noisy : undefined });
   }
-  if (!seen.length) return '';
+  return out;
+}
+
+/**
+ * NDR@30 and AUC-NDR per method × aggregation × layer group, the cancellation effect per group,
+ * and the retraining accuracies per method × the cells' aggregation; [] when no cell has results.
+ */
+export async function ndrTables(r: CollectedResults): Promise<ResultTable[]> {
+  const seen = await ndrRows(r);
+  if (!seen.length) return [];
+  const ndrByKey = new Map<string, (typeof seen)[number]>();
+  for (const row of seen) if (!ndrByKey.has(row.influenceKey)) ndrByKey.set(row.influenceKey, row);
   const methods = [...new Set(seen.map((s) => s.ndr.method))];
   const groups = [...new Set(seen.flatMap((s) => s.ndr.groups.map((g) => g.group)))];
   const aggs = [...new Set(seen.flatMap((s) => s.ndr.groups.flatMap((g) => Object.keys(g.byAggregation))))];
@@ -56,14 +104,24 @@ export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<st
   const rowsOf = (pick: (v: { at: Record<string, number>; auc: number }) => number) =>
     methods.flatMap((m) => aggs.map((a) => [m, a, ...groups.map((g) => cell(m, a, g, pick))]));
   const random = fmt(unique.map((u) => u.ndr.random.ndr30));
-  const out = [
-    `NDR@30 per method × aggregation × layer group (mean±std over seeds; fraction of the noisy samples among the 30% ranked most harmful; random ordering ${random})`,
-    table(['method', 'aggregation', ...groups], rowsOf((v) => v.at['30'])),
-    `AUC-NDR (area under the whole NDR curve; 1 = every noisy sample ranked first)`,
-    table(['method', 'aggregation', ...groups], rowsOf((v) => v.auc)),
+  const out: ResultTable[] = [
+    {
+      name: 'NDR@30',
+      stage: 'ndr',
+      title: `NDR@30 per method × aggregation × layer group (mean±std over seeds; fraction of the noisy samples among the 30% ranked most harmful; random ordering ${random})`,
+      header: ['method', 'aggregation', ...groups],
+      rows: rowsOf((v) => v.at['30']),
+    },
+    {
+      name: 'AUC-NDR',
+      stage: 'ndr',
+      title: `AUC-NDR (area under the whole NDR curve; 1 = every noisy sample ranked first)`,
+      header: ['method', 'aggregation', ...groups],
+      rows: rowsOf((v) => v.auc),
+    },
   ];
   const cancel = groups.map((g) => fmt(unique.map((u) => u.ndr.groups.find((x) => x.group === g)?.cancellation).filter((x): x is number => typeof x === 'number')));
-  out.push(table(['cancellation effect C', '', ...groups], [['(training gradients)', '', ...cancel]]));
+  out.push({ name: 'Cancellation effect per layer group', stage: 'ndr', header: ['cancellation effect C', '', ...groups], rows: [['(training gradients)', '', ...cancel]] });
   const acc: string[][] = [];
   for (const m of methods) {
     for (const a of [...new Set(seen.filter((s) => s.ndr.method === m).map((s) => s.ndr.aggregation))]) {
@@ -72,58 +130,80 @@ export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<st
       acc.push([m, a, fmt(ndr30), fmt(cs.map((s) => s.retrain).filter((x): x is number => x !== undefined)), fmt(cs.map((s) => s.noisy).filter((x): x is number => x !== undefined))]);
     }
   }
-  out.push('Retraining without the 30% lowest-scored samples (evaluation-set accuracy; the ground truth NDR is compared with)');
-  out.push(table(['method', 'aggregation', 'NDR@30 (all)', 'retrained acc', 'noisy-model acc'], acc));
-  return out.join('\n');
+  out.push({
+    name: 'Retraining',
+    stage: 'benchmark',
+    title: 'Retraining without the 30% lowest-scored samples (evaluation-set accuracy; the ground truth NDR is compared with)',
+    header: ['method', 'aggregation', 'NDR@30 (all)', 'retrained acc', 'noisy-model acc'],
+    rows: acc,
+  });
+  return out;
 }
+
+/** The row label of a LayerIF cell in each branch: allocator (+ variant / pattern), or allocator / criterion / S. */
+export const allocationLabel = {
+  benchmark_moe: (p: Record<string, string>) => `${p['stages.allocate_experts.allocator']}${p['stages.allocate_experts.allocator'] === 'layerif' ? ` ${p['stages.layer_scores.variant']}` : p['stages.allocate_experts.allocator'] === 'mola' ? ` ${p['stages.allocate_experts.pattern']}` : ''}`,
+  benchmark_pruned: (p: Record<string, string>) => `${p['stages.allocate_sparsity.allocator']} / ${p['stages.prune.criterion']} / S=${p['stages.allocate_sparsity.sparsity']}`,
+};
+
+export type LayerifMetric = 'acc' | 'acc_norm' | 'perplexity';
+
+const BRANCHES: Record<LayerifMetric, { better: 'higher' | 'lower'; titles: Partial<Record<keyof typeof allocationLabel, string>> }> = {
+  acc: { better: 'higher', titles: { benchmark_moe: 'LoRA-MoE zero-shot accuracy (acc)', benchmark_pruned: 'Pruned-model zero-shot accuracy (acc)' } },
+  acc_norm: { better: 'higher', titles: { benchmark_moe: 'LoRA-MoE zero-shot accuracy (acc_norm)', benchmark_pruned: 'Pruned-model zero-shot accuracy (acc_norm)' } },
+  perplexity: { better: 'lower', titles: { benchmark_pruned: 'Pruned-model perplexity (held-out text; lower is better)' } },
+};
 
 /**
  * The LayerIF tables (the shape of LayerIF Tables 1–2): rows = allocation (and criterion, S for
- * pruning), columns = tasks and their mean; each entry mean ± std of acc over seeds. A row whose
- * mean differs from the best row's by more than the two spreads together is marked `*`; the line
- * under each table states the ordering that came out.
+ * pruning), columns = tasks and their mean; each entry mean ± std of `metric` over seeds. A row
+ * whose mean differs from the best row's by more than the two spreads together is marked `*`; the
+ * note under each table states the ordering that came out. [] when no cell has a result.
  */
-export async function layerifResults(env: LayerflowEnv, plan: SweepPlan): Promise<string> {
-  const store = new ArtifactStore(paths.store(env.home));
-  const out: string[] = [];
-  for (const branch of [
-    { stage: 'benchmark_moe', title: 'LoRA-MoE zero-shot accuracy (acc)', row: (p: Record<string, string>) => `${p['stages.allocate_experts.allocator']}${p['stages.allocate_experts.allocator'] === 'layerif' ? ` ${p['stages.layer_scores.variant']}` : p['stages.allocate_experts.allocator'] === 'mola' ? ` ${p['stages.allocate_experts.pattern']}` : ''}` },
-    { stage: 'benchmark_pruned', title: 'Pruned-model zero-shot accuracy (acc)', row: (p: Record<string, string>) => `${p['stages.allocate_sparsity.allocator']} / ${p['stages.prune.criterion']} / S=${p['stages.allocate_sparsity.sparsity']}` },
-  ]) {
+export async function layerifTables(r: CollectedResults, metric: LayerifMetric = 'acc'): Promise<ResultTable[]> {
+  const out: ResultTable[] = [];
+  const spec = BRANCHES[metric];
+  const higher = spec.better === 'higher';
+  for (const stage of ['benchmark_moe', 'benchmark_pruned'] as const) {
+    const title = spec.titles[stage];
+    if (!title) continue;
     const acc = new Map<string, Map<string, number[]>>(); // row → task → values
     const seenKeys = new Set<string>();
-    for (const c of plan.cells) {
-      const s = c.stages.find((x) => x.name === branch.stage);
-      if (!s) continue;
-      const hit = await store.lookup(s.key);
-      if (hit.status !== 'hit') continue;
-      const row = branch.row(c.params), task = c.params['task.id'];
+    for (const c of r.cells) {
+      const s = c.stages[stage];
+      if (!s?.ref || typeof s.metrics[metric] !== 'number') continue;
+      const row = allocationLabel[stage](c.params), task = c.params['task.id'];
       const id = `${row}|${task}|${c.params.seed}`;
       if (seenKeys.has(id)) continue;
       seenKeys.add(id);
       const byTask = acc.get(row) ?? new Map<string, number[]>();
-      byTask.set(task, [...(byTask.get(task) ?? []), hit.manifest.metrics.acc]);
+      byTask.set(task, [...(byTask.get(task) ?? []), s.metrics[metric]]);
       acc.set(row, byTask);
     }
     if (!acc.size) continue;
     const tasks = [...new Set([...acc.values()].flatMap((m) => [...m.keys()]))];
     // Per row: the per-seed mean over tasks gives the row's mean ± std.
-    const rowMean = new Map([...acc].map(([r, m]) => {
+    const rowMean = new Map([...acc].map(([row, m]) => {
       const seeds = Math.min(...tasks.map((t) => m.get(t)?.length ?? 0));
       const perSeed = Array.from({ length: seeds }, (_, i) => mean(tasks.map((t) => m.get(t)![i])));
-      return [r, perSeed] as const;
+      return [row, perSeed] as const;
     }));
-    const best = [...rowMean].filter(([, v]) => v.length).sort((a, b) => mean(b[1]) - mean(a[1]))[0];
-    const rows = [...acc].map(([r, m]) => {
-      const v = rowMean.get(r)!;
-      const beyond = best && r !== best[0] && v.length && Math.abs(mean(best[1]) - mean(v)) > std(best[1]) + std(v);
-      return [r, '', ...tasks.map((t) => fmt(m.get(t) ?? [])), `${fmt(v)}${beyond ? ' *' : ''}`];
+    const ordered = [...rowMean].filter(([, v]) => v.length).sort((a, b) => (higher ? mean(b[1]) - mean(a[1]) : mean(a[1]) - mean(b[1])));
+    const best = ordered[0];
+    const rows = [...acc].map(([row, m]) => {
+      const v = rowMean.get(row)!;
+      const beyond = best && row !== best[0] && v.length && Math.abs(mean(best[1]) - mean(v)) > std(best[1]) + std(v);
+      return [row, '', ...tasks.map((t) => fmt(m.get(t) ?? [])), `${fmt(v)}${beyond ? ' *' : ''}`];
     });
-    out.push(`${branch.title}, mean±std over seeds; * = differs from the best row by more than both spreads`);
-    out.push(table(['allocation', '', ...tasks, 'mean'], rows));
-    const ordered = [...rowMean].filter(([, v]) => v.length).sort((a, b) => mean(b[1]) - mean(a[1]));
-    const separated = ordered.filter(([r]) => rows.find((x) => x[0] === r)![tasks.length + 2].endsWith('*')).length;
-    out.push(`  ordering by mean: ${ordered.map(([r, v]) => `${r} ${mean(v).toFixed(3)}`).join(' > ')}; ${separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}`);
+    const separated = ordered.filter(([row]) => rows.find((x) => x[0] === row)![tasks.length + 2].endsWith('*')).length;
+    out.push({
+      name: title,
+      stage,
+      title: `${title}, mean±std over seeds; * = differs from the best row by more than both spreads`,
+      header: ['allocation', '', ...tasks, 'mean'],
+      rows,
+      note: `  ordering by mean: ${ordered.map(([row, v]) => `${row} ${mean(v).toFixed(3)}`).join(higher ? ' > ' : ' < ')}; ${separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}`,
+    });
   }
-  return out.join('\n');
+  return out;
 }

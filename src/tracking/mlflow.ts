@@ -212,8 +212,28 @@ export class MlflowClient {
     if (!res.ok) throw new MlflowApiError(res.status, 'ARTIFACT_UPLOAD_FAILED', (await res.text()).slice(0, 300));
   }
 
+  /** Download a run artifact through the server's artifact proxy. */
+  async downloadArtifact(run: MlflowRunInfo, path: string): Promise<Uint8Array> {
+    const m = /^mlflow-artifacts:\/(.*)$/.exec(run.artifact_uri);
+    if (!m) throw new MlflowApiError(0, 'UNSUPPORTED_ARTIFACT_URI', `run ${run.run_id} has artifact_uri ${run.artifact_uri}; expected mlflow-artifacts:/`);
+    const rel = `${m[1].replace(/^\/+/, '')}/${path}`.split('/').map(encodeURIComponent).join('/');
+    let res: Response;
+    try {
+      res = await fetch(`${this.baseUrl.replace(/\/$/, '')}/api/2.0/mlflow-artifacts/artifacts/${rel}`, { signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (err) {
+      throw new MlflowUnavailableError(this.baseUrl, err);
+    }
+    if (!res.ok) throw new MlflowApiError(res.status, 'ARTIFACT_DOWNLOAD_FAILED', (await res.text()).slice(0, 300));
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
   async listArtifacts(runId: string, path = ''): Promise<Array<{ path: string; is_dir: boolean; file_size?: number }>> {
     const r = await this.request<{ files?: Array<{ path: string; is_dir: boolean; file_size?: number }> }>('GET', 'artifacts/list', undefined, { run_id: runId, path });
     return r.files ?? [];
   }
+}
+
+/** The experiment's runs table in MLflow 3's model-training view (its UI picks the view from `workflowType`). */
+export function experimentRunsUrl(mlflowUri: string, experimentId: string): string {
+  return `${mlflowUri.replace(/\/$/, '')}/#/experiments/${experimentId}/runs?workflowType=machine_learning`;
 }

@@ -72,7 +72,8 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
   await client.logBatch(run.run_id, {
     metrics: [
       ...Object.entries(e.metrics).map(([key, value]) => ({ key, value, timestamp: e.time })),
-      ...Object.entries(e.series ?? {}).flatMap(([key, values]) => values.map((value, step) => ({ key, value, step, timestamp: e.time }))),
+      // A series may hold gaps (NaN, or null once it went through JSON): those steps are left out.
+      ...Object.entries(e.series ?? {}).flatMap(([key, values]) => values.flatMap((value, step) => (typeof value === 'number' && Number.isFinite(value) ? [{ key, value, step, timestamp: e.time }] : []))),
     ],
     tags: kv({ [TAG.cached]: String(e.cached), ...(e.error ? { 'layerflow.error': e.error } : {}) }),
   });
@@ -139,4 +140,18 @@ async function ensureRun(
   await client.logBatch(info.run_id, { params: kv(params) });
   cache.set(`run:${runKey}`, info);
   return info;
+}
+
+/**
+ * Log a sweep's HTML report to MLflow: an artifact `report.html` of the experiment's `report` run
+ * (tag `layerflow.kind = report`, no cell tag, so it never counts as a cell). Returns that run's id.
+ */
+export async function publishReport(client: MlflowClient, sweep: string, pipeline: string, html: string, files: Record<string, string | Uint8Array> = {}): Promise<string> {
+  const cache: PublishCache = new Map();
+  const experimentId = await experiment(client, sweep, pipeline, cache);
+  const run = await ensureRun(client, cache, experimentId, `${sweep}/report`, 'report', Date.now(), { [TAG.sweep]: sweep, 'layerflow.kind': 'report' }, {});
+  await client.uploadArtifact(run, 'report.html', html, 'text/html');
+  for (const [name, data] of Object.entries(files)) await client.uploadArtifact(run, name, data, contentType(name));
+  await client.updateRun({ runId: run.run_id, status: 'FINISHED', endTime: Date.now() });
+  return run.run_id;
 }

@@ -1,0 +1,119 @@
+/**
+ * The terminal results tables (`layerflow results`, the end of `layerflow run`) are rendered from
+ * the same rows as the HTML report's tables; this pins their text byte for byte to what it was
+ * before the rows became data (expected strings captured from the previous implementation on these
+ * fixtures), including partly finished sweeps.
+ */
+import test from 'ava';
+import { layerifResults, ndrResults, layerifTables, ndrTables, tableText } from '../../src/cli/results.ts';
+import { collectResults } from '../../src/results/collect.ts';
+import { layerifFixture, ndrFixture } from './fixture.ts';
+
+const LAYERIF = `LoRA-MoE zero-shot accuracy (acc), mean±std over seeds; * = differs from the best row by more than both spreads
+  allocation                 a            b           mean
+  ─────────────    ───────────  ───────────  ─────────────
+  layerif +VE      0.615±0.007  0.665±0.007    0.640±0.007
+  layerif TOP25    0.595±0.007  0.645±0.007  0.620±0.007 *
+  uniform          0.535±0.007  0.585±0.007  0.560±0.007 *
+  ordering by mean: layerif +VE 0.640 > layerif TOP25 0.620 > uniform 0.560; 2 row(s) separated from the best beyond the spread
+Pruned-model zero-shot accuracy (acc), mean±std over seeds; * = differs from the best row by more than both spreads
+  allocation                           a            b           mean
+  ───────────────────────    ───────────  ───────────  ─────────────
+  layerif / wanda / S=0.5    0.468±0.004  0.497±0.004    0.482±0.004
+  owl / wanda / S=0.5        0.408±0.004  0.438±0.004  0.423±0.004 *
+  ordering by mean: layerif / wanda / S=0.5 0.482 > owl / wanda / S=0.5 0.423; 1 row(s) separated from the best beyond the spread`;
+
+const LAYERIF_NO_PRUNED = `LoRA-MoE zero-shot accuracy (acc), mean±std over seeds; * = differs from the best row by more than both spreads
+  allocation                 a            b           mean
+  ─────────────    ───────────  ───────────  ─────────────
+  layerif +VE      0.615±0.007  0.665±0.007    0.640±0.007
+  layerif TOP25    0.595±0.007  0.645±0.007  0.620±0.007 *
+  uniform          0.535±0.007  0.585±0.007  0.560±0.007 *
+  ordering by mean: layerif +VE 0.640 > layerif TOP25 0.620 > uniform 0.560; 2 row(s) separated from the best beyond the spread`;
+
+const NDR = `NDR@30 per method × aggregation × layer group (mean±std over seeds; fraction of the noisy samples among the 30% ranked most harmful; random ordering 0.300±0.000)
+  method   aggregation           WE   blocks 0-1   blocks 2-3           CL          all
+  ───────  ───────────  ───────────  ───────────  ───────────  ───────────  ───────────
+  tracin   mean         0.405±0.007  0.465±0.007  0.525±0.007  0.585±0.007  0.645±0.007
+  tracin   rank         0.435±0.007  0.495±0.007  0.555±0.007  0.615±0.007  0.675±0.007
+  tracin   vote         0.465±0.007  0.525±0.007  0.585±0.007  0.645±0.007  0.705±0.007
+  datainf  mean         0.315±0.007  0.375±0.007  0.435±0.007  0.495±0.007  0.555±0.007
+  datainf  rank         0.345±0.007  0.405±0.007  0.465±0.007  0.525±0.007  0.585±0.007
+  datainf  vote         0.375±0.007  0.435±0.007  0.495±0.007  0.555±0.007  0.615±0.007
+AUC-NDR (area under the whole NDR curve; 1 = every noisy sample ranked first)
+  method   aggregation           WE   blocks 0-1   blocks 2-3           CL          all
+  ───────  ───────────  ───────────  ───────────  ───────────  ───────────  ───────────
+  tracin   mean         0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007
+  tracin   rank         0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007
+  tracin   vote         0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007
+  datainf  mean         0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007
+  datainf  rank         0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007
+  datainf  vote         0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007
+  cancellation effect C    WE   blocks 0-1   blocks 2-3           CL          all
+  ─────────────────────    ──  ───────────  ───────────  ───────────  ───────────
+  (training gradients)      —  1.115±0.006  1.215±0.006  1.315±0.006  1.415±0.006
+Retraining without the 30% lowest-scored samples (evaluation-set accuracy; the ground truth NDR is compared with)
+  method   aggregation  NDR@30 (all)  retrained acc  noisy-model acc
+  ───────  ───────────  ────────────  ─────────────  ───────────────
+  tracin   mean          0.645±0.007    0.765±0.007      0.715±0.007
+  tracin   vote          0.705±0.007    0.785±0.007      0.715±0.007
+  datainf  mean          0.555±0.007    0.765±0.007      0.715±0.007
+  datainf  vote          0.615±0.007    0.785±0.007      0.715±0.007`;
+
+const NDR_NO_BENCHMARK = `NDR@30 per method × aggregation × layer group (mean±std over seeds; fraction of the noisy samples among the 30% ranked most harmful; random ordering 0.300±0.000)
+  method   aggregation           WE   blocks 0-1   blocks 2-3           CL          all
+  ───────  ───────────  ───────────  ───────────  ───────────  ───────────  ───────────
+  tracin   mean         0.405±0.007  0.465±0.007  0.525±0.007  0.585±0.007  0.645±0.007
+  tracin   rank         0.435±0.007  0.495±0.007  0.555±0.007  0.615±0.007  0.675±0.007
+  tracin   vote         0.465±0.007  0.525±0.007  0.585±0.007  0.645±0.007  0.705±0.007
+  datainf  mean         0.315±0.007  0.375±0.007  0.435±0.007  0.495±0.007  0.555±0.007
+  datainf  rank         0.345±0.007  0.405±0.007  0.465±0.007  0.525±0.007  0.585±0.007
+  datainf  vote         0.375±0.007  0.435±0.007  0.495±0.007  0.555±0.007  0.615±0.007
+AUC-NDR (area under the whole NDR curve; 1 = every noisy sample ranked first)
+  method   aggregation           WE   blocks 0-1   blocks 2-3           CL          all
+  ───────  ───────────  ───────────  ───────────  ───────────  ───────────  ───────────
+  tracin   mean         0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007
+  tracin   rank         0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007
+  tracin   vote         0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007
+  datainf  mean         0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007  0.515±0.007
+  datainf  rank         0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007  0.565±0.007
+  datainf  vote         0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007  0.615±0.007
+  cancellation effect C    WE   blocks 0-1   blocks 2-3           CL          all
+  ─────────────────────    ──  ───────────  ───────────  ───────────  ───────────
+  (training gradients)      —  1.115±0.006  1.215±0.006  1.315±0.006  1.415±0.006
+Retraining without the 30% lowest-scored samples (evaluation-set accuracy; the ground truth NDR is compared with)
+  method   aggregation  NDR@30 (all)  retrained acc  noisy-model acc
+  ───────  ───────────  ────────────  ─────────────  ───────────────
+  tracin   mean          0.645±0.007              —                —
+  tracin   vote          0.705±0.007              —                —
+  datainf  mean          0.555±0.007              —                —
+  datainf  vote          0.615±0.007              —                —`;
+
+test('LayerIF tables: the same text as before, with and without the pruning branch', async (t) => {
+  const full = await layerifFixture();
+  t.teardown(full.cleanup);
+  t.is(await layerifResults(full.env, full.plan), LAYERIF);
+  t.is(await ndrResults(full.env, full.plan), '', 'no NDR tables in a LayerIF sweep');
+  const part = await layerifFixture(['benchmark_pruned']);
+  t.teardown(part.cleanup);
+  t.is(await layerifResults(part.env, part.plan), LAYERIF_NO_PRUNED);
+  // The text is the tables' data rendered: joined tableText of layerifTables.
+  const tables = await layerifTables(await collectResults(full.env, full.plan));
+  t.deepEqual(tables.map((x) => x.stage), ['benchmark_moe', 'benchmark_pruned']);
+  t.is(tables.map(tableText).join('\n'), LAYERIF);
+  t.deepEqual(tables[0].header, ['allocation', '', 'a', 'b', 'mean']);
+  t.deepEqual(tables[0].rows[0], ['layerif +VE', '', '0.615±0.007', '0.665±0.007', '0.640±0.007']);
+});
+
+test('NDR tables: the same text as before, with and without the retraining benchmark', async (t) => {
+  const full = await ndrFixture();
+  t.teardown(full.cleanup);
+  t.is(await ndrResults(full.env, full.plan), NDR);
+  t.is(await layerifResults(full.env, full.plan), '', 'no LayerIF tables in an NDR sweep');
+  const part = await ndrFixture(['benchmark']);
+  t.teardown(part.cleanup);
+  t.is(await ndrResults(part.env, part.plan), NDR_NO_BENCHMARK);
+  const tables = await ndrTables(await collectResults(full.env, full.plan));
+  t.deepEqual(tables.map((x) => x.name), ['NDR@30', 'AUC-NDR', 'Cancellation effect per layer group', 'Retraining']);
+  t.is(tables.map(tableText).join('\n'), NDR);
+});
