@@ -193,8 +193,8 @@ program.command('report <sweep>').description('write a self-contained HTML repor
   console.log(r.path);
   try {
     const client = new MlflowClient(e.mlflowUri);
-    const runId = await publishReport(client, r.sweep, r.pipeline, r.html);
-    console.log(`MLflow: run "report" (${runId}) of experiment "${r.sweep}", artifact report.html`);
+    const runId = await publishReport(client, r.sweep, r.pipeline, r.html, Object.fromEntries(Object.entries(r.svgs).map(([f, svg]) => [`plots/${f}`, svg])));
+    console.log(`MLflow: run "report" (${runId}) of experiment "${r.sweep}": report.html and plots/*.svg`);
   } catch (err) {
     console.log(`MLflow: not logged (${(err as Error).message}); the report is in the file above`);
   }

@@ -29,6 +29,8 @@ export interface Report {
   sections: string[];
   /** Plot ids in page order. */
   plots: string[];
+  /** Each plot as a standalone SVG file (`<id>.svg`), e.g. for MLflow. */
+  svgs: Record<string, string>;
 }
 
 /** Where `layerflow report` writes a sweep's report. */
@@ -99,7 +101,13 @@ export async function buildReport(results: SweepResults, now: Date = new Date())
     sections,
     empty: sections.length ? undefined : 'No cell has finished a stage this report plots yet.',
   });
-  return { sweep: plan.sweep, pipeline: plan.pipeline, html, sections: sections.map((s) => s.id), plots: sections.flatMap((s) => s.figures.map((f) => f.id)) };
+  const figures = sections.flatMap((s) => s.figures);
+  // Inlined SVG drops its namespace; a standalone .svg file needs it back.
+  const standalone = (svg: string) => svg.replace(/^<svg/, '<svg xmlns="http://www.w3.org/2000/svg"');
+  return {
+    sweep: plan.sweep, pipeline: plan.pipeline, html, sections: sections.map((s) => s.id), plots: figures.map((f) => f.id),
+    svgs: Object.fromEntries(figures.map((f) => [`${f.id}.svg`, standalone(f.svg)])),
+  };
 }
 
 /** Build the report of a saved sweep and write it atomically into the LayerFlow home. */

@@ -147,8 +147,9 @@ test.serial('e2e dashboards: MLflow layout, compare against the artifacts, the r
   t.is(await page.locator('figure[data-plot="experts"] svg g.mark-rect.role-mark > path').count(), LAYERS * 2 * 2, 'layer × allocation × task');
   await mkdir('test-artifacts', { recursive: true });
   await page.screenshot({ path: 'test-artifacts/dashboards-report.png', fullPage: true });
-  const reportRun = await publishReport(stack.mlflow, 'dash', 'layerif', report.html);
-  t.deepEqual((await stack.mlflow.listArtifacts(reportRun)).map((f) => f.path), ['report.html']);
+  const reportRun = await publishReport(stack.mlflow, 'dash', 'layerif', report.html, Object.fromEntries(Object.entries(report.svgs).map(([f, svg]) => [`plots/${f}`, svg])));
+  t.deepEqual((await stack.mlflow.listArtifacts(reportRun)).map((f) => f.path), ['plots', 'report.html']);
+  t.deepEqual((await stack.mlflow.listArtifacts(reportRun, 'plots')).map((f) => f.path).sort(), report.plots.map((p) => `plots/${p}.svg`).sort());
   // The report run is not a cell: compare still sees 8 cells.
   t.regex(await compareCommand(stack.env, 'dash', { format: 'table' }), /8 of 8 cells have results/);
 
