@@ -140,10 +140,10 @@ export async function ndrTables(r: CollectedResults): Promise<ResultTable[]> {
   return out;
 }
 
-/** The row label of a LayerIF cell in each branch: allocator (+ variant / pattern), or allocator / criterion / S. */
+/** The row label of a LayerIF cell in each branch: allocator (+ layer-score variant / MoLA pattern), or that / criterion / S. */
 export const allocationLabel = {
   benchmark_moe: (p: Record<string, string>) => `${p['stages.allocate_experts.allocator']}${p['stages.allocate_experts.allocator'] === 'layerif' ? ` ${p['stages.layer_scores.variant']}` : p['stages.allocate_experts.allocator'] === 'mola' ? ` ${p['stages.allocate_experts.pattern']}` : ''}`,
-  benchmark_pruned: (p: Record<string, string>) => `${p['stages.allocate_sparsity.allocator']} / ${p['stages.prune.criterion']} / S=${p['stages.allocate_sparsity.sparsity']}`,
+  benchmark_pruned: (p: Record<string, string>) => `${p['stages.allocate_sparsity.allocator']}${p['stages.allocate_sparsity.allocator'] === 'layerif' ? ` ${p['stages.layer_scores.variant']}` : ''} / ${p['stages.prune.criterion']} / S=${p['stages.allocate_sparsity.sparsity']}`,
 };
 
 export type LayerifMetric = 'acc' | 'acc_norm' | 'perplexity';

@@ -122,7 +122,7 @@ test.serial('e2e LayerIF: both branches on tiny-llama + BIG-bench english_prover
 
   const text = await layerifResults(stack.env, plan);
   t.regex(text, /layerif \+VE\s+\d\.\d{3}/);
-  t.regex(text, /layerif \/ wanda \/ S=0\.5/);
+  t.regex(text, /layerif \+VE \/ wanda \/ S=0\.5/);
 });
 
 test.serial('e2e LayerIF: changing β re-runs only the expert branch; changing S only the pruning branch', async (t) => {

@@ -2,7 +2,9 @@
  * The terminal results tables (`layerflow results`, the end of `layerflow run`) are rendered from
  * the same rows as the HTML report's tables; this pins their text byte for byte to what it was
  * before the rows became data (expected strings captured from the previous implementation on these
- * fixtures), including partly finished sweeps.
+ * fixtures), including partly finished sweeps. One deliberate change since: a LayerIF pruning row
+ * names its layer-score variant (`layerif +VE / wanda / S=0.5`), so a sweep over variants no longer
+ * folds the TOP25 rows into the +VE ones.
  */
 import test from 'ava';
 import { layerifResults, ndrResults, layerifTables, ndrTables, tableText } from '../../src/cli/results.ts';
@@ -17,11 +19,12 @@ const LAYERIF = `LoRA-MoE zero-shot accuracy (acc), mean±std over seeds; * = di
   uniform          0.535±0.007  0.585±0.007  0.560±0.007 *
   ordering by mean: layerif +VE 0.640 > layerif TOP25 0.620 > uniform 0.560; 2 row(s) separated from the best beyond the spread
 Pruned-model zero-shot accuracy (acc), mean±std over seeds; * = differs from the best row by more than both spreads
-  allocation                           a            b           mean
-  ───────────────────────    ───────────  ───────────  ─────────────
-  layerif / wanda / S=0.5    0.468±0.004  0.497±0.004    0.482±0.004
-  owl / wanda / S=0.5        0.408±0.004  0.438±0.004  0.423±0.004 *
-  ordering by mean: layerif / wanda / S=0.5 0.482 > owl / wanda / S=0.5 0.423; 1 row(s) separated from the best beyond the spread`;
+  allocation                                 a            b           mean
+  ─────────────────────────────    ───────────  ───────────  ─────────────
+  layerif +VE / wanda / S=0.5      0.468±0.004  0.497±0.004    0.482±0.004
+  owl / wanda / S=0.5              0.408±0.004  0.438±0.004  0.423±0.004 *
+  layerif TOP25 / wanda / S=0.5    0.468±0.004  0.497±0.004    0.482±0.004
+  ordering by mean: layerif +VE / wanda / S=0.5 0.482 > layerif TOP25 / wanda / S=0.5 0.482 > owl / wanda / S=0.5 0.423; 1 row(s) separated from the best beyond the spread`;
 
 const LAYERIF_NO_PRUNED = `LoRA-MoE zero-shot accuracy (acc), mean±std over seeds; * = differs from the best row by more than both spreads
   allocation                 a            b           mean
