@@ -6,10 +6,19 @@
  * ONNX graph — for the LoRA-MoE model (base + routers + experts) or the pruned model (its own
  * weights). Pruned models also get perplexity on held-out Moby Dick text. Per-option
  * log-likelihoods are kept, so accuracies can be recomputed from the artifact.
+ *
+ * A generative task (dataset.generative) is scored instead by BIG-bench exact_str_match of the
+ * model's greedy answer (src/eval/generate.ts, same graph and weights): metrics `exact_match` and
+ * `documents`, and per document {id, input, targets, raw, generated, match} in benchmark.json, where
+ * `generated` is the post-processed response that was compared (match = it equals a target, both
+ * whitespace-stripped), so the metric can be recomputed from the artifact.
+ * Heartbeats carry `progress: { done, total, unit: 'doc' }` on both paths.
  */
 import { z } from 'zod';
 import { LoglikelihoodScorer, scoreChoiceDocs, multipleChoiceFromLoglikelihoods } from '../src/eval/loglikelihood.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
+import { DEFAULT_MAX_NEW_TOKENS, generateAnswers, type GenerativeResult } from '../src/eval/generate.ts';
+import { withProgress } from '../src/runtime/progress.ts';
 import * as M from '../src/models/index.ts';
 import { createSession } from '../src/runtime/index.ts';
 import { loadMobyDick, splitDocuments } from '../src/data/corpus.ts';
@@ -29,6 +38,8 @@ export const ChoiceBenchmarkSettings = z.strictObject({
   /** Pruned models: perplexity on this many held-out Moby Dick windows of `perplexityLength` tokens (0 = off). */
   perplexityWindows: z.number().int().min(0).default(16),
   perplexityLength: z.number().int().min(2).default(128),
+  /** Generative tasks: most tokens generated per document (default 32; below maxLength). */
+  maxNewTokens: z.number().int().min(1).optional(),
 });
 export type ChoiceBenchmarkSettings = z.output<typeof ChoiceBenchmarkSettings>;
 
@@ -52,13 +63,29 @@ export const benchmarkChoice: StageImpl<ChoiceBenchmarkSettings> = async (ctx) =
     weights = new Map([...tensors].map(([k, t]) => [k, { dims: t.shape, data: rawToFloat32(t, k) }]));
   } else throw new ConfigError(`${ctx.stage}: needs a moe_finetune or prune input`);
   const scorer = await LoglikelihoodScorer.create({ config, weights, moe, tokenizer: model.tokenizer, device: ctx.device, batchSize: s.batchSize, maxLength: s.maxLength });
+  if ((ds as ChoiceDataset).generative) {
+    const maxNewTokens = s.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
+    let g: GenerativeResult;
+    try {
+      ctx.heartbeat(withProgress(ctx, 0, docs.length, 'doc', { docs: 0 }));
+      g = await generateAnswers(scorer, docs, { maxNewTokens, signal: ctx.signal, onProgress: (done, total) => ctx.heartbeat(withProgress(ctx, done, total, 'doc', { docs: done })) });
+    } finally {
+      await scorer.release();
+    }
+    const metrics: Record<string, number> = { exact_match: g.exactMatch, documents: g.n };
+    if (which === 'pruned' && s.perplexityWindows > 0) metrics.perplexity = await heldOutPerplexity(config, weights, model.tokenizer, s.perplexityWindows, s.perplexityLength, ctx.device);
+    return {
+      files: { 'benchmark.json': JSON.stringify({ model: which, generative: true, maxNewTokens, docs: g.docs }) },
+      metrics,
+    };
+  }
   let lls: number[][];
   try {
     lls = [];
     for (let i = 0; i < docs.length; i += 8) {
       ctx.signal.throwIfAborted();
       lls.push(...(await scoreChoiceDocs(scorer, docs.slice(i, i + 8), { delimiter: s.delimiter })));
-      ctx.heartbeat({ docs: i + 8 });
+      ctx.heartbeat(withProgress(ctx, Math.min(i + 8, docs.length), docs.length, 'doc', { docs: i + 8 }));
     }
   } finally {
     await scorer.release();

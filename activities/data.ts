@@ -62,27 +62,33 @@ export const data: StageImpl<DataSettings> = async (ctx) => {
   };
 };
 
-/** Multiple-choice tasks: seeded train / IF-validation / test splits of the task's documents. */
+/**
+ * Multiple-choice and generative tasks: seeded train / IF-validation / test splits of the task's
+ * documents (a generative document trains on its first target; src/eval/bigbench.ts).
+ */
 const choiceData: StageImpl<DataSettings> = async (ctx) => {
   const s = ctx.settings;
   const entry = ctx.slice.task as { id: string; source: string; name?: string; path?: string | { path: string } };
-  let docs, duplicates;
+  let docs, duplicates, generative;
   if (entry.source === 'bigbench') {
     if (!entry.name) throw new ConfigError(`task ${entry.id}: source bigbench needs name (a BIG-bench task, e.g. winowhy)`);
     const t = loadBigBenchTask(ctx.home, entry.name);
     docs = t.docs;
     duplicates = t.meta.duplicates ?? 0;
+    generative = t.meta.generative === true;
   } else {
     const path = typeof entry.path === 'object' ? entry.path.path : entry.path;
     if (!path) throw new ConfigError(`task ${entry.id}: source choice-jsonl needs path`);
     const t = loadChoiceJsonl(path, { name: entry.id });
     docs = t.docs;
     duplicates = t.duplicates;
+    generative = t.generative;
   }
   const seed = ctx.slice.seed as number;
   const sp = choiceSplits(docs, { train: s.trainSize, validation: s.influenceSize, test: s.evaluationSize, seed });
+  if (generative && s.noise) throw new ConfigError(`stages.data.noise ${s.noise}: task ${entry.id} is generative (answers are free text, there is no wrong option to swap in); expected no noise for it`);
   const { train, noisyIds } = flipAnswers(sp.train, s.noise ?? 0, seed + 1);
-  const out: ChoiceDataset = { kind: 'choice', task: entry.id, train, influence: sp.validation, evaluation: sp.test, noisyIds, noise: s.noise ?? 0, duplicatesRemoved: duplicates };
+  const out: ChoiceDataset = { kind: 'choice', task: entry.id, ...(generative ? { generative: true as const } : {}), train, influence: sp.validation, evaluation: sp.test, noisyIds, noise: s.noise ?? 0, duplicatesRemoved: duplicates };
   return {
     files: { 'dataset.json': JSON.stringify(out) },
     metrics: { train: sp.train.length, influence: sp.validation.length, evaluation: sp.test.length, noisy: noisyIds.length, duplicates_removed: duplicates },

@@ -16,6 +16,7 @@ import type { ParamMap, ShapeMap } from '../src/train/checkpoint.ts';
 import type { ClassifierSpec } from '../src/train/classifier.ts';
 import type { ChoiceDoc } from '../src/eval/bigbench.ts';
 import { encodeRequest, LoglikelihoodScorer, scoreChoiceDocs } from '../src/eval/loglikelihood.ts';
+import { DEFAULT_MAX_NEW_TOKENS, generateAnswers } from '../src/eval/generate.ts';
 import { IGNORE_INDEX } from '../src/models/loss.ts';
 
 /** A `models[]` entry of an NDR / LayerIF sweep: a packaged model, or a path (HF folder or .gguf) relative to the sweep file. */
@@ -65,11 +66,15 @@ export interface ClassifierRecord {
  * One multiple-choice document → an answer-token training sample: context + gold option tokenised
  * exactly as the log-likelihood scorer reads them (lm-evaluation-harness encoding, `delimiter`
  * before the bare option), the loss on the option's tokens only, the context cut from the left to
- * fit maxLength.
+ * fit maxLength. A generative document's only option is its first target, so it trains on that
+ * answer followed by the tokenizer's EOS (when it has one): greedy generation (src/eval/generate.ts)
+ * reads the prompt with the same encoding and stops at EOS, so a fine-tuned model learns where its
+ * answer ends instead of running on past it.
  */
 export function encodeAnswer(tok: LoadedModel['tokenizer'], d: ChoiceDoc, maxLength: number, delimiter = ''): M.Sample {
   const { contextIds, continuationIds } = encodeRequest(tok, { context: d.context, continuation: delimiter + d.options[d.gold[0]] });
-  const answer = continuationIds.slice(0, Math.max(1, maxLength - 1));
+  const end = d.generative && tok.eosId !== null ? [tok.eosId] : [];
+  const answer = [...continuationIds, ...end].slice(0, Math.max(1, maxLength - 1));
   const context = contextIds.slice(Math.max(0, contextIds.length - (maxLength - answer.length)));
   return { inputIds: [...context, ...answer], labels: [...context.map(() => IGNORE_INDEX), ...answer] };
 }
@@ -77,14 +82,29 @@ export function encodeAnswer(tok: LoadedModel['tokenizer'], d: ChoiceDoc, maxLen
 /**
  * The option each document's model picks (argmax of option log-likelihoods, lm-evaluation-harness
  * style) for base + a LoRA adapter: the multiple-choice counterpart of a classifier's predictions.
+ * A generative document (one option, its first target) is answered by greedy generation instead
+ * (src/eval/generate.ts, at most min(32, maxLength / 2) new tokens): 0 when the answer exactly
+ * matches a target (BIG-bench exact_str_match), −1 otherwise — so `gold.includes(prediction)` is
+ * its exact match wherever callers count correct predictions.
  */
 export async function choicePredictions(a: { model: LoadedModel; rec: ClassifierRecord; params: ParamMap; shapes: ShapeMap; docs: ChoiceDoc[]; device: string; delimiter?: string }): Promise<number[]> {
   const weights: M.WeightMap = new Map(a.model.weights);
   for (const [k, v] of a.params) weights.set(k, { dims: a.shapes.get(k)!, data: v });
-  const scorer = await LoglikelihoodScorer.create({ config: a.model.config, weights, lora: a.rec.spec.lora, moe: a.rec.spec.moe, tokenizer: a.model.tokenizer, device: a.device, batchSize: a.rec.train.microBatchSize, maxLength: Math.max(a.rec.maxLength, 8) });
+  const maxLength = Math.max(a.rec.maxLength, 8);
+  const scorer = await LoglikelihoodScorer.create({ config: a.model.config, weights, lora: a.rec.spec.lora, moe: a.rec.spec.moe, tokenizer: a.model.tokenizer, device: a.device, batchSize: a.rec.train.microBatchSize, maxLength });
   try {
-    const lls = await scoreChoiceDocs(scorer, a.docs, { delimiter: a.delimiter ?? '' });
-    return lls.map((l) => l.indexOf(Math.max(...l)));
+    const gen = a.docs.flatMap((d, i) => (d.generative ? [i] : []));
+    const choice = a.docs.flatMap((d, i) => (d.generative ? [] : [i]));
+    const out = new Array<number>(a.docs.length);
+    if (choice.length) {
+      const lls = await scoreChoiceDocs(scorer, choice.map((i) => a.docs[i]), { delimiter: a.delimiter ?? '' });
+      lls.forEach((l, k) => { out[choice[k]] = l.indexOf(Math.max(...l)); });
+    }
+    if (gen.length) {
+      const r = await generateAnswers(scorer, gen.map((i) => a.docs[i]), { maxNewTokens: Math.min(DEFAULT_MAX_NEW_TOKENS, Math.floor(maxLength / 2)) });
+      r.docs.forEach((d, k) => { out[gen[k]] = d.match ? 0 : -1; });
+    }
+    return out;
   } finally {
     await scorer.release();
   }
@@ -131,10 +151,16 @@ export async function readAdapter(store: ArtifactStore, ref: ArtifactRef): Promi
   return { params, shapes };
 }
 
-/** The `data` stage's artifact for a multiple-choice task (BIG-bench or choice JSONL). */
+/**
+ * The `data` stage's artifact for a multiple-choice or generative task (BIG-bench or choice JSONL).
+ * Generative tasks (`generative: true`) have documents with one option (the first target, the
+ * training answer), gold [0] and every target in `targets` (src/eval/bigbench.ts ChoiceDoc).
+ */
 export interface ChoiceDataset {
   kind: 'choice';
   task: string;
+  /** Present (true) for a generative task: the benchmark generates and scores exact match. */
+  generative?: true;
   /** Train documents; a noisy one has `gold` replaced by a wrong option and keeps the true one in `cleanGold`. */
   train: Array<ChoiceDoc & { cleanGold?: number[] }>;
   /** LayerIF's IF-validation set (influence is measured against it). */

@@ -11,7 +11,8 @@
 # Tasks: social_iqa, strategyqa, winowhy, sports_understanding, physical_intuition (multiple choice,
 # one task.json each); logical_deduction, a composite task (its top-level task.json has no examples)
 # with the subtasks three_objects, five_objects, seven_objects; english_proverbs (34 examples, some
-# with several correct options), small enough for fast CI tests.
+# with several correct options), small enough for fast CI tests; object_counting (generative: 1000
+# examples with targets such as ["three", "3"], scored by exact match of a greedy answer).
 # Each extracted file is written to a temporary name, checked against its pinned sha256, and renamed
 # into place only once verified.
 set -euo pipefail
@@ -36,6 +37,7 @@ dd1e8e8fe97e08d064788eed8fb0f1bd13013d5fa028617bdf418685f4ca726f physical_intuit
 552dec4d5067bdbe033e78e80fdf1f5a8061d17b385379b8ec5104fa17d07918 logical_deduction/five_objects/task.json
 5e24146d600b1b2e2d8958e23851e7c958b1a7644a2540fa0de7fa3e51a68cf7 logical_deduction/seven_objects/task.json
 86a39838d34f3583f77f998b6bfc1aa7f2a6e3fa94eb34b433e688565332fdc9 english_proverbs/task.json
+ec6371b4d9078a871ef6962d4991d2318db0b399cca78a0c90678972bdb115d6 object_counting/task.json
 "
 
 TAG=fetch-data

@@ -6,8 +6,9 @@
  *
  * The first four stages are the NDR pipeline's own definitions (same objects, so the same cache
  * keys: a LayerIF sweep after an NDR sweep on the same model and task reuses their artifacts).
- * A task is multiple choice (BIG-bench or choice JSONL): fine-tuning and gradients use the gold
- * answer's tokens; the benchmarks score the held-out documents zero-shot by option log-likelihood.
+ * A task is BIG-bench (or JSONL in its shape), multiple choice or generative: fine-tuning and
+ * gradients use the gold answer's tokens; the benchmarks score the held-out documents zero-shot by
+ * option log-likelihood (acc, acc_norm) or by greedy generation (exact match).
  * Changing β or S re-keys only the allocation stage it belongs to and what follows it. AlphaLoRA,
  * MoLA, OWL, AlphaPruning and uniform do not read the layer scores, so their allocations (and the
  * models trained or pruned with them) are shared across tasks, seeds and score variants where

@@ -1,5 +1,5 @@
 /**
- * BIG-bench multiple-choice tasks as zero-shot documents (SCIENCE.md §3c–§3d), from the task.json
+ * BIG-bench multiple-choice and generative tasks as zero-shot documents (SCIENCE.md §3c–§3d), from the task.json
  * files infra/fetch-data.sh extracts from PyPI `bigbench==1.0.0` into `<home>/data/bigbench/`.
  *
  * Prompt convention — BIG-bench's own (bigbench/api/json_task.py, 1.0.0: `default_format_fn`,
@@ -35,6 +35,27 @@
  * JSON objects are read in file order even for integer-like keys (which JSON.parse would move
  * first), so option order matches Python's. A user's own JSONL of {input, target_scores} rows loads
  * with `loadChoiceJsonl` under the same convention and defaults.
+ *
+ * Generative tasks (every example has `target`, a string or a list of strings, and none has
+ * target_scores — e.g. object_counting, arithmetic) load as documents of the same shape, so that the
+ * training stages (data → finetune → gradients → influence → moe_finetune) take them unchanged:
+ *
+ *   context  = task_prefix + example_input_prefix + input + example_output_prefix   (no choices appended)
+ *   options  = [targets[0]], gold = [0]        — the training answer is the first target
+ *   targets  = every target, generative: true  — kept for scoring
+ *   stopString / outputRegex = the task's stop_string / output_regex, when it sets them
+ *
+ * Scoring (src/eval/generate.ts) follows BIG-bench: the model's greedy output after the context is
+ * post-processed as bigbench/models/model_utils.py `postprocess_output` does (`bigbenchPostprocess`:
+ * cut after the first stop_string found past index 0, then the first match of output_regex; with
+ * neither set, json_task's default output_regex `[^\.\?\!\;\n]+`, i.e. the text up to the first
+ * . ? ! ; or newline), then compared with every target (`exactStrMatch`, json_task's
+ * exact_str_match: `response in targets`) — here with surrounding whitespace stripped from both
+ * sides (Python str.strip()), because the answer is generated after the context whose trailing
+ * space the encoding moves onto the answer (src/eval/loglikelihood.ts encodeRequest) and so may
+ * begin with a space BIG-bench's model would not emit. BIG-bench's character truncation at
+ * max_length is not applied (generation is bounded in tokens). Python regex syntax is read as
+ * JavaScript's, with a leading inline flag group such as `(?i)` turned into flags.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -45,10 +66,22 @@ export interface ChoiceDoc {
   id: string;
   /** Zero-shot context, ending with the output prefix. */
   context: string;
-  /** Bare option strings (target_scores keys in file order). */
+  /** Bare option strings (target_scores keys in file order); a generative document: [its first target]. */
   options: string[];
-  /** Indices of every option with target_scores 1 (at least one). */
+  /** Indices of every option with target_scores 1 (at least one); a generative document: [0]. */
   gold: number[];
+  /**
+   * A generative example ({input, target}): scored by exact match of a greedy generation against
+   * `targets` (src/eval/generate.ts), trained on `options[0]` = targets[0] like a one-option
+   * multiple-choice document. Absent on multiple-choice documents.
+   */
+  generative?: true;
+  /** Every accepted answer (BIG-bench `target`, a string or a list), in file order. */
+  targets?: string[];
+  /** The task's `stop_string` (BIG-bench post-processing of the generated text), when it sets one. */
+  stopString?: string;
+  /** The task's `output_regex` (Python syntax, as in the file), when it sets one. */
+  outputRegex?: string;
 }
 
 /** How an example becomes a context: BIG-bench's task-level formatting fields. */
@@ -96,6 +129,8 @@ export interface BigBenchMeta {
   format?: ChoiceFormat;
   /** The subtasks of a composite task, in load order. */
   subtasks?: BigBenchSubtaskMeta[];
+  /** True for a generative task (examples with `target` only, scored by exact match). */
+  generative?: boolean;
 }
 
 export interface BigBenchTask {
@@ -175,6 +210,79 @@ export function formatChoiceContext(input: string, options: readonly string[], f
     text += format.choicePrefix + shown.join(format.choicePrefix);
   }
   return format.taskPrefix + format.inputPrefix + text + format.outputPrefix;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generative scoring (BIG-bench 1.0.0: models/model_utils.py postprocess_output, api/json_task.py
+// _DEFAULT_REGEX, api/task_metrics.py exact_str_match_fn).
+
+/** json_task's output_regex for a task that sets neither stop_string nor output_regex. */
+export const BIGBENCH_DEFAULT_OUTPUT_REGEX = String.raw`[^\.\?\!\;\n]+`;
+
+/** Python's str.isspace set (str.strip()), which differs from JS \s on \x1c-\x1f, \x85 and \ufeff. */
+const PY_SPACE = '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const PY_STRIP = new RegExp(`^${PY_SPACE}+|${PY_SPACE}+$`, 'gu');
+
+/** Python's `s.strip()`. */
+export function pyStrip(s: string): string {
+  return s.replace(PY_STRIP, '');
+}
+
+/**
+ * A Python regular expression (as BIG-bench tasks write them) as a JS RegExp: a leading inline flag
+ * group `(?aiLmsux)` becomes flags (i, m, s; a, L, u ignored; x unsupported). At most one capture
+ * group, as BIG-bench requires of output_regex (re.findall would return tuples).
+ */
+export function pythonRegex(source: string): RegExp {
+  const m = /^\(\?([aiLmsux]+)\)/.exec(source);
+  let flags = '';
+  if (m) {
+    if (m[1].includes('x')) throw new ConfigError('the verbose flag (?x) is not supported');
+    flags = [...new Set(m[1].replace(/[aLu]/g, ''))].join('');
+  }
+  const re = new RegExp(m ? source.slice(m[0].length) : source, flags);
+  const groups = new RegExp(`${re.source}|`, flags).exec('')!.length - 1;
+  if (groups > 1) throw new ConfigError(`it has ${groups} capture groups; expected at most one (use (?:…) for the others)`);
+  return re;
+}
+
+/**
+ * BIG-bench's post-processing of a generated text: cut right after the first `stopString` when it
+ * is found past index 0 (one at index 0 cuts nothing), then the first match of `outputRegex` (its
+ * capture group when it has one; "" when nothing matches). With neither given, the default
+ * output_regex applies; an empty outputRegex applies none.
+ */
+export function bigbenchPostprocess(text: string, f: GenerationFormat = {}): string {
+  let out = text;
+  if (f.stopString) {
+    const i = out.indexOf(f.stopString);
+    if (i > 0) out = out.slice(0, i + f.stopString.length);
+  }
+  const regex = f.outputRegex ?? (f.stopString === undefined ? BIGBENCH_DEFAULT_OUTPUT_REGEX : undefined);
+  if (regex) {
+    const m = pythonRegex(regex).exec(out);
+    out = m ? (m.length > 1 ? m[1] ?? '' : m[0]) : '';
+  }
+  return out;
+}
+
+/**
+ * When greedy generation can stop without changing `bigbenchPostprocess` of the final text: once a
+ * stop_string occurs past index 0; with the default output_regex, once a character of the answer
+ * is followed by one of . ? ! ; or newline (the first match is complete). With only a custom
+ * output_regex, never (generation runs to EOS or the token limit).
+ */
+export function bigbenchStopWhen(f: GenerationFormat = {}): ((text: string) => boolean) | undefined {
+  const stop = f.stopString;
+  if (stop) return (text) => text.indexOf(stop) > 0;
+  if (stop === undefined && f.outputRegex === undefined) return (text) => /[^.?!;\n][.?!;\n]/.test(text);
+  return undefined;
+}
+
+/** BIG-bench exact_str_match of one response: equal to some target, both stripped of surrounding whitespace. */
+export function exactStrMatch(response: string, targets: readonly string[]): boolean {
+  const r = pyStrip(response);
+  return targets.some((t) => pyStrip(t) === r);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,13 +402,35 @@ function readFormat(obj: JsonObject, where: string, base: ChoiceFormat = BIGBENC
 
 interface RawExample { index: number; value: Json; where: string }
 
+/** How a generative task's generated text is cut before scoring (BIG-bench `stop_string` / `output_regex`). */
+export interface GenerationFormat { stopString?: string; outputRegex?: string }
+
+function readGenerationFormat(obj: JsonObject, where: string): GenerationFormat {
+  const out: GenerationFormat = {};
+  const stop = obj.get('stop_string'), regex = obj.get('output_regex');
+  if (stop !== undefined && stop !== null) {
+    if (typeof stop !== 'string') throw new DataError(`${where}: field "stop_string" is ${canonical(stop)}; expected a string`);
+    out.stopString = stop;
+  }
+  if (regex !== undefined && regex !== null) {
+    if (typeof regex !== 'string') throw new DataError(`${where}: field "output_regex" is ${canonical(regex)}; expected a string`);
+    try { pythonRegex(regex); } catch (e) { throw new DataError(`${where}: field "output_regex" ${JSON.stringify(regex)}: ${(e as Error).message}`); }
+    out.outputRegex = regex;
+  }
+  return out;
+}
+
+const has = (ex: RawExample, key: string) => isObject(ex.value) && ex.value.has(key);
+
 /**
- * Examples → documents. `what` names the task (ConfigError when none has target_scores); `idOf`
- * makes an example's id from its index or record.
+ * Examples → documents. `what` names the task; `idOf` makes an example's id from its index or
+ * record. A task is multiple choice when any example has target_scores (then every example must),
+ * else generative when any has a target (then every example must); neither is a ConfigError.
  */
-function toDocs(examples: RawExample[], what: string, format: ChoiceFormat, dedupe: boolean, idOf: (ex: RawExample) => string): { docs: ChoiceDoc[]; duplicates: number } {
-  if (!examples.some((ex) => isObject(ex.value) && ex.value.has('target_scores'))) {
-    throw new ConfigError(`task ${what} has no multiple-choice examples (target_scores)`);
+function toDocs(examples: RawExample[], what: string, format: ChoiceFormat, dedupe: boolean, idOf: (ex: RawExample) => string, gen: GenerationFormat = {}): { docs: ChoiceDoc[]; duplicates: number; generative: boolean } {
+  const generative = !examples.some((ex) => has(ex, 'target_scores'));
+  if (generative && !examples.some((ex) => has(ex, 'target'))) {
+    throw new ConfigError(`task ${what} has neither multiple-choice examples (field "target_scores") nor generative examples (field "target"); expected one or the other`);
   }
   const seen = new Set<string>();
   const docs: ChoiceDoc[] = [];
@@ -310,26 +440,56 @@ function toDocs(examples: RawExample[], what: string, format: ChoiceFormat, dedu
     if (!isObject(value)) throw new DataError(`${where}: expected a JSON object; got ${canonical(value)}`);
     const input = value.get('input');
     if (typeof input !== 'string') throw new DataError(`${where}: field "input" ${input === undefined ? 'is missing' : 'must be a string'}`);
-    const scores = value.get('target_scores');
-    if (scores === undefined) throw new DataError(`${where}: no "target_scores"; expected every example of a multiple-choice task to have one`);
-    if (!isObject(scores)) throw new DataError(`${where}: field "target_scores" must be an object {option: score}`);
-    if (scores.size < 2) throw new DataError(`${where}: "target_scores" has ${scores.size} option(s); expected at least 2`);
-    const options = [...scores.keys()];
-    const gold: number[] = [];
-    options.forEach((o, c) => {
-      const s = scores.get(o)!;
-      if (typeof s !== 'number') throw new DataError(`${where}: target_scores[${JSON.stringify(o)}] is ${canonical(s)}; expected a number`);
-      if (s === 1) gold.push(c);
-    });
-    if (gold.length === 0) throw new DataError(`${where}: no option has target_scores 1; expected at least one correct option`);
+    const doc = generative ? generativeDoc(value, input, where, format, gen) : choiceDoc(value, input, where, format);
     if (dedupe) {
       const key = canonical(value);
       if (seen.has(key)) { duplicates++; continue; }
       seen.add(key);
     }
-    docs.push({ id: idOf(ex), context: formatChoiceContext(input, options, format), options, gold });
+    docs.push({ id: idOf(ex), ...doc });
   }
-  return { docs, duplicates };
+  return { docs, duplicates, generative };
+}
+
+function choiceDoc(value: JsonObject, input: string, where: string, format: ChoiceFormat): Omit<ChoiceDoc, 'id'> {
+  const scores = value.get('target_scores');
+  if (scores === undefined) throw new DataError(`${where}: no "target_scores"; expected every example of a multiple-choice task to have one`);
+  if (!isObject(scores)) throw new DataError(`${where}: field "target_scores" must be an object {option: score}`);
+  if (scores.size < 2) throw new DataError(`${where}: "target_scores" has ${scores.size} option(s); expected at least 2`);
+  const options = [...scores.keys()];
+  const gold: number[] = [];
+  options.forEach((o, c) => {
+    const s = scores.get(o)!;
+    if (typeof s !== 'number') throw new DataError(`${where}: target_scores[${JSON.stringify(o)}] is ${canonical(s)}; expected a number`);
+    if (s === 1) gold.push(c);
+  });
+  if (gold.length === 0) throw new DataError(`${where}: no option has target_scores 1; expected at least one correct option`);
+  return { context: formatChoiceContext(input, options, format), options, gold };
+}
+
+/**
+ * A generative example: the context without appended choices (BIG-bench appends them only for
+ * target_scores), every target kept for scoring, the first one as the training answer.
+ */
+function generativeDoc(value: JsonObject, input: string, where: string, format: ChoiceFormat, gen: GenerationFormat): Omit<ChoiceDoc, 'id'> {
+  const target = value.get('target');
+  if (target === undefined) throw new DataError(`${where}: no "target"; expected every example of a generative task to have one`);
+  const targets = Array.isArray(target) ? target : [target];
+  if (targets.length === 0) throw new DataError(`${where}: field "target" is an empty list; expected at least one answer`);
+  targets.forEach((x, i) => {
+    if (typeof x !== 'string') throw new DataError(`${where}: target${Array.isArray(target) ? `[${i}]` : ''} is ${canonical(x)}; expected a string`);
+  });
+  const all = targets as string[];
+  if (pyStrip(all[0]) === '') throw new DataError(`${where}: the first target ${JSON.stringify(all[0])} is empty; expected a non-empty answer (it is the training answer)`);
+  return {
+    context: formatChoiceContext(input, [], { ...format, appendChoices: false }),
+    options: [all[0]],
+    gold: [0],
+    generative: true,
+    targets: all,
+    ...(gen.stopString !== undefined ? { stopString: gen.stopString } : {}),
+    ...(gen.outputRegex !== undefined ? { outputRegex: gen.outputRegex } : {}),
+  };
 }
 
 function readJsonFile(path: string): Json {
@@ -352,7 +512,7 @@ export function listBigBenchTasks(home: string): string[] {
   return out;
 }
 
-interface Loaded { description: string; docs: ChoiceDoc[]; sub: BigBenchSubtaskMeta; keywords: string[]; metrics: string[]; preferredScore?: string }
+interface Loaded { description: string; docs: ChoiceDoc[]; generative: boolean; sub: BigBenchSubtaskMeta; keywords: string[]; metrics: string[]; preferredScore?: string }
 
 function loadSingle(file: string, name: string, dedupe: boolean): Loaded | { composite: JsonObject } {
   const task = readJsonFile(file);
@@ -366,12 +526,13 @@ function loadSingle(file: string, name: string, dedupe: boolean): Loaded | { com
   if (!Array.isArray(examples)) throw new DataError(`${file}: field "examples" must be an array`);
   const format = readFormat(task, file);
   const raw = examples.map((value, index) => ({ index, value, where: `${file}: example ${index}` }));
-  const { docs, duplicates } = toDocs(raw, name, format, dedupe, (ex) => `${name}/${ex.index}`);
+  const { docs, duplicates, generative } = toDocs(raw, name, format, dedupe, (ex) => `${name}/${ex.index}`, readGenerationFormat(task, file));
   const description = task.get('description');
   const preferred = task.get('preferred_score');
   return {
     description: typeof description === 'string' ? description : '',
     docs,
+    generative,
     sub: { name, file, examples: examples.length, duplicates, format },
     keywords: strings('keywords'),
     metrics: strings('metrics'),
@@ -381,10 +542,10 @@ function loadSingle(file: string, name: string, dedupe: boolean): Loaded | { com
 
 /**
  * Load BIG-bench task `name` (`task` or `task/subtask`) from `<home>/data/bigbench/<name>/task.json`
- * as zero-shot multiple-choice documents (the convention above).
+ * as zero-shot documents (the conventions above): multiple choice, or generative (meta.generative).
  * Errors: no such file → MissingArtifactError naming the task, the path and the tasks present;
- * no example with target_scores → ConfigError; a malformed example → DataError naming the file and
- * the example's index.
+ * no example with target_scores or target → ConfigError; a malformed example → DataError naming the
+ * file and the example's index; a composite task mixing both kinds of subtask → DataError.
  */
 export function loadBigBenchTask(home: string, name: string, { dedupe = true }: LoadChoiceOptions = {}): BigBenchTask {
   if (!TASK_NAME.test(name)) throw new ConfigError(`BIG-bench task name ${JSON.stringify(name)}; expected "task" or "task/subtask" (letters, digits, _ . -)`);
@@ -399,12 +560,12 @@ export function loadBigBenchTask(home: string, name: string, { dedupe = true }: 
   }
   const single = loadSingle(file, name, dedupe);
   if (!('composite' in single)) {
-    const { description, docs, sub, keywords, metrics, preferredScore } = single;
+    const { description, docs, generative, sub, keywords, metrics, preferredScore } = single;
     return {
       name,
       description,
       docs,
-      meta: { files: [file], keywords, metrics, ...(preferredScore ? { preferredScore } : {}), examples: sub.examples, duplicates: sub.duplicates, format: sub.format },
+      meta: { files: [file], keywords, metrics, ...(preferredScore ? { preferredScore } : {}), examples: sub.examples, duplicates: sub.duplicates, format: sub.format, ...(generative ? { generative } : {}) },
     };
   }
   // A composite task: its subdirectories' task.json files, in sorted order (json_task's subtasks).
@@ -416,6 +577,11 @@ export function loadBigBenchTask(home: string, name: string, { dedupe = true }: 
     if ('composite' in part) throw new DataError(`${join(dir, s, 'task.json')}: no "examples"; expected a subtask with examples (nested composites are not supported)`);
     return part;
   });
+  const kinds = new Set(parts.map((p) => p.generative));
+  if (kinds.size > 1) {
+    const gen = parts.filter((p) => p.generative).map((p) => p.sub.name);
+    throw new DataError(`BIG-bench task "${name}": subtasks ${gen.join(', ')} are generative and the others multiple choice; expected one kind per task (load a subtask on its own, e.g. "${gen[0]}")`);
+  }
   const top = single.composite;
   const description = top.get('description');
   const keywords = top.get('keywords');
@@ -430,6 +596,7 @@ export function loadBigBenchTask(home: string, name: string, { dedupe = true }: 
       examples: parts.reduce((a, p) => a + p.sub.examples, 0),
       duplicates: parts.reduce((a, p) => a + p.sub.duplicates, 0),
       subtasks: parts.map((p) => p.sub),
+      ...(parts[0].generative ? { generative: true } : {}),
     },
   };
 }
@@ -443,13 +610,14 @@ export interface ChoiceJsonlOptions extends LoadChoiceOptions {
 
 /**
  * A user's multiple-choice data in BIG-bench's example shape, one JSON object per line
- * ({"input": str, "target_scores": {option: score}}, optional "id": str; blank lines skipped),
+ * ({"input": str, "target_scores": {option: score}}, optional "id": str; blank lines skipped) — or
+ * generative rows ({"input": str, "target": str | str[]}, scored with BIG-bench's default output_regex),
  * formatted like a BIG-bench task with the defaults unless `format` overrides them.
  * Ids: the row's "id" when it is a string, else `<name>/<row index>` (row index counts non-blank
  * lines from 0). A bad row throws DataError naming the file, line and example index; an unreadable
  * file, MissingArtifactError.
  */
-export function loadChoiceJsonl(path: string, { name, format, dedupe = true }: ChoiceJsonlOptions = {}): { name: string; docs: ChoiceDoc[]; duplicates: number } {
+export function loadChoiceJsonl(path: string, { name, format, dedupe = true }: ChoiceJsonlOptions = {}): { name: string; docs: ChoiceDoc[]; duplicates: number; generative: boolean } {
   let text: string;
   try { text = readFileSync(path, 'utf8'); } catch (e) { throw new MissingArtifactError(`choice dataset ${path}: cannot read (${(e as Error).message})`, { cause: e }); }
   const taskName = name ?? basename(path).replace(/\.jsonl$/, '');
@@ -461,7 +629,7 @@ export function loadChoiceJsonl(path: string, { name, format, dedupe = true }: C
   });
   if (rows.length === 0) throw new DataError(`${path}: no examples; expected at least one JSONL row`);
   const fmt: ChoiceFormat = { ...BIGBENCH_DEFAULT_FORMAT, ...format };
-  const { docs, duplicates } = toDocs(rows, taskName, fmt, dedupe, (ex) => {
+  const { docs, duplicates, generative } = toDocs(rows, taskName, fmt, dedupe, (ex) => {
     const id = isObject(ex.value) ? ex.value.get('id') : undefined;
     return typeof id === 'string' ? id : `${taskName}/${ex.index}`;
   });
@@ -470,7 +638,7 @@ export function loadChoiceJsonl(path: string, { name, format, dedupe = true }: C
     if (ids.has(d.id)) throw new DataError(`${path}: id ${JSON.stringify(d.id)} appears twice; expected unique ids`);
     ids.add(d.id);
   }
-  return { name: taskName, docs, duplicates };
+  return { name: taskName, docs, duplicates, generative };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@
  * scored positions and the log-softmax gathered at the target ids inside ONNX, so only [B, K]
  * log-probs and greedy ids leave the session and no [B, T, V] logits are made (V = 49152 for
  * SmolLM2). Requests are batched right-padded, longest first, and returned in input order.
+ * The same session gives greedy next tokens (`nextTokens`: the greedy id at each sequence's last
+ * position), which src/eval/generate.ts runs step by step for greedy generation.
  */
 import { ConfigError, DataError } from '../errors.ts';
 import * as O from '../onnx/index.ts';
@@ -82,6 +84,11 @@ function prefixToken(tok: LoglikelihoodTokenizer, o: EncodeOptions): number {
 
 /** Python's str.rstrip() set (str.isspace), which differs from JS \s on \x1c-\x1f, \x85 and \ufeff. */
 const TRAILING_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/u;
+
+/** The context's trailing whitespace (Python str.isspace), which encodeRequest moves onto the continuation. */
+export function trailingWhitespace(context: string): string {
+  return context.slice(context.replace(TRAILING_SPACE, '').length);
+}
 
 /** Harness tokenisation of one request (TemplateLM.loglikelihood + _encode_pair for a causal LM). */
 export function encodeRequest(tok: LoglikelihoodTokenizer, req: LoglikelihoodRequest, o: EncodeOptions = {}): EncodedRequest {
@@ -184,6 +191,8 @@ export class LoglikelihoodScorer {
     return new LoglikelihoodScorer(spec, session, weightFeeds, o, maxLength, batchSize);
   }
 
+  get tokenizer(): LoglikelihoodTokenizer { return this.o.tokenizer; }
+
   /** Harness tokenisation of a request with this scorer's tokenizer and options. */
   encode(req: LoglikelihoodRequest): EncodedRequest {
     return encodeRequest(this.o.tokenizer, req, this.o);
@@ -195,33 +204,20 @@ export class LoglikelihoodScorer {
 
   /** Scores already-tokenised requests (results in input order). */
   async scoreEncoded(requests: EncodedRequest[]): Promise<LoglikelihoodResult[]> {
-    const V = this.o.config.vocabSize;
     const plans = requests.map((r, index): Planned => {
       const { contextIds: ctx, continuationIds: cont } = r;
       if (!ctx.length) throw new DataError(`loglikelihood request ${index}: no context tokens`);
       if (!cont.length) throw new DataError(`loglikelihood request ${index}: the continuation has no tokens (it is empty, or the context's tokenisation absorbed it)`);
       if (cont.length > this.maxLength) throw new DataError(`loglikelihood request ${index}: continuation of ${cont.length} tokens is longer than maxLength ${this.maxLength}`);
       const all = [...ctx, ...cont].slice(-(this.maxLength + 1)); // HFLM: [-(max_length + 1):][:-1]
-      for (const id of all) if (!Number.isInteger(id) || id < 0 || id >= V) throw new DataError(`loglikelihood request ${index}: token id ${id} is outside the vocabulary [0, ${V})`);
+      this.checkIds(all, `loglikelihood request ${index}`);
       return { index, input: all.slice(0, -1), targets: cont };
     });
     const order = [...plans].sort((a, b) => b.input.length - a.input.length || a.index - b.index);
     const results = new Array<LoglikelihoodResult>(requests.length);
     for (let s = 0; s < order.length; s += this.batchSize) {
       const chunk = order.slice(s, s + this.batchSize);
-      const batch = padBatch(chunk.map((p) => ({ inputIds: p.input })), { padId: 0 });
-      const K = Math.max(...chunk.map((p) => p.targets.length)), B = chunk.length;
-      const positions = new BigInt64Array(B * K), ids = new BigInt64Array(B * K).fill(BigInt(IGNORE_INDEX));
-      chunk.forEach((p, b) => p.targets.forEach((id, k) => {
-        positions[b * K + k] = BigInt(p.input.length - p.targets.length + k); // logits here predict targets[k]
-        ids[b * K + k] = BigInt(id);
-      }));
-      const dims = [B, batch.seq];
-      const out = await this.session.run({
-        ...this.weightFeeds, input_ids: { data: batch.inputIds, dims }, attention_mask: { data: batch.attentionMask, dims },
-        target_positions: { data: positions, dims: [B, K] }, target_ids: { data: ids, dims: [B, K] },
-      });
-      const lp = out.target_logprobs.data as Float32Array | Float64Array, greedy = out.greedy_ids.data as BigInt64Array;
+      const { logprobs: lp, greedy, K } = await this.run(chunk.map((p) => p.input), chunk.map((p) => p.targets));
       chunk.forEach((p, b) => {
         let ll = 0, isGreedy = true;
         p.targets.forEach((id, k) => {
@@ -232,6 +228,54 @@ export class LoglikelihoodScorer {
       });
     }
     return results;
+  }
+
+  /**
+   * The greedy next token after each sequence: argmax of the logits at its last position (first
+   * index on ties, as torch.argmax), on the same graph and session as scoring — base, LoRA, LoRA-MoE
+   * or pruned weights alike. Sequences of 1..maxLength tokens are run right-padded, batchSize at a
+   * time, longest first; results in input order. One full forward pass per batch (no KV cache).
+   */
+  async nextTokens(sequences: readonly (readonly number[])[]): Promise<number[]> {
+    sequences.forEach((seq, i) => {
+      if (!seq.length) throw new DataError(`nextTokens: sequence ${i} is empty`);
+      if (seq.length > this.maxLength) throw new DataError(`nextTokens: sequence ${i} has ${seq.length} tokens, more than maxLength ${this.maxLength}`);
+      this.checkIds(seq, `nextTokens: sequence ${i}`);
+    });
+    const order = sequences.map((_, i) => i).sort((a, b) => sequences[b].length - sequences[a].length || a - b);
+    const out = new Array<number>(sequences.length);
+    for (let s = 0; s < order.length; s += this.batchSize) {
+      const chunk = order.slice(s, s + this.batchSize);
+      // target id -100 (ignored): only the greedy id at the last position is read.
+      const { greedy } = await this.run(chunk.map((i) => sequences[i]), chunk.map(() => [IGNORE_INDEX]));
+      chunk.forEach((i, b) => { out[i] = Number(greedy[b]); });
+    }
+    return out;
+  }
+
+  private checkIds(ids: readonly number[], where: string): void {
+    const V = this.o.config.vocabSize;
+    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= V) throw new DataError(`${where}: token id ${id} is outside the vocabulary [0, ${V})`);
+  }
+
+  /**
+   * One forward pass over right-padded `inputs`; row b scores targets[b][k] at position
+   * len − targets.length + k (its last positions; a single target: the last position).
+   */
+  private async run(inputs: readonly (readonly number[])[], targets: readonly (readonly number[])[]): Promise<{ logprobs: Float32Array | Float64Array; greedy: BigInt64Array; K: number }> {
+    const batch = padBatch(inputs.map((input) => ({ inputIds: [...input] })), { padId: 0 });
+    const K = Math.max(...targets.map((t) => t.length)), B = inputs.length;
+    const positions = new BigInt64Array(B * K), ids = new BigInt64Array(B * K).fill(BigInt(IGNORE_INDEX));
+    targets.forEach((tg, b) => tg.forEach((id, k) => {
+      positions[b * K + k] = BigInt(inputs[b].length - tg.length + k); // logits here predict targets[k]
+      ids[b * K + k] = BigInt(id);
+    }));
+    const dims = [B, batch.seq];
+    const out = await this.session.run({
+      ...this.weightFeeds, input_ids: { data: batch.inputIds, dims }, attention_mask: { data: batch.attentionMask, dims },
+      target_positions: { data: positions, dims: [B, K] }, target_ids: { data: ids, dims: [B, K] },
+    });
+    return { logprobs: out.target_logprobs.data as Float32Array | Float64Array, greedy: out.greedy_ids.data as BigInt64Array, K };
   }
 
   release(): Promise<void> { return this.session.release(); }

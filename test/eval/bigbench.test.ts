@@ -1,9 +1,10 @@
 /**
- * BIG-bench multiple-choice tasks (src/eval/bigbench.ts) on the real task files infra/fetch-data.sh
- * extracts from PyPI bigbench==1.0.0 (the tests fail without them; CI runs the install step first):
- * counts, contexts identical to BIG-bench's own json_task formatting (one hand-checked prompt pinned
- * verbatim, every task pinned by a hash of the output of BIG-bench's code — see
- * test/fixtures/scripts/eval_bigbench.py), several correct options, the errors, the JSONL path on
+ * BIG-bench multiple-choice and generative tasks (src/eval/bigbench.ts) on the real task files
+ * infra/fetch-data.sh extracts from PyPI bigbench==1.0.0 (the tests fail without them; CI runs the
+ * install step first): counts, contexts identical to BIG-bench's own json_task formatting (one
+ * hand-checked prompt pinned verbatim, every task pinned by a hash of the output of BIG-bench's code
+ * — see test/fixtures/scripts/eval_bigbench.py, and eval_generate.py for the generative
+ * object_counting), several correct options, generative targets and their errors, the JSONL path on
  * committed fixtures, and the seeded splits.
  */
 import test, { type ExecutionContext } from 'ava';
@@ -140,10 +141,10 @@ test('english_proverbs (the small CI task): every document equals BIG-bench json
   t.true(d.gold.length >= 2);
 });
 
-test('errors: unknown task, generative task, malformed example, bad name', (t) => {
+test('errors: unknown task, a task with neither kind of target, malformed example, bad name', (t) => {
   const ok = { input: 'Q?', target_scores: { yes: 1, no: 0 } };
   const home = fakeHome(t, {
-    gen: { name: 'gen', description: 'generative', examples: [{ input: '1+1=', target: '2' }] },
+    gen: { name: 'gen', description: 'neither', examples: [{ input: '1+1=', answer: '2' }] },
     bad: { name: 'bad', description: 'malformed', examples: [ok, { input: 3, target_scores: { a: 1, b: 0 } }] },
     mixed: { name: 'mixed', examples: [ok, { input: 'x', target: 'y' }] },
     nogold: { name: 'nogold', examples: [ok, ok, { input: 'x', target_scores: { a: 0.5, b: 0 } }] },
@@ -152,13 +153,88 @@ test('errors: unknown task, generative task, malformed example, bad name', (t) =
   t.deepEqual(listBigBenchTasks(home), ['bad', 'broken/sub', 'gen', 'mixed', 'nogold']);
   const missing = t.throws(() => loadBigBenchTask(home, 'nope'), { instanceOf: MissingArtifactError })!;
   t.regex(missing.message, /BIG-bench task "nope": .*nope\/task\.json does not exist; tasks present under .*: bad, broken\/sub, gen, mixed, nogold .*bash infra\/fetch-data\.sh/);
-  t.throws(() => loadBigBenchTask(home, 'gen'), { instanceOf: ConfigError, message: 'task gen has no multiple-choice examples (target_scores)' });
+  t.throws(() => loadBigBenchTask(home, 'gen'), { instanceOf: ConfigError, message: 'task gen has neither multiple-choice examples (field "target_scores") nor generative examples (field "target"); expected one or the other' });
   t.throws(() => loadBigBenchTask(home, 'bad'), { instanceOf: DataError, message: /bad\/task\.json: example 1: field "input" must be a string/ });
   t.throws(() => loadBigBenchTask(home, 'mixed'), { instanceOf: DataError, message: /mixed\/task\.json: example 1: no "target_scores"/ });
   t.throws(() => loadBigBenchTask(home, 'nogold'), { instanceOf: DataError, message: /nogold\/task\.json: example 2: no option has target_scores 1/ });
   t.throws(() => loadBigBenchTask(home, 'broken/sub'), { instanceOf: DataError, message: /broken\/sub\/task\.json: not valid JSON at line 1/ });
   t.throws(() => loadBigBenchTask(home, '../gen'), { instanceOf: ConfigError, message: /expected "task" or "task\/subtask"/ });
   t.throws(() => loadBigBenchTask(join(home, 'elsewhere'), 'gen'), { instanceOf: MissingArtifactError, message: /tasks present under .*: none/ });
+});
+
+test('generative tasks: documents with the first target as the only option, every target kept, the task\'s prefixes, stop_string and output_regex', (t) => {
+  const home = fakeHome(t, {
+    arith: {
+      name: 'arith', description: 'generative', metrics: ['exact_str_match'], preferred_score: 'exact_str_match',
+      task_prefix: 'Compute.\n', example_input_prefix: '\nIn: ', example_output_prefix: '\nOut: ', output_regex: '[-+]?\\d+',
+      examples: [{ input: '1+1=', target: '2' }, { input: '2+2=', target: ['4', 'four'] }, { input: '1+1=', target: '2' }, { input: '3+3=', target: ['6'], comment: 'x' }],
+    },
+    lines: { name: 'lines', examples: [{ input: 'Say hi.', target: 'hi' }], stop_string: '\n' },
+    plain: { name: 'plain', examples: [{ input: 'Count: a, b.', target: ['two', '2'] }] },
+  });
+  const a = loadBigBenchTask(home, 'arith');
+  t.true(a.meta.generative);
+  t.deepEqual([a.meta.examples, a.meta.duplicates, a.docs.length], [4, 1, 3]); // exact duplicates dropped, as json_task does
+  t.deepEqual(a.docs[0], { id: 'arith/0', context: 'Compute.\n\nIn: 1+1=\nOut: ', options: ['2'], gold: [0], generative: true, targets: ['2'], outputRegex: '[-+]?\\d+' });
+  t.deepEqual(a.docs.map((d) => [d.id, d.options, d.targets]), [['arith/0', ['2'], ['2']], ['arith/1', ['4'], ['4', 'four']], ['arith/3', ['6'], ['6']]]);
+  t.deepEqual(a.meta.metrics, ['exact_str_match']);
+  t.deepEqual(loadBigBenchTask(home, 'lines').docs[0], { id: 'lines/0', context: '\nQ: Say hi.\nA: ', options: ['hi'], gold: [0], generative: true, targets: ['hi'], stopString: '\n' });
+  // BIG-bench's defaults; no choices appended (json_task appends them only for target_scores).
+  t.deepEqual(loadBigBenchTask(home, 'plain').docs[0], { id: 'plain/0', context: '\nQ: Count: a, b.\nA: ', options: ['two'], gold: [0], generative: true, targets: ['two', '2'] });
+  t.is(loadBigBenchTask(home, 'plain').meta.generative, true);
+  t.is(task('english_proverbs').meta.generative, undefined);
+  t.true(task('english_proverbs').docs.every((d) => !('generative' in d) && !('targets' in d))); // multiple-choice documents unchanged
+});
+
+test('generative tasks: malformed targets, regexes and mixed composites are DataErrors naming the file and example', (t) => {
+  const home = fakeHome(t, {
+    num: { examples: [{ input: 'a', target: 'x' }, { input: 'b', target: 3 }] },
+    inlist: { examples: [{ input: 'a', target: ['x', 2] }] },
+    empty: { examples: [{ input: 'a', target: [] }] },
+    blank: { examples: [{ input: 'a', target: [' ', 'x'] }] },
+    missing: { examples: [{ input: 'a', target: 'x' }, { input: 'b' }] },
+    regex: { output_regex: '(', examples: [{ input: 'a', target: 'x' }] },
+    groups: { output_regex: '(a)(b)', examples: [{ input: 'a', target: 'x' }] },
+    stop: { stop_string: 4, examples: [{ input: 'a', target: 'x' }] },
+    flags: { output_regex: '(?i)yes|no', examples: [{ input: 'a', target: 'x' }] },
+    both: { name: 'both' },
+    'both/gen': { examples: [{ input: 'a', target: 'x' }] },
+    'both/mc': { examples: [{ input: 'a', target_scores: { x: 1, y: 0 } }] },
+    pair: { name: 'pair' },
+    'pair/one': { examples: [{ input: 'a', target: 'x' }] },
+    'pair/two': { examples: [{ input: 'b', target: ['y', 'z'] }], stop_string: '.' },
+  });
+  t.throws(() => loadBigBenchTask(home, 'num'), { instanceOf: DataError, message: /num\/task\.json: example 1: target is 3; expected a string/ });
+  t.throws(() => loadBigBenchTask(home, 'inlist'), { instanceOf: DataError, message: /inlist\/task\.json: example 0: target\[1\] is 2; expected a string/ });
+  t.throws(() => loadBigBenchTask(home, 'empty'), { instanceOf: DataError, message: /empty\/task\.json: example 0: field "target" is an empty list/ });
+  t.throws(() => loadBigBenchTask(home, 'blank'), { instanceOf: DataError, message: /blank\/task\.json: example 0: the first target " " is empty/ });
+  t.throws(() => loadBigBenchTask(home, 'missing'), { instanceOf: DataError, message: /missing\/task\.json: example 1: no "target"/ });
+  t.throws(() => loadBigBenchTask(home, 'regex'), { instanceOf: DataError, message: /regex\/task\.json: field "output_regex" "\(":/ });
+  t.throws(() => loadBigBenchTask(home, 'groups'), { instanceOf: DataError, message: /2 capture groups/ });
+  t.throws(() => loadBigBenchTask(home, 'stop'), { instanceOf: DataError, message: /field "stop_string" is 4; expected a string/ });
+  t.is(loadBigBenchTask(home, 'flags').docs[0].outputRegex, '(?i)yes|no');
+  t.throws(() => loadBigBenchTask(home, 'both'), { instanceOf: DataError, message: /subtasks both\/gen are generative and the others multiple choice/ });
+  // A composite generative task: each subtask with its own stop_string.
+  const pair = loadBigBenchTask(home, 'pair');
+  t.true(pair.meta.generative);
+  t.deepEqual(pair.docs.map((d) => [d.id, d.targets, d.stopString]), [['pair/one/0', ['x'], undefined], ['pair/two/0', ['y', 'z'], '.']]);
+});
+
+test('object_counting (the pinned generative task): documents identical to BIG-bench json_task output (sha256 pinned), two targets each', (t) => {
+  const ref = JSON.parse(readFileSync(join(FIXTURES, 'generate_tiny-llama.json'), 'utf8')).bigbench.object_counting as { documents: number; sha256: string; first: { context: string; targets: string[] }[] };
+  const o = task('object_counting');
+  t.true(o.meta.generative);
+  t.is(o.docs.length, ref.documents);
+  t.is(o.meta.duplicates, 0);
+  t.deepEqual(o.meta.metrics, ['exact_str_match']);
+  const compact = JSON.stringify(o.docs.map((d) => [d.context, d.targets]));
+  t.is(createHash('sha256').update(compact).digest('hex'), ref.sha256);
+  t.deepEqual(o.docs.slice(0, 3).map((d) => ({ context: d.context, targets: d.targets })), ref.first);
+  t.deepEqual(o.docs[0], { id: 'object_counting/0', context: '\nQ: I have a clarinet, a violin, and a flute. How many musical instruments do I have?\nA: ', options: ['three'], gold: [0], generative: true, targets: ['three', '3'] });
+  t.true(o.docs.every((d) => d.targets!.length === 2 && d.options[0] === d.targets![0] && d.stopString === undefined && d.outputRegex === undefined));
+  // LayerIF's 300 × 50 fit, 650 documents held out.
+  const sp = choiceSplits(o.docs, { seed: 0 });
+  t.deepEqual([sp.train.length, sp.validation.length, sp.test.length], [300, 50, 650]);
 });
 
 test('task formatting fields: defaults, overrides, Python truthiness of append_choices_to_input, option order of integer-like keys', (t) => {
@@ -197,6 +273,17 @@ test('loadChoiceJsonl: a user JSONL in the BIG-bench example shape, with default
   t.is(all.docs[3].context, '\nQ: Is water wet?\nAnswer:');
   t.throws(() => loadChoiceJsonl(join(FIXTURES, 'choice-bad.jsonl')), { instanceOf: DataError, message: /choice-bad\.jsonl:2: example 1: no option has target_scores 1/ });
   t.throws(() => loadChoiceJsonl(join(FIXTURES, 'no-such.jsonl')), { instanceOf: MissingArtifactError, message: /no-such\.jsonl: cannot read/ });
+  t.false(mini.generative);
+  // Generative rows ({input, target}) load the same way.
+  const dir = mkdtempSync(join(tmpdir(), 'layerflow-genjsonl-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'gen.jsonl'), '{"input": "2+2=", "target": ["4", "four"], "id": "q1"}\n\n{"input": "1+2=", "target": "3"}\n');
+  const gen = loadChoiceJsonl(join(dir, 'gen.jsonl'));
+  t.true(gen.generative);
+  t.deepEqual(gen.docs, [
+    { id: 'q1', context: '\nQ: 2+2=\nA: ', options: ['4'], gold: [0], generative: true, targets: ['4', 'four'] },
+    { id: 'gen/1', context: '\nQ: 1+2=\nA: ', options: ['3'], gold: [0], generative: true, targets: ['3'] },
+  ]);
 });
 
 test('choiceSplits: LayerIF sizes by default, seeded, deterministic, disjoint; sizes that do not fit name the field', (t) => {
