@@ -4,12 +4,15 @@
  * set — LoRA A/B per block, the classification head (CL) and the word-embedding rows of the tokens
  * in each sample (WE, sparse). Written as safetensors shards, each committed as it finishes; the
  * heartbeat carries the cursor and a retry continues after the last committed shard (DESIGN.md
- * contract 4). The key holds no influence method: one gradient store serves every method.
+ * contract 4), reusing a committed shard only once its blob verifies byte for byte (resumeShard): a
+ * missing, truncated or corrupt shard is recomputed. The manifest lists every shard, so a shard
+ * lost after the commit makes the next lookup miss and the stage recompute just that shard.
+ * The key holds no influence method: one gradient store serves every method.
  */
 import { z } from 'zod';
 import * as M from '../src/models/index.ts';
 import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
-import { encodeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { encodeShard, resumeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { withProgress } from '../src/runtime/progress.ts';
 import { encodeFor, modelOf, readAdapter, type ClassifierRecord, type TaskDataset } from './shared.ts';
@@ -60,17 +63,20 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
 
   let runner: M.PerExampleGradRunner | undefined;
   const shards: ShardEntry[] = [];
-  let computed = 0, reused = 0;
+  let computed = 0, reused = 0, rejected = 0;
   try {
     for (let i = 0; i < plan.length; i++) {
       ctx.signal.throwIfAborted();
       const p = plan[i];
-      const done = await ctx.store.committedShard(ctx.key, i);
-      if (done) {
-        shards.push({ ...done, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
+      // A committed shard is reused only once it verifies byte for byte; a missing, torn or
+      // corrupt one is recomputed here (and rewritten under its hash), never trusted.
+      const decision = await resumeShard(ctx.store, ctx.key, i, { set: p.set, rows: p.rows.length });
+      if ('reuse' in decision) {
+        shards.push({ ...decision.reuse, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
         reused++;
         continue;
       }
+      if (decision.compute === 'rejected') rejected++;
       runner ??= await M.PerExampleGradRunner.create({
         graph: M.buildPerExampleGradGraph({ config, lora, numLabels, units: { lora: true, head, embeddingRows: s.embedding } }),
         device: ctx.device,
@@ -112,6 +118,6 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   };
   return {
     files: { 'index.json': JSON.stringify(index) },
-    metrics: { shards: plan.length, shards_computed: computed, shards_reused: reused, units: units.length + (embedding ? 1 : 0), samples: ds.train.length + ds.influence.length },
+    metrics: { shards: plan.length, shards_computed: computed, shards_reused: reused, shards_rejected: rejected, units: units.length + (embedding ? 1 : 0), samples: ds.train.length + ds.influence.length },
   };
 };

@@ -117,10 +117,38 @@ export function decodeShard(bytes: Uint8Array, units: GradientUnit[], what: stri
   return { rows, losses, dense, embedding };
 }
 
-/** Read and decode one shard (hash-verified by the store). */
+/**
+ * Read and decode one shard, hash-verified by the store: a missing or corrupt shard is a
+ * MissingArtifactError naming the shard and its blob, and a corrupt blob is moved aside so the next
+ * run's lookup of the gradients stage misses it and recomputes that shard.
+ */
 export async function readShard(store: ArtifactStore, index: GradientIndex, shard: ShardEntry): Promise<DecodedShard> {
-  const bytes = await store.readBlob(shard, `gradient shard ${shard.index} (${shard.set})`);
-  return decodeShard(bytes, index.units, `gradient shard ${shard.index} (${shard.set})`, index.embedding?.D);
+  const what = `gradient shard ${shard.index} (${shard.set} rows ${shard.rowOffset}..${shard.rowOffset + shard.rows - 1})`;
+  const bytes = await store.readBlob(shard, what);
+  return decodeShard(bytes, index.units, what, index.embedding?.D);
+}
+
+/** What a (re)run of the gradients stage does with shard `index` of its plan. */
+export type ShardDecision =
+  | { reuse: ArtifactFile }
+  | { compute: 'new' }
+  /** A committed shard that failed verification (torn record, missing/truncated/corrupt blob, wrong rows). */
+  | { compute: 'rejected'; reason: string };
+
+/**
+ * Decide whether a committed shard can be reused by a retry (DESIGN.md contract 4): only when its
+ * record reads, its blob verifies byte for byte (ArtifactStore.shardStatus) and the record is for the
+ * shard the plan expects (same set and row count). Anything else is recomputed, never trusted.
+ */
+export async function resumeShard(store: ArtifactStore, key: string, index: number, expect: { set: GradientSet; rows: number }): Promise<ShardDecision> {
+  const s = await store.shardStatus(key, index);
+  if (s.status === 'missing') return { compute: 'new' };
+  if (s.status === 'corrupt') return { compute: 'rejected', reason: s.reason };
+  const meta = s.file.meta;
+  // Records carry { set, rows } (older ones may carry nothing: the key fixes the plan).
+  if (meta && (meta.set !== expect.set || meta.rows !== expect.rows))
+    return { compute: 'rejected', reason: `shard ${index} of stage key ${key.slice(0, 12)}: the record is for set ${String(meta.set)}, ${String(meta.rows)} rows; expected set ${expect.set}, ${expect.rows} rows` };
+  return { reuse: s.file };
 }
 
 /** The dense units of one shard as UnitGradients chunks (rowOffset within the set). */
