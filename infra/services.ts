@@ -30,6 +30,8 @@ export interface ServiceStatus {
   running: boolean;
   pid?: number;
   address: string;
+  /** Who can reach it, for the CLI to print, e.g. "bound to 127.0.0.1 (this machine only)". */
+  bind: string;
   log: string;
 }
 
@@ -65,7 +67,8 @@ async function startService(name: Name, o: ServiceOptions, host: string, bin: st
   const address = `${host}:${o.port}`;
   const log = logFile(o.home, name);
   const current = await readPid(o.home, name);
-  if (current && isAlive(current) && (await healthy())) return { name, running: true, pid: current, address, log };
+  const bind = bindNote(address);
+  if (current && isAlive(current) && (await healthy())) return { name, running: true, pid: current, address, bind, log };
   if (!(await portFree(host, o.port)))
     throw new ConfigError(`${name}: port ${o.port} on ${host} is taken by another process; stop it or choose another port (see README: Configuration)`);
   await mkdir(join(o.home, 'logs'), { recursive: true });
@@ -80,11 +83,28 @@ async function startService(name: Name, o: ServiceOptions, host: string, bin: st
   const deadline = Date.now() + (o.timeoutMs ?? 120_000);
   while (Date.now() < deadline) {
     if (exited !== null) throw new TransientError(`${name} exited with code ${exited} while starting; last log lines:\n${await tail(log)}`);
-    if (await healthy()) return { name, running: true, pid: child.pid, address, log };
+    if (await healthy()) return { name, running: true, pid: child.pid, address, bind, log };
     await sleep(300);
   }
   await stopService(o.home, name);
   throw new TransientError(`${name} did not become healthy within ${(o.timeoutMs ?? 120_000) / 1000}s; last log lines:\n${await tail(log)}`);
+}
+
+/**
+ * Who can reach a service at `address` (`host:port` or a URL): the embedded default binds
+ * 127.0.0.1, so only this machine; any other host is said to be reachable from the network.
+ */
+export function bindNote(address: string): string {
+  let host: string;
+  try {
+    host = new URL(address.includes('://') ? address : `tcp://${address}`).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return `bound to ${address}`;
+  }
+  const local = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  return local
+    ? `bound to ${host} (this machine only)`
+    : `bound to ${host || address} (reachable from the network: protect it, e.g. with a firewall or an authenticating proxy)`;
 }
 
 /** Stop a service started by startService: SIGTERM its process group, SIGKILL after a grace period. */
@@ -103,7 +123,7 @@ export async function stopService(home: string, name: Name, graceMs = 10_000): P
 
 export async function serviceStatus(home: string, name: Name, address: string): Promise<ServiceStatus> {
   const pid = await readPid(home, name);
-  return { name, running: !!pid && isAlive(pid), pid, address, log: logFile(home, name) };
+  return { name, running: !!pid && isAlive(pid), pid, address, bind: bindNote(address), log: logFile(home, name) };
 }
 
 async function readPid(home: string, name: Name): Promise<number | undefined> {

@@ -4,7 +4,9 @@ import type { FieldPath, Position } from './yaml-source.ts';
 /** One problem in a sweep file, located precisely. */
 export interface SweepIssue {
   file: string;
+  /** 1-based line in the file; 0 (with col 0) only when the file could not be read at all. */
   line: number;
+  /** 1-based column (characters from the line's start). */
   col: number;
   /** Field path, e.g. `axes.model[1]`. */
   field: string;

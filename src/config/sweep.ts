@@ -1,8 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { YamlSource, type FieldPath } from './yaml-source.ts';
+import { YamlSource, type FieldPath, type Position } from './yaml-source.ts';
 import { SweepConfigError, issueAt, type SweepIssue } from './errors.ts';
+import { findSecret, findSecretShapes, findSecretsInText, scrubSecrets, secretMessage, type SecretFinding } from './secrets.ts';
 import type { PipelineDef } from './pipeline.ts';
 import { sha256Path } from '../store/hash.ts';
 
@@ -73,26 +74,44 @@ export async function loadSweep(file: string, pipelines: Record<string, Pipeline
 export async function parseSweep(file: string, text: string, pipelines: Record<string, PipelineDef>): Promise<Sweep> {
   const src = new YamlSource(file, text);
   const issues: SweepIssue[] = [];
+  const secrets: SecretFinding[] = [];
   const at = (path: FieldPath, message: string, keyOf = false) => issues.push(issueAt(file, src.locate(path, keyOf), path, message));
   const fail = () => {
     issues.sort((a, b) => a.line - b.line || a.col - b.col);
-    return new SweepConfigError(issues);
+    // No message or field echoes a secret (`"<token>" is not a model id`, a token as a key): only its redacted form.
+    const scrub = (i: SweepIssue) => ({ ...i, field: scrubSecrets(i.field, secrets), message: scrubSecrets(i.message, secrets) });
+    return new SweepConfigError(secrets.length ? issues.map(scrub) : issues);
   };
 
   const syntax = src.syntaxErrors();
   if (syntax.length) {
     for (const e of syntax) issues.push({ file, ...e.pos, field: '(yaml)', message: e.message });
+    // yaml's messages quote the source: scrub secrets from them, and report the secrets too.
+    for (const f of findSecretsInText(text)) {
+      secrets.push(f);
+      issues.push({ file, ...src.pos(f.index), field: '(text)', message: secretMessage(f) });
+    }
     throw fail();
   }
-  const raw = src.doc.toJS() as unknown;
+  findSecrets(src, (pos, path, f) => {
+    secrets.push(f);
+    issues.push(issueAt(file, pos, path, secretMessage(f)));
+  });
+  const js = src.toJS();
+  if (!js.ok) {
+    issues.push({ file, ...js.pos, field: '(yaml)', message: js.message });
+    throw fail();
+  }
+  const raw = js.value;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     at([], 'expected a mapping with keys sweep, pipeline, models, tasks, axes, ...');
     throw fail();
   }
-  const pipelineName = (raw as Record<string, unknown>).pipeline;
-  const pipeline = typeof pipelineName === 'string' ? pipelines[pipelineName] : undefined;
+  const pipelineName = Object.hasOwn(raw, 'pipeline') ? (raw as Record<string, unknown>).pipeline : undefined;
+  const pipeline = typeof pipelineName === 'string' && Object.hasOwn(pipelines, pipelineName) ? pipelines[pipelineName] : undefined;
   if (!pipeline) {
-    at(['pipeline'], `expected one of the known pipelines: ${Object.keys(pipelines).join(', ')}; got ${JSON.stringify(pipelineName)}`);
+    const got = pipelineName === undefined ? 'no pipeline key' : pipelineName !== null && typeof pipelineName === 'object' ? (Array.isArray(pipelineName) ? 'a list' : 'a mapping') : JSON.stringify(pipelineName);
+    at(['pipeline'], `expected one of the known pipelines: ${Object.keys(pipelines).join(', ')}; got ${got}`);
     throw fail();
   }
 
@@ -103,7 +122,9 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
       const path = i.path as FieldPath;
       if (i.code === 'unrecognized_keys') {
         const known = knownKeys(schema, path);
-        for (const k of i.keys) at([...path, k], `unknown key "${k}"${known ? `; expected one of: ${known.join(', ')}` : ''}`, true);
+        for (const k of i.keys) at([...path, k], `unknown key ${JSON.stringify(k)}${known ? `; expected one of: ${known.join(', ')}` : ''}`, true);
+      } else if (i.code === 'invalid_union') {
+        at(path, 'expected a single string, number or boolean');
       } else {
         at(path, i.message.replace(/^Invalid input: /, ''));
       }
@@ -124,7 +145,7 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
       const path = [...prefix, ...(i.path as FieldPath)];
       if (i.code === 'unrecognized_keys') {
         const known = knownKeys(sch, i.path as FieldPath);
-        for (const k of i.keys) at([...path, k], `unknown setting "${k}"${known ? `; expected one of: ${known.join(', ')}` : ''}`, true);
+        for (const k of i.keys) at([...path, k], `unknown setting ${JSON.stringify(k)}${known ? `; expected one of: ${known.join(', ')}` : ''}`, true);
       } else at(path, i.message.replace(/^Invalid input: /, ''));
     }
   }
@@ -238,7 +259,13 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
       const abs = resolve(baseDir, rel);
       const ok = await stat(abs).then((s) => s.isFile() || s.isDirectory(), () => false);
       if (!ok) at([`${kind}s`, i, field], `input file ${abs} does not exist; expected a path (file or folder) relative to the sweep file`);
-      else fileHashes.set(`${kind}:${i}:${field}`, { path: abs, sha256: await sha256Path(abs) });
+      else {
+        const sha = await sha256Path(abs).catch((err: NodeJS.ErrnoException) => {
+          at([`${kind}s`, i, field], `cannot read input ${abs}: ${err.code ?? err.message}`);
+          return undefined;
+        });
+        if (sha) fileHashes.set(`${kind}:${i}:${field}`, { path: abs, sha256: sha });
+      }
     }
   }
   if (issues.length) throw fail();
@@ -298,3 +325,20 @@ function knownKeys(schema: z.ZodType, path: FieldPath): string[] | undefined {
   return s instanceof z.ZodObject ? Object.keys(s.shape) : undefined;
 }
 
+/** Report every secret written in the sweep: in a scalar (by shape, or a literal under a secret key), or in a comment. */
+function findSecrets(src: YamlSource, report: (pos: Position, path: FieldPath, f: SecretFinding) => void): void {
+  const scalars = src.scalars();
+  const flagged = new Set<number>();
+  scalars.forEach((s, i) => {
+    const f = findSecret(s.isKey ? undefined : s.key, s.value);
+    if (!f) return;
+    flagged.add(i);
+    report(s.pos, s.path, f);
+  });
+  // Shapes in the text the scalars' values don't show: comments, or escapes / folding inside a scalar.
+  for (const f of findSecretShapes(src.text)) {
+    const i = scalars.findIndex((s) => f.index >= s.range[0] && f.index < s.range[1]);
+    if (flagged.has(i)) continue;
+    report(src.pos(f.index), i >= 0 ? scalars[i].path : ['(comment)'], f);
+  }
+}
