@@ -5,6 +5,9 @@
  *    model.safetensors.index.json) + tokenizer.json (+ tokenizer_config.json);
  *  - a llama-family .gguf file: config from `<arch>.*` metadata (RoPE scaling included), weights
  *    dequantised with the rope permutation undone, tokenizer from the embedded vocabulary.
+ * A gemma3 .gguf (Gemma 3 270M, fetched by infra/fetch-models.sh under the Gemma Terms of Use) is
+ * recognised and refused with a ConfigError: its parts are readable (gguf-hf.ts, gguf-vocab.ts) but
+ * there is no Gemma 3 graph yet, so it is not in PRETRAINED_MODELS either.
  *
  *   const m = await loadModel({ id: 'smollm2', path: defaultModelPath(env.home, 'smollm2-135m-instruct') });
  *   m.config.numLayers; m.weights.get('model.embed_tokens.weight'); m.tokenizer.encode('Hello');
@@ -94,6 +97,13 @@ async function loadGguf(file: string, where: string): Promise<Omit<LoadedModel, 
     throw err;
   }
   try {
+    if (reader.metadata.get('general.architecture') === 'gemma3') {
+      // Honest refusal: the file is read fine (weights under HF names, config, tokenizer), but a
+      // LoadedModel promises a ModelConfig the graphs can run, and no Gemma 3 graph exists yet.
+      throw new ConfigError(`${where}: general.architecture is "gemma3" (Gemma 3). Its weights, configuration and tokenizer can be read ` +
+        '(weights/gguf-hf.ts: loadGgufAsHf, gemma3ConfigFromGguf; tokenize/gguf-vocab.ts: tokenizerFromGguf), but LayerFlow has no Gemma 3 graph yet ' +
+        '(q/k norms, pre/post norms with (1 + w) weights, gated GELU, scaled embeddings, sliding-window/global layers with two rope bases), so it cannot be used as a model entry');
+    }
     const config = await readGgufModelConfig(reader);
     const tokenizer = checkTokenizer(config, tokenizerFromGguf(reader.metadata, file), where);
     const { tensors, skipped } = await loadGgufAsHf(reader);

@@ -5,6 +5,15 @@
  *    SentencePieceExtractor does: every split of a piece into two in-vocabulary halves, ranked by
  *    the piece's score (higher first). With byte fallback (<0xXX> tokens), the "▁" space marker and
  *    a leading-space prefix this reproduces llama.cpp's score-driven bigram merging.
+ *  - model "llama" in a Gemma file (general.architecture gemma, gemma2, gemma3): as transformers
+ *    builds it (integrations/gguf/gguf_tokenizer_mapping.py, gemma_tokenizer; checked with 5.24 on
+ *    Gemma 3 270M, test/tokenize/gemma3.test.ts). Two differences from the above: tokens of spaces
+ *    only ("  ", as llama.cpp's converter writes Gemma's whitespace pieces) are respelled "▁▁", so
+ *    they are reached through the normalizer and merges like every other piece (and are not added
+ *    tokens); and merges are ranked by the piece's position in the file (earlier first; within a
+ *    piece, longer left half first), from every piece whatever its type, because Gemma's scores do
+ *    not follow its merge order (its user-defined pieces, e.g. "\n\n", all score -1000, between
+ *    ordinary pieces). Normalizer Replace(" " → "▁"), no prefix, BPE with byte fallback.
  *  - model "gpt2" (byte-level BPE): vocab + explicit merges, pre-tokenizer chosen by
  *    tokenizer.ggml.pre as llama.cpp does (llama-vocab.cpp, regex_exprs): gpt2/default, llama-bpe,
  *    qwen2, smollm. Each is a list of regex splits (Split, behavior Isolated) applied in order, then
@@ -73,6 +82,10 @@ export function tokenizerJsonFromGguf(meta: Meta, source = 'gguf'): { json: Reco
   const specials = Object.fromEntries([special.bos, special.eos].filter((x): x is number => x !== null).map((id) => [tokens[id], { id: tokens[id], ids: [id], tokens: [tokens[id]] }]));
   const post = single.length > 1 ? { type: 'TemplateProcessing', single, pair: single, special_tokens: specials } : null;
 
+  const arch = meta.get('general.architecture');
+  if (model === 'llama' && typeof arch === 'string' && GEMMA_ARCHS.has(arch)) {
+    return { special, json: gemmaTokenizerJson(tokens, types, unkId, bool('tokenizer.ggml.add_space_prefix', false), post) };
+  }
   if (model === 'llama') {
     const scores = get<number[]>(meta, 'tokenizer.ggml.scores', (v) => isArr((x) => typeof x === 'number')(v) && (v as unknown[]).length === n, `${n} float scores`, source);
     const prefix = bool('tokenizer.ggml.add_space_prefix', true);
@@ -124,6 +137,57 @@ export function tokenizerJsonFromGguf(meta: Meta, source = 'gguf'): { json: Reco
     };
   }
   throw new ConfigError(`${source}: tokenizer.ggml.model "${model}" is not supported; expected "llama" (SentencePiece) or "gpt2" (byte-level BPE)`);
+}
+
+const GEMMA_ARCHS = new Set(['gemma', 'gemma2', 'gemma3']);
+/** Python's str.isspace characters (what transformers' `not t.strip()` tests), not JS's \s. */
+const PY_SPACE_ONLY = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
+
+/**
+ * tokenizer.json for a Gemma GGUF's SentencePiece vocabulary, as transformers' gemma_tokenizer +
+ * GemmaTokenizer + add_gguf_special_tokens build it:
+ *  - vocab: the file's tokens, each token made of whitespace that contains a space respelled as
+ *    "▁" × its length; a token spelled twice keeps its last id (a Python dict);
+ *  - merges (generate_merges with scores = -position): for every vocab entry, each split into two
+ *    in-vocabulary halves, ordered by the entry's id (lower first), then by the left half's length
+ *    (longer first);
+ *  - added tokens: control pieces (type 3) as special, user-defined pieces (type 4) still in the
+ *    vocabulary under their own spelling as non-special, both matched on the raw text;
+ *  - normalizer Replace(" " → "▁") (plus Prepend("▁") only if add_space_prefix says so; Gemma
+ *    files say false). GemmaTokenizer also sets a Split(" ", MergedWithPrevious) pre-tokenizer,
+ *    but it runs after the normalizer has replaced every " ", so it never splits; none is
+ *    equivalent (and this library's Split has no MergedWithPrevious).
+ */
+function gemmaTokenizerJson(tokens: string[], types: number[], unkId: number | null, prefix: boolean, post: unknown): Record<string, unknown> {
+  const spelled = tokens.map((t) => (t.includes(' ') && PY_SPACE_ONLY.test(t) ? '▁'.repeat(Array.from(t).length) : t));
+  const vocab = new Map<string, number>();
+  spelled.forEach((t, i) => vocab.set(t, i));
+  const merges: { l: string; r: string; id: number; ll: number }[] = [];
+  for (const [piece, id] of vocab) {
+    const chars = Array.from(piece);
+    for (let k = 1; k < chars.length; k++) {
+      const l = chars.slice(0, k).join(''), r = chars.slice(k).join('');
+      if (vocab.has(l) && vocab.has(r)) merges.push({ l, r, id, ll: k });
+    }
+  }
+  merges.sort((a, b) => a.id - b.id || b.ll - a.ll);
+  const added = tokens.flatMap((content, id) => {
+    const ty = types[id];
+    if (ty === CONTROL) return [{ id: vocab.get(content) ?? id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }];
+    if (ty === USER_DEFINED && vocab.has(content)) return [{ id: vocab.get(content)!, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: false }];
+    return [];
+  });
+  return {
+    version: '1.0', truncation: null, padding: null, added_tokens: added,
+    normalizer: { type: 'Sequence', normalizers: [...(prefix ? [{ type: 'Prepend', prepend: '▁' }] : []), { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null,
+    post_processor: post,
+    decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }, ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : [])] },
+    model: {
+      type: 'BPE', dropout: null, unk_token: unkId === null ? null : tokens[unkId], continuing_subword_prefix: null, end_of_word_suffix: null,
+      fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab: Object.fromEntries(vocab), merges: merges.map((m) => [m.l, m.r]),
+    },
+  };
 }
 
 /** A TextTokenizer for a GGUF's embedded vocabulary (pass `reader.metadata` and the file name). */

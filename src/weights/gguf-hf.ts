@@ -13,6 +13,23 @@
  * the HF-shaped `ropeScaling` record; rope_freqs is accepted only when a llama3 record reproduces
  * it through our RoPE code (ropeInvFreq), anything else (yarn, longrope, partial rotary, factors
  * of another shape) is refused with a ConfigError rather than dropped.
+ *
+ * gemma3 (Gemma 3 text models, e.g. Gemma 3 270M): names map to transformers' Gemma3 modules
+ * (GEMMA3_BLOCK below: attn_norm → input_layernorm, post_attention_norm → post_attention_layernorm,
+ * ffn_norm → pre_feedforward_layernorm, post_ffw_norm → post_feedforward_layernorm, attn_q_norm /
+ * attn_k_norm → self_attn.q_norm / k_norm). Q/K are stored unpermuted (Gemma3Model.modify_tensors
+ * in convert_hf_to_gguf.py does not permute; llama.cpp runs Gemma with NEOX rope). Norm weights:
+ * HF's Gemma3RMSNorm computes `x_normed * (1 + weight)` (modeling_gemma3.py; its weight is
+ * initialised to zeros), while llama.cpp multiplies by the stored tensor, so its converter stores
+ * `weight + 1` for every HF tensor whose name ends in "norm.weight" (Gemma3Model.norm_shift = 1.0,
+ * "Gemma3RMSNorm adds 1.0 to the norm value"), and transformers' GGUF loader undoes it
+ * (modeling_gguf_pytorch_utils.py, Gemma2TensorProcessor, used for gemma3: `weights - 1` for
+ * every "norm.weight"). loadGgufAsHf does the same, in float32, so the HF-named norm weights follow
+ * HF's convention (weight, not 1 + weight). Checked against transformers 5.24's
+ * Gemma3ForCausalLM.from_pretrained(gguf_file=...) state dict, every tensor bit for bit
+ * (test/weights/gemma3-gguf.test.ts); e.g. Gemma 3 270M's output_norm holds values up to 301 in the
+ * file. The Gemma 3 config is not a ModelConfig (its local/global attention, second rope base,
+ * extra norms and embedding scale have no place there): gemma3ConfigFromGguf returns its own record.
  */
 import { ConfigError, DataError } from '../errors.ts';
 import { ropeInvFreq } from '../models/ops.ts';
@@ -23,6 +40,9 @@ import type { ModelConfig } from './hf-config.ts';
 export const ROPE_FREQS = 'rope_freqs.weight';
 
 export const LLAMA_FAMILY = ['llama', 'mistral', 'qwen2'] as const;
+/** Architectures loadGgufAsHf reads: the llama family and gemma3. */
+export const GGUF_HF_ARCHS = [...LLAMA_FAMILY, 'gemma3'] as const;
+export type GgufHfArch = (typeof GGUF_HF_ARCHS)[number];
 
 const GLOBAL: Record<string, string> = {
   'token_embd.weight': 'model.embed_tokens.weight',
@@ -43,12 +63,38 @@ const BLOCK: Record<string, string> = {
   ffn_down: 'mlp.down_proj',
 };
 
-/** HF name for a llama-family GGUF tensor name, or undefined (e.g. rope_freqs.weight has no HF tensor). */
-export function hfNameForGguf(name: string): string | undefined {
+/** gemma3 blocks (gguf-py tensor_mapping.py for MODEL_ARCH.GEMMA3; transformers Gemma3DecoderLayer). */
+const GEMMA3_BLOCK: Record<string, string> = {
+  attn_norm: 'input_layernorm',
+  attn_q: 'self_attn.q_proj',
+  attn_k: 'self_attn.k_proj',
+  attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj',
+  attn_q_norm: 'self_attn.q_norm',
+  attn_k_norm: 'self_attn.k_norm',
+  post_attention_norm: 'post_attention_layernorm',
+  ffn_norm: 'pre_feedforward_layernorm',
+  post_ffw_norm: 'post_feedforward_layernorm',
+  ffn_gate: 'mlp.gate_proj',
+  ffn_up: 'mlp.up_proj',
+  ffn_down: 'mlp.down_proj',
+};
+
+/**
+ * HF name for a GGUF tensor name of architecture `arch` (default llama), or undefined (e.g.
+ * rope_freqs.weight has no HF tensor).
+ */
+export function hfNameForGguf(name: string, arch: string = 'llama'): string | undefined {
   if (GLOBAL[name]) return GLOBAL[name];
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
-  if (!m || !BLOCK[m[2]]) return undefined;
-  return `model.layers.${m[1]}.${BLOCK[m[2]]}.${m[3]}`;
+  const block = arch === 'gemma3' ? GEMMA3_BLOCK : BLOCK;
+  if (!m || !Object.hasOwn(block, m[2])) return undefined;
+  return `model.layers.${m[1]}.${block[m[2]]}.${m[3]}`;
+}
+
+/** Whether loadGgufAsHf subtracts 1 from this gemma3 tensor (see the header: `weight + 1` in the file). */
+export function isGemmaShiftedNorm(ggufName: string): boolean {
+  return ggufName.endsWith('norm.weight');
 }
 
 /**
@@ -78,21 +124,30 @@ function headCount(meta: Map<string, GgufValue>, key: string, layer: number, fil
   return n;
 }
 
-/**
- * Reads every mappable tensor of a llama-family GGUF, dequantised to float32, under HF names with
- * the rope permutation undone. Unmapped tensors are listed in `skipped`.
- */
-export async function loadGgufAsHf(reader: GgufReader): Promise<{ tensors: Map<string, { shape: number[]; values: Float32Array }>; skipped: string[] }> {
-  const meta = reader.metadata;
-  const arch = meta.get('general.architecture');
-  if (typeof arch !== 'string' || !(LLAMA_FAMILY as readonly string[]).includes(arch)) {
-    throw new ConfigError(`${reader.path}: general.architecture is ${JSON.stringify(arch)}; expected one of ${LLAMA_FAMILY.join(', ')}`);
+function ggufArch(reader: GgufReader, allowed: readonly string[]): string {
+  const arch = reader.metadata.get('general.architecture');
+  if (typeof arch !== 'string' || !allowed.includes(arch)) {
+    throw new ConfigError(`${reader.path}: general.architecture is ${JSON.stringify(arch)}; expected one of ${allowed.join(', ')}`);
   }
-  const tensors = new Map<string, { shape: number[]; values: Float32Array }>();
-  const skipped: string[] = [];
+  return arch;
+}
+
+export interface HfTensorFromGguf { gguf: string; hf: string; shape: number[]; values: Float32Array }
+
+/**
+ * Every mappable tensor of a llama-family or gemma3 GGUF, one at a time (file order), dequantised
+ * to float32 under its HF name, in HF's form: llama's rope permutation undone, gemma3's norm
+ * weights shifted back by -1 (see the header). Unmapped tensors come as `{ gguf, hf: undefined }`.
+ * Holding only one tensor at a time, this suits checks over a whole large file; `only` (GGUF
+ * names) skips the others without reading them.
+ */
+export async function* ggufTensorsAsHf(reader: GgufReader, only?: (ggufName: string) => boolean): AsyncGenerator<HfTensorFromGguf | { gguf: string; hf: undefined }> {
+  const meta = reader.metadata;
+  const arch = ggufArch(reader, GGUF_HF_ARCHS);
   for (const t of reader.tensors) {
-    const hf = hfNameForGguf(t.name);
-    if (!hf) { skipped.push(t.name); continue; }
+    if (only && !only(t.name)) continue;
+    const hf = hfNameForGguf(t.name, arch);
+    if (!hf) { yield { gguf: t.name, hf: undefined }; continue; }
     let { shape, values } = await reader.readFloat32(t.name);
     const layer = Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? 0);
     const isQ = /\.attn_q\.(weight|bias)$/.test(t.name), isK = /\.attn_k\.(weight|bias)$/.test(t.name);
@@ -102,7 +157,23 @@ export async function loadGgufAsHf(reader: GgufReader): Promise<{ tensors: Map<s
       const cols = shape.length === 2 ? shape[1] : 1;
       values = unpermuteRope(values, shape[0], cols, isQ ? nHead : nKv, `${reader.path}: ${t.name}`);
     }
-    tensors.set(hf, { shape, values });
+    if (arch === 'gemma3' && isGemmaShiftedNorm(t.name)) {
+      for (let i = 0; i < values.length; i++) values[i] = Math.fround(values[i] - 1);
+    }
+    yield { gguf: t.name, hf, shape, values };
+  }
+}
+
+/**
+ * Reads every mappable tensor of a llama-family or gemma3 GGUF, dequantised to float32, under HF
+ * names and in HF's form (ggufTensorsAsHf). Unmapped tensors are listed in `skipped`.
+ */
+export async function loadGgufAsHf(reader: GgufReader): Promise<{ tensors: Map<string, { shape: number[]; values: Float32Array }>; skipped: string[] }> {
+  const tensors = new Map<string, { shape: number[]; values: Float32Array }>();
+  const skipped: string[] = [];
+  for await (const t of ggufTensorsAsHf(reader)) {
+    if (t.hf === undefined) skipped.push(t.gguf);
+    else tensors.set(t.hf, { shape: t.shape, values: t.values });
   }
   return { tensors, skipped };
 }
@@ -115,6 +186,9 @@ export async function loadGgufAsHf(reader: GgufReader): Promise<{ tensors: Map<s
 export function modelConfigFromGguf(reader: GgufReader, ropeFreqs?: Float32Array): ModelConfig {
   const m = reader.metadata;
   const arch = m.get('general.architecture');
+  if (arch === 'gemma3') {
+    throw new ConfigError(`${reader.path}: general.architecture is "gemma3" (Gemma 3); its configuration is not a Llama-family model record: read it with gemma3ConfigFromGguf`);
+  }
   if (typeof arch !== 'string' || !(LLAMA_FAMILY as readonly string[]).includes(arch)) {
     throw new ConfigError(`${reader.path}: general.architecture is ${JSON.stringify(arch)}; expected one of ${LLAMA_FAMILY.join(', ')}`);
   }
@@ -152,6 +226,115 @@ export function modelConfigFromGguf(reader: GgufReader, ropeFreqs?: Float32Array
 export async function readGgufModelConfig(reader: GgufReader): Promise<ModelConfig> {
   const has = reader.tensors.some((t) => t.name === ROPE_FREQS);
   return modelConfigFromGguf(reader, has ? (await reader.readFloat32(ROPE_FREQS)).values : undefined);
+}
+
+/** Attention kind of a Gemma 3 layer (HF `layer_types`). */
+export type Gemma3LayerType = 'sliding_attention' | 'full_attention';
+
+/**
+ * A Gemma 3 text model's configuration, with transformers' Gemma3TextConfig semantics (field names
+ * as in ModelConfig where they mean the same). Norm weights read by loadGgufAsHf follow HF's
+ * `x_normed * (1 + weight)` convention.
+ */
+export interface Gemma3Config {
+  modelType: 'gemma3_text';
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  vocabSize: number;
+  maxPositions: number;
+  normEps: number;
+  /** RoPE base of the full-attention (global) layers. */
+  ropeTheta: number;
+  /** RoPE base of the sliding-window (local) layers (HF rope_local_base_freq). */
+  ropeLocalBaseFreq: number;
+  /** Linear RoPE scaling of the global layers only, or null. */
+  ropeScaling: { rope_type: 'linear'; factor: number } | null;
+  slidingWindow: number;
+  layerTypes: Gemma3LayerType[];
+  /** Attention scores are scaled by queryPreAttnScalar ** -0.5. */
+  queryPreAttnScalar: number;
+  /** The gated feed-forward's activation: GELU, tanh approximation. */
+  hiddenAct: 'gelu_pytorch_tanh';
+  /** Embeddings are multiplied by this (sqrt(hidden_size), HF Gemma3TextScaledWordEmbedding). */
+  embedScale: number;
+  tieWordEmbeddings: boolean;
+  attnLogitSoftcapping: null;
+  finalLogitSoftcapping: null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  padTokenId: number | null;
+}
+
+/**
+ * The Gemma 3 configuration from a gemma3 GGUF's `gemma3.*` metadata, as transformers (5.24)
+ * reads it (AutoConfig.from_pretrained(gguf_file=...); checked field by field in
+ * test/weights/gemma3-gguf.test.ts). Keys the converter does not write take the defaults both
+ * transformers' Gemma3TextConfig and llama.cpp (llama-model.cpp, LLM_ARCH_GEMMA3) use:
+ * local rope base 10000 (unless `gemma3.rope.freq_base_swa` is present), every sixth layer global
+ * (unless `gemma3.attention.sliding_window_pattern` gives one bool per layer, true = sliding),
+ * query_pre_attn_scalar = head_dim (llama.cpp scales by 1/sqrt(head_dim) for all sizes but 27B,
+ * whose GGUF this function refuses), no logit soft-capping (the converter asserts it is absent).
+ */
+export function gemma3ConfigFromGguf(reader: GgufReader): Gemma3Config {
+  const m = reader.metadata, file = reader.path;
+  const arch = ggufArch(reader, ['gemma3']);
+  const key = (k: string) => `${arch}.${k}`;
+  const int = (k: string, dflt?: number): number => {
+    const v = m.get(key(k)) ?? dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new ConfigError(`${file}: metadata ${key(k)} is ${JSON.stringify(v)}; expected a positive integer`);
+    return v;
+  };
+  const num = (k: string, dflt: number): number => {
+    const v = m.get(key(k)) ?? dflt;
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new ConfigError(`${file}: metadata ${key(k)} is ${JSON.stringify(v)}; expected a positive number`);
+    return v;
+  };
+  const hidden = int('embedding_length'), numLayers = int('block_count');
+  const heads = headCount(m, key('attention.head_count'), 0, file);
+  const kv = m.has(key('attention.head_count_kv')) ? headCount(m, key('attention.head_count_kv'), 0, file) : heads;
+  for (let l = 1; l < numLayers; l++) {
+    if (headCount(m, key('attention.head_count'), l, file) !== heads || (m.has(key('attention.head_count_kv')) && headCount(m, key('attention.head_count_kv'), l, file) !== kv)) {
+      throw new ConfigError(`${file}: per-layer head counts that vary across layers are not supported for gemma3`);
+    }
+  }
+  const headDim = int('attention.key_length', 256);
+  if (int('attention.value_length', headDim) !== headDim) throw new ConfigError(`${file}: metadata ${key('attention.value_length')} differs from ${key('attention.key_length')} (${headDim}); Gemma 3 uses one head size`);
+  if (m.has(key('rope.dimension_count')) && m.get(key('rope.dimension_count')) !== headDim) {
+    throw new ConfigError(`${file}: metadata ${key('rope.dimension_count')} is ${JSON.stringify(m.get(key('rope.dimension_count')))} but the head size is ${headDim}; partial rotary embeddings are not supported`);
+  }
+  if (numLayers === 62) throw new ConfigError(`${file}: 62 blocks is Gemma 3 27B (llama-model.cpp), whose attention scale (query_pre_attn_scalar = hidden_size / num_heads) differs from the other sizes; not supported`);
+  const scalingType = m.get(key('rope.scaling.type')) ?? 'none';
+  const factor = m.get(key('rope.scaling.factor')) ?? 1;
+  if (typeof factor !== 'number' || !(factor > 0)) throw new ConfigError(`${file}: metadata ${key('rope.scaling.factor')} is ${JSON.stringify(factor)}; expected a positive number`);
+  if (scalingType !== 'none' && scalingType !== 'linear') throw new ConfigError(`${file}: metadata ${key('rope.scaling.type')} is ${JSON.stringify(scalingType)}; Gemma 3 uses none or linear`);
+  const ropeScaling = scalingType === 'linear' && factor !== 1 ? { rope_type: 'linear' as const, factor } : null;
+  const pattern = m.get(key('attention.sliding_window_pattern'));
+  let layerTypes: Gemma3LayerType[];
+  if (pattern === undefined) {
+    layerTypes = Array.from({ length: numLayers }, (_, i) => ((i + 1) % 6 === 0 ? 'full_attention' : 'sliding_attention'));
+  } else if (Array.isArray(pattern) && pattern.length === numLayers && pattern.every((b) => typeof b === 'boolean')) {
+    layerTypes = pattern.map((b) => (b ? 'sliding_attention' : 'full_attention'));
+  } else {
+    throw new ConfigError(`${file}: metadata ${key('attention.sliding_window_pattern')} is ${JSON.stringify(pattern).slice(0, 80)}; expected ${numLayers} booleans (true = sliding window)`);
+  }
+  const tokens = m.get('tokenizer.ggml.tokens');
+  const id = (k: string) => { const v = m.get(k); return typeof v === 'number' ? v : null; };
+  const eos = id('tokenizer.ggml.eos_token_id');
+  const names = new Set(reader.tensors.map((t) => t.name));
+  return {
+    modelType: 'gemma3_text', hiddenSize: hidden, numLayers, numHeads: heads, numKvHeads: kv, headDim,
+    intermediateSize: int('feed_forward_length'), vocabSize: Array.isArray(tokens) ? tokens.length : int('vocab_size'),
+    maxPositions: int('context_length'), normEps: num('attention.layer_norm_rms_epsilon', 1e-6),
+    ropeTheta: num('rope.freq_base', 1e6), ropeLocalBaseFreq: num('rope.freq_base_swa', 10000), ropeScaling,
+    slidingWindow: int('attention.sliding_window'), layerTypes, queryPreAttnScalar: headDim,
+    hiddenAct: 'gelu_pytorch_tanh', embedScale: Math.sqrt(hidden), tieWordEmbeddings: !names.has('output.weight'),
+    attnLogitSoftcapping: null, finalLogitSoftcapping: null,
+    bosTokenId: id('tokenizer.ggml.bos_token_id'), eosTokenIds: eos === null ? [] : [eos], padTokenId: id('tokenizer.ggml.padding_token_id'),
+  };
 }
 
 /**

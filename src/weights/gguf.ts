@@ -207,5 +207,29 @@ export class GgufReader {
     return { shape: t.shape.slice(), values: dequantize(t.type, await this.readRaw(name), n, `${this.path}: tensor "${name}"`) };
   }
 
+  /**
+   * Rows `start .. start+count-1` of a tensor, dequantised. A row is ne[0] values (row r of the
+   * row-major [rows, ne0] view; tensors of more dimensions count rows over the flattened leading
+   * ones, a 1-D tensor is one row). Reads only those rows' bytes, so a slice of a large embedding
+   * costs what it holds. Shape [count, ne0] ([ne0 * count] for a 1-D tensor).
+   */
+  async readRowsFloat32(name: string, start: number, count: number): Promise<{ shape: number[]; values: Float32Array }> {
+    const t = this.tensor(name);
+    const rows = t.ne.slice(1).reduce((a, b) => a * b, 1);
+    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > rows) {
+      throw new DataError(`${this.path}: rows ${start}..${start + count - 1} of tensor "${name}" requested; it has ${rows} rows`);
+    }
+    const what = `${this.path}: tensor "${name}"`;
+    const rowBytes = ggmlByteSize(t.type, t.ne[0], `${what} (a row of ${t.ne[0]} values)`);
+    const data = new Uint8Array(rowBytes * count);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesRead } = await this.fh.read(data, done, data.length - done, t.offset + start * rowBytes + done);
+      if (bytesRead === 0) throw new DataError(`${this.path}: truncated while reading tensor "${name}"`);
+      done += bytesRead;
+    }
+    return { shape: t.ne.length === 1 ? [count * t.ne[0]] : [count, t.ne[0]], values: dequantize(t.type, data, t.ne[0] * count, what) };
+  }
+
   async close(): Promise<void> { await this.fh.close(); }
 }

@@ -68,6 +68,37 @@ test('GGUF llama/SPM vocab (fixture written by gguf-py): merges derived from sco
   t.deepEqual([tok.bosId, tok.eosId, tok.padId], [1, 2, null]);
 });
 
+test('GGUF llama vocab in a Gemma file: whitespace pieces respelled with ▁, merges ranked by position (not score)', (t) => {
+  // Expected values checked with transformers 5.24's gemma_tokenizer + add_gguf_special_tokens on this vocab.
+  // Scores rank "ab" (-1) above "▁▁" (-5), but Gemma's merge order is the order in the file:
+  // id 7 "  " (user-defined, written with real spaces) comes before id 8 "ab".
+  const tokens = ['<pad>', '<eos>', '<bos>', '<unk>', '▁', 'a', 'b', '  ', 'ab', 'abab', '\n', '\n\n'];
+  const types = [3, 3, 3, 3, 1, 1, 1, 4, 1, 1, 1, 4];
+  const scores = [0, 0, 0, 0, -2, -3, -4, -5, -1, -6, -7, -1000];
+  const meta = new Map<string, GgufValue>([
+    ['general.architecture', 'gemma3'], ['tokenizer.ggml.model', 'llama'], ['tokenizer.ggml.tokens', tokens],
+    ['tokenizer.ggml.token_type', types], ['tokenizer.ggml.scores', scores], ['tokenizer.ggml.bos_token_id', 2],
+    ['tokenizer.ggml.eos_token_id', 1], ['tokenizer.ggml.unknown_token_id', 3], ['tokenizer.ggml.padding_token_id', 0],
+    ['tokenizer.ggml.add_bos_token', true], ['tokenizer.ggml.add_space_prefix', false],
+  ]);
+  const { json } = tokenizerJsonFromGguf(meta, 'g.gguf');
+  const model = json.model as { vocab: Record<string, number>; merges: string[][] };
+  t.is(model.vocab['▁▁'], 7);
+  t.false('  ' in model.vocab);
+  // by id: ▁▁ (7), ab (8), then abab's splits, longer left half first: (aba, b) is not in vocab, (ab, ab), (a, bab) neither; \n\n (11)
+  t.deepEqual(model.merges, [['▁', '▁'], ['a', 'b'], ['ab', 'ab'], ['\n', '\n']]);
+  const added = (json.added_tokens as { id: number; content: string; special: boolean }[]).map((a) => [a.id, a.content, a.special]);
+  t.deepEqual(added, [[0, '<pad>', true], [1, '<eos>', true], [2, '<bos>', true], [3, '<unk>', true], [11, '\n\n', false]]);
+  const tok = tokenizerFromGguf(meta, 'g.gguf');
+  t.deepEqual(tok.tokens('abab  ab\n\n'), ['<bos>', 'abab', '▁▁', 'ab', '\n\n']);
+  t.deepEqual(tok.encode('ab ab', { addSpecialTokens: false }), [8, 4, 8]);
+  t.is(tok.decode([2, 9, 7, 8]), '<bos>abab  ab');
+  // The same vocabulary outside a Gemma file keeps the score ranking and the literal spelling.
+  const llama = tokenizerJsonFromGguf(new Map([...meta, ['general.architecture', 'llama']]), 'l.gguf').json.model as { vocab: Record<string, number>; merges: string[][] };
+  t.is(llama.vocab['  '], 7);
+  t.deepEqual(llama.merges[0], ['a', 'b']);
+});
+
 function gpt2Meta(extra: [string, GgufValue][] = []): Map<string, GgufValue> {
   const vocab = ['<|endoftext|>', '!', 'd', 'e', 'h', 'l', 'o', 'r', 'w', 'Ġ', 'he', 'll', 'hell', 'hello', 'Ġw', 'or', 'Ġwor', 'ld', 'Ġworld', 'Ã', '©'];
   return new Map<string, GgufValue>([

@@ -211,3 +211,50 @@ test('general.alignment is honoured for the data section and tensor offsets', as
   const bad = buildGguf([['general.alignment', V.UINT32, 48]], []);
   await t.throwsAsync(GgufReader.open(await tmpFile(bad)), { instanceOf: DataError, message: /general.alignment is 48; expected a power of two/ });
 });
+
+test('gemma3 tensors map to HF Gemma3 names, unpermuted, norm weights shifted back by -1', async (t) => {
+  const f32 = (vals: number[]) => new Uint8Array(Float32Array.from(vals).buffer);
+  const q = Array.from({ length: 8 }, (_, i) => i); // 4 rows x 2 cols
+  const r = await GgufReader.open(await tmpFile(buildGguf([
+    ['general.architecture', V.STRING, 'gemma3'],
+    ['gemma3.attention.head_count', V.UINT32, 1],
+  ], [
+    { name: 'blk.0.attn_q.weight', ne: [2, 4], type: GgmlType.F32, data: f32(q) },
+    { name: 'blk.0.attn_q_norm.weight', ne: [2], type: GgmlType.F32, data: f32([1, 1.5]) },
+    { name: 'blk.0.ffn_norm.weight', ne: [2], type: GgmlType.F32, data: f32([0.25, 3]) },
+    { name: 'blk.0.post_ffw_norm.weight', ne: [2], type: GgmlType.F32, data: f32([2, 0]) },
+    { name: 'blk.0.post_attention_norm.weight', ne: [2], type: GgmlType.F32, data: f32([1, 1]) },
+    { name: 'output_norm.weight', ne: [2], type: GgmlType.F32, data: f32([301, 1.1]) },
+  ])));
+  const { tensors, skipped } = await loadGgufAsHf(r);
+  await r.close();
+  t.deepEqual(skipped, []);
+  t.deepEqual([...tensors.get('model.layers.0.self_attn.q_proj.weight')!.values], q, 'gemma3 Q/K are not permuted');
+  t.deepEqual([...tensors.get('model.layers.0.self_attn.q_norm.weight')!.values], [0, 0.5]);
+  t.deepEqual([...tensors.get('model.layers.0.pre_feedforward_layernorm.weight')!.values], [-0.75, 2]);
+  t.deepEqual([...tensors.get('model.layers.0.post_feedforward_layernorm.weight')!.values], [1, -1]);
+  t.deepEqual([...tensors.get('model.layers.0.post_attention_layernorm.weight')!.values], [0, 0]);
+  t.deepEqual([...tensors.get('model.norm.weight')!.values], [300, Math.fround(Math.fround(1.1) - 1)]);
+  // The same GGUF names mean other HF modules in llama files.
+  t.is(hfNameForGguf('blk.2.ffn_norm.weight'), 'model.layers.2.post_attention_layernorm.weight');
+  t.is(hfNameForGguf('blk.2.ffn_norm.weight', 'gemma3'), 'model.layers.2.pre_feedforward_layernorm.weight');
+  t.is(hfNameForGguf('blk.2.post_attention_norm.weight'), undefined);
+  t.is(hfNameForGguf('blk.2.attn_norm.weight', 'gemma3'), 'model.layers.2.input_layernorm.weight');
+});
+
+test('readRowsFloat32 reads and dequantises only the rows asked for', async (t) => {
+  // Q8_0, 3 rows of 32: row r has d = 1 (0x3c00) and qs[j] = r * 10 + j - 16.
+  const rows = [0, 1, 2].map((r) => [...le16(0x3c00), ...Array.from({ length: 32 }, (_, j) => (r * 10 + j - 16) & 0xff)]);
+  const r = await GgufReader.open(await tmpFile(buildGguf([], [
+    { name: 'm', ne: [32, 3], type: GgmlType.Q8_0, data: new Uint8Array(rows.flat()) },
+    { name: 'v', ne: [4], type: GgmlType.F32, data: new Uint8Array(Float32Array.from([1, 2, 3, 4]).buffer) },
+  ])));
+  const all = await r.readFloat32('m');
+  const mid = await r.readRowsFloat32('m', 1, 2);
+  t.deepEqual(mid.shape, [2, 32]);
+  t.deepEqual([...mid.values], [...all.values.subarray(32)]);
+  t.is(mid.values[0], 10 - 16);
+  t.deepEqual((await r.readRowsFloat32('v', 0, 1)).shape, [4]);
+  await t.throwsAsync(r.readRowsFloat32('m', 2, 2), { instanceOf: DataError, message: /rows 2\.\.3 of tensor "m" requested; it has 3 rows/ });
+  await r.close();
+});
