@@ -60,10 +60,12 @@ export async function startMlflow(o: ServiceOptions): Promise<ServiceStatus> {
   await mkdir(join(dir, 'artifacts'), { recursive: true });
   const args = ['server', '--backend-store-uri', `sqlite:///${join(dir, 'mlflow.db')}`, '--artifacts-destination', join(dir, 'artifacts'),
     '--serve-artifacts', '--host', host, '--port', String(o.port), '--workers', '1'];
-  return startService('mlflow', o, host, toolPath('mlflow'), args, () => httpHealthy(`http://${host}:${o.port}/health`));
+  // MLflow 3's job runner (GenAI evaluation jobs: ten huey consumer processes) is not used by
+  // LayerFlow; left on it costs every server start seconds of CPU and ~2 GB of memory.
+  return startService('mlflow', o, host, toolPath('mlflow'), args, () => httpHealthy(`http://${host}:${o.port}/health`), { MLFLOW_SERVER_ENABLE_JOB_EXECUTION: 'false' });
 }
 
-async function startService(name: Name, o: ServiceOptions, host: string, bin: string, args: string[], healthy: () => Promise<boolean>): Promise<ServiceStatus> {
+async function startService(name: Name, o: ServiceOptions, host: string, bin: string, args: string[], healthy: () => Promise<boolean>, extraEnv: Record<string, string> = {}): Promise<ServiceStatus> {
   const address = `${host}:${o.port}`;
   const log = logFile(o.home, name);
   const current = await readPid(o.home, name);
@@ -74,7 +76,7 @@ async function startService(name: Name, o: ServiceOptions, host: string, bin: st
   await mkdir(join(o.home, 'logs'), { recursive: true });
   await mkdir(join(o.home, 'run'), { recursive: true });
   const fd = openSync(log, 'a');
-  const child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, MLFLOW_HOME: undefined } });
+  const child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, MLFLOW_HOME: undefined, ...extraEnv } });
   closeSync(fd);
   child.unref();
   let exited: number | null = null;
