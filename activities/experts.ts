@@ -29,9 +29,23 @@ export const ExpertSettings = z.strictObject({
 });
 export type ExpertSettings = z.output<typeof ExpertSettings>;
 
+/** α̂ per block, per loaded model and module list: the spectra are the slow part (minutes on 135M), and every AlphaLoRA / AlphaPruning allocation of a model shares them. */
+const alphaMemo = new WeakMap<object, Map<string, number[]>>();
+
 /** α̂ per block from the weight spectra of `leaves` (AlphaLoRA / AlphaPruning, xmin_peak by default). */
 export async function modelBlockAlphas(ctx: StageContext<unknown>, leaves: string[]): Promise<number[]> {
   const model = await modelOf(ctx);
+  const memo = alphaMemo.get(model) ?? new Map<string, number[]>();
+  alphaMemo.set(model, memo);
+  const id = [...leaves].sort().join(',');
+  const hit = memo.get(id);
+  if (hit) return [...hit];
+  const alphas = await computeBlockAlphas(ctx, model, leaves);
+  memo.set(id, alphas);
+  return [...alphas];
+}
+
+async function computeBlockAlphas(ctx: StageContext<unknown>, model: Awaited<ReturnType<typeof modelOf>>, leaves: string[]): Promise<number[]> {
   const mats: Array<{ layer: number; alpha: number }> = [];
   for (let l = 0; l < model.config.numLayers; l++) {
     for (const m of blockModules(model.config, l).filter((x) => leaves.includes(x.leaf))) {
