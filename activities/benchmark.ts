@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { ClassifierPredictor, accuracy } from '../src/train/classifier.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
+import { stageMicroBatch } from '../src/runtime/oom.ts';
 import { choicePredictions, encodeExample, modelOf, readAdapter, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
 export const BenchmarkSettings = z.strictObject({
@@ -38,7 +39,7 @@ export const benchmark: StageImpl<BenchmarkSettings> = async (ctx) => {
     for (const which of ['finetune', 'retrain'] as const) {
       ctx.signal.throwIfAborted();
       const { params, shapes } = await readAdapter(ctx.store, ctx.inputs[which]);
-      const logits = await predictor.logits({ base: model.weights, params, shapes, samples, batchSize: ctx.settings.batchSize, padId: rec.padId });
+      const logits = await predictor.logits({ base: model.weights, params, shapes, samples, batchSize: stageMicroBatch(ctx, ctx.settings.batchSize), padId: rec.padId });
       out[which] = { accuracy: accuracy(logits, labels, rec.spec.numLabels!), logits: Array.from(logits) };
       ctx.heartbeat({ done: which });
     }

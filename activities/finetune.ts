@@ -12,6 +12,7 @@ import { fineTuneClassifier, ClassifierPredictor, predictions, accuracy, type Fi
 import { ConfigError } from '../src/errors.ts';
 import type { StageContext, StageImpl, StageResult } from '../src/store/stage-context.ts';
 import { withProgress } from '../src/runtime/progress.ts';
+import { stageMicroBatch } from '../src/runtime/oom.ts';
 import { adapterFiles, adapterTrainingSettings, choicePredictions, encodeFor, modelOf, type ClassifierRecord, type TaskDataset } from './shared.ts';
 
 /** LoRA fine-tuning (NDR code: rank 4, alpha 4 on q and v; 10 epochs, batch 32). */
@@ -51,7 +52,7 @@ export const finetune: StageImpl<FinetuneSettings> = async (ctx): Promise<StageR
   const predictor = await ClassifierPredictor.create({ config: model.config, spec: rec.spec, device: ctx.device });
   let logits: Float32Array;
   try {
-    logits = await predictor.logits({ base: model.weights, params: r.params, shapes: r.shapes, samples: influence, batchSize: s.microBatchSize, padId });
+    logits = await predictor.logits({ base: model.weights, params: r.params, shapes: r.shapes, samples: influence, batchSize: stageMicroBatch(ctx, s.microBatchSize), padId });
   } finally {
     await predictor.release();
   }
@@ -66,19 +67,26 @@ export const finetune: StageImpl<FinetuneSettings> = async (ctx): Promise<StageR
 /**
  * Fine-tune the adapter of `rec` on `train` (model selection on the influence set by loss, or on
  * the evaluation set by accuracy); resumable from the stage's scratch checkpoints after a crash.
+ * After an out-of-memory failure the cell retries it with a smaller micro-batch (ctx.microBatchScale):
+ * the optimizer step's batch stays `batchSize` (more gradient accumulation), so the result is the
+ * same to float tolerance; the adapter record keeps the configured micro-batch.
  */
 export async function trainClassifier<E>(ctx: StageContext<unknown>, rec: ClassifierRecord, train: E[], ds: { influence: unknown[]; evaluation: unknown[] }, selectBy: 'loss' | 'accuracy', epochs = rec.train.epochs, accuracyOf?: FineTuneArgs['accuracyOf']) {
   const model = await modelOf(ctx);
   const enc = (e: unknown) => encodeFor(model.tokenizer, rec, e as Parameters<typeof encodeFor>[2]);
   if (rec.train.batchSize % rec.train.microBatchSize !== 0) throw new ConfigError(`stages.${ctx.stage}: batchSize ${rec.train.batchSize} must be a multiple of microBatchSize ${rec.train.microBatchSize}`);
-  const checkpointDir = join(ctx.home, 'scratch', ctx.key);
+  const microBatchSize = stageMicroBatch(ctx, rec.train.microBatchSize, { divides: rec.train.batchSize });
+  // Checkpoints record their micro-batch: a run at another one keeps its own (a crash retry at the same one resumes).
+  const scratch = join(ctx.home, 'scratch', ctx.key);
+  const checkpointDir = microBatchSize === rec.train.microBatchSize ? scratch : `${scratch}@mb${microBatchSize}`;
   const r = await fineTuneClassifier({
     config: model.config, base: model.weights, spec: rec.spec,
     train: train.map(enc), validation: (selectBy === 'loss' ? ds.influence : ds.evaluation).map(enc),
-    ...rec.train, epochs, seed: (ctx.slice.seed as number) ?? 0, padId: rec.padId, device: ctx.device,
+    ...rec.train, microBatchSize, epochs, seed: (ctx.slice.seed as number) ?? 0, padId: rec.padId, device: ctx.device,
     selectBy, accuracyOf, checkpointDir, signal: ctx.signal,
     onStep: (i) => ctx.heartbeat(withProgress(ctx, i.step, i.totalSteps, 'step', { step: i.step, of: i.totalSteps, loss: i.loss })),
   });
   await rm(checkpointDir, { recursive: true, force: true });
+  if (checkpointDir !== scratch) await rm(scratch, { recursive: true, force: true });
   return r;
 }

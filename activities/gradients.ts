@@ -15,6 +15,7 @@ import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
 import { encodeShard, resumeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { withProgress } from '../src/runtime/progress.ts';
+import { stageMicroBatch } from '../src/runtime/oom.ts';
 import { encodeFor, modelOf, readAdapter, type ClassifierRecord, type TaskDataset } from './shared.ts';
 import { ConfigError } from '../src/errors.ts';
 import { paramsToWeights } from '../src/train/lm.ts';
@@ -84,9 +85,12 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
       const dense = new Map(units.map((u) => [u.unit, new Float32Array(p.rows.length * u.d)]));
       const losses = new Float32Array(p.rows.length);
       const we: ReturnType<typeof sparseFromRowMap>[] = [];
-      for (let b = 0; b < p.rows.length; b += s.batchSize) {
+      // Per-example gradients do not depend on the batch: after an out-of-memory failure the retry
+      // runs smaller batches (ctx.microBatchScale), with the same shards.
+      const micro = stageMicroBatch(ctx, s.batchSize);
+      for (let b = 0; b < p.rows.length; b += micro) {
         ctx.signal.throwIfAborted();
-        const chunk = p.rows.slice(b, b + s.batchSize);
+        const chunk = p.rows.slice(b, b + micro);
         const batch = M.padBatch(chunk, { padId: rec.padId });
         const r = await runner.run({ weights, batch });
         losses.set(r.losses, b);

@@ -1,10 +1,21 @@
 import { createStageActivities, type StageActivityDeps } from './stage.ts';
 import { createTrackingActivities } from './tracking.ts';
+import { createDeviceActivities, type TaskQueueService } from './devices.ts';
 
-export function createActivities(deps: StageActivityDeps) {
-  return { ...createStageActivities(deps), ...createTrackingActivities(deps) };
+export interface ActivityDeps extends StageActivityDeps {
+  /** Temporal's WorkflowService and namespace, for the device queues' pollers and backlog. */
+  taskQueues?: { service: TaskQueueService; namespace: string };
+}
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createStageActivities(deps),
+    ...createTrackingActivities(deps),
+    ...createDeviceActivities({ home: deps.home, service: deps.taskQueues?.service, namespace: deps.taskQueues?.namespace }),
+  };
 }
 
 export type Activities = ReturnType<typeof createActivities>;
-export type { RunStageInput, StageOutcome, LedgerLine } from './stage.ts';
+export type { RunStageInput, StageOutcome, LedgerLine, StageHints, OomDetails } from './stage.ts';
+export type { DevicePresenceInput } from './devices.ts';
 export type { RecordCellInput } from './tracking.ts';

@@ -12,6 +12,8 @@ import { writeFileAtomic } from '../src/store/atomic.ts';
 import { paths } from '../src/config/env.ts';
 import { flatten, type StagePlan } from '../src/config/plan.ts';
 import { LayerflowError, DataError } from '../src/errors.ts';
+import { isOutOfMemory, scaleMicroBatch, formatScale } from '../src/runtime/oom.ts';
+import { beginRunning, deviceThreads } from '../src/runtime/devices.ts';
 import type { TrackingOutbox } from '../src/tracking/outbox.ts';
 import type { PipelineModule } from '../pipelines/index.ts';
 
@@ -25,7 +27,27 @@ export interface RunStageInput {
   stage: StagePlan;
   inputs: Record<string, ArtifactRef>;
   device?: string;
+  /** What the cell workflow learnt from this stage's earlier failures (OOM-adaptive retries). */
+  hints?: StageHints;
 }
+
+export interface StageHints {
+  /** Micro-batch scale after out-of-memory failures: ½, ¼, … (absent: 1). */
+  microBatchScale?: number;
+  /** The failure that led to these hints. */
+  after?: string;
+}
+
+/** Details of an OUT_OF_MEMORY activity failure, read by the cell workflow. */
+export interface OomDetails {
+  device: string;
+  microBatchScale: number;
+  /** The stage asked for a micro-batch above 1 at this scale: halving it can lower its memory use. */
+  canShrink: boolean;
+}
+
+/** Failure type of an out-of-memory stage failure (OutOfMemoryError's code). */
+export const OOM_TYPE = 'OUT_OF_MEMORY';
 
 export interface StageOutcome {
   stage: string;
@@ -44,6 +66,12 @@ export interface LedgerLine {
   outcome: 'cached' | 'computed' | 'failed' | 'corrupt' | 'cancelled';
   attempt: number;
   reason?: string;
+  /** Device-bound stages: the device it ran on. */
+  device?: string;
+  /** Micro-batch scale of this execution when below 1 (after out-of-memory failures). */
+  microBatchScale?: number;
+  /** A failure that was an out-of-memory failure. */
+  oom?: true;
 }
 
 export interface StageActivityDeps {
@@ -115,12 +143,34 @@ export function createStageActivities(deps: StageActivityDeps) {
     }
   }
 
+  /** A device stage is listed in its device's beat (what the device runs) from its start to its end. */
   async function runStageOnce(input: RunStageInput): Promise<StageOutcome> {
+    if (!input.device) return runStageBody(input);
+    const scale = input.hints?.microBatchScale;
+    const release = beginRunning(input.device, {
+      sweep: input.sweep, cell: input.cellId, stage: input.stage.name, since: Date.now(), attempt: Context.current().info.attempt,
+      ...(scale !== undefined && scale < 1 ? { microBatchScale: scale } : {}),
+    });
+    try {
+      return await runStageBody(input);
+    } finally {
+      release();
+    }
+  }
+
+  async function runStageBody(input: RunStageInput): Promise<StageOutcome> {
     const ctx = Context.current();
     const { stage, sweep, cellId } = input;
     const start = Date.now();
     const attempt = ctx.info.attempt;
-    const base = { at: new Date().toISOString(), cell: cellId, stage: stage.name, key: stage.key, attempt };
+    const device = input.device ?? 'cpu:0';
+    const scale = input.hints?.microBatchScale ?? 1;
+    if (!(scale > 0 && scale <= 1)) throw ApplicationFailure.nonRetryable(`stage ${stage.name}: micro-batch scale ${scale} is not in (0, 1]`, 'BAD_CONFIG');
+    const base: Omit<LedgerLine, 'outcome'> = {
+      at: new Date().toISOString(), cell: cellId, stage: stage.name, key: stage.key, attempt,
+      ...(input.device ? { device } : {}), ...(scale < 1 ? { microBatchScale: scale } : {}),
+    };
+    const scaleMetric: Record<string, number> = scale < 1 ? { micro_batch_scale: scale } : {};
 
     const found = await store.lookup(stage.key);
     if (found.status === 'hit') {
@@ -135,6 +185,13 @@ export function createStageActivities(deps: StageActivityDeps) {
     if (!impl) throw ApplicationFailure.nonRetryable(`pipeline ${input.pipeline} has no implementation for stage ${stage.name}`, 'BAD_CONFIG');
     const abort = new AbortController();
     ctx.cancelled.catch(() => abort.abort());
+    // What the stage did with its micro-batch: an OOM retry at half the scale helps only if it used one above 1.
+    let canShrink = false;
+    const microBatch = (size: number, opts?: { divides?: number }) => {
+      const n = scaleMicroBatch(size, scale, opts);
+      if (n > 1) canShrink = true;
+      return n;
+    };
     try {
       const result = await impl({
         sweep,
@@ -142,7 +199,10 @@ export function createStageActivities(deps: StageActivityDeps) {
         stage: stage.name,
         key: stage.key,
         settings: (stage.parts.slice.settings ?? {}) as Record<string, unknown>,
-        device: input.device ?? 'cpu:0',
+        device,
+        threads: deviceThreads(device),
+        microBatchScale: scale,
+        microBatch,
         slice: stage.parts.slice,
         inputs: input.inputs,
         store,
@@ -159,7 +219,7 @@ export function createStageActivities(deps: StageActivityDeps) {
       const manifest = await store.commit({ key: stage.key, parts: stage.parts, kind: stage.kind, files: result.files, metrics, series: result.series });
       const seconds = (Date.now() - start) / 1000;
       await ledger(sweep, { ...base, outcome: 'computed' });
-      await track(input, { cached: false, status: 'FINISHED', start, metrics: { ...metrics, seconds }, series: result.series, manifest });
+      await track(input, { cached: false, status: 'FINISHED', start, metrics: { ...metrics, seconds, ...scaleMetric }, series: result.series, manifest });
       await recordLastKey(input, 'computed');
       return { stage: stage.name, status: 'computed', ref: refOf(manifest), metrics, seconds };
     } catch (err) {
@@ -169,6 +229,13 @@ export function createStageActivities(deps: StageActivityDeps) {
         // cancelled (a CancelledFailure), not as a failure to retry.
         await ledger(sweep, { ...base, outcome: 'cancelled', reason: message });
         throw err instanceof CancelledFailure ? err : new CancelledFailure(`stage ${stage.name} cancelled`);
+      }
+      if (isOutOfMemory(err)) {
+        // Out of memory: the cell workflow decides (halve the micro-batch, move device, or give up).
+        await ledger(sweep, { ...base, outcome: 'failed', reason: message, oom: true });
+        await track(input, { cached: false, status: 'FAILED', start, metrics: { micro_batch_scale: scale }, error: `out of memory on ${device} at micro-batch scale ${formatScale(scale)}: ${message}` });
+        const details: OomDetails = { device, microBatchScale: scale, canShrink };
+        throw ApplicationFailure.create({ type: OOM_TYPE, message, nonRetryable: false, details: [details] });
       }
       await ledger(sweep, { ...base, outcome: 'failed', reason: message });
       const fatal = err instanceof LayerflowError && !err.retryable;

@@ -35,6 +35,17 @@ export class TransientError extends LayerflowError {
   readonly retryable = true;
 }
 
+/**
+ * A device ran out of memory: an ONNX Runtime allocation failure ("Failed to allocate memory",
+ * `bad_alloc`, CUDA out of memory), a JS buffer that could not be allocated, or the device's memory
+ * budget (LAYERFLOW_DEVICE_MEMORY_MB) exceeded. Retryable: the cell workflow retries the stage with
+ * a halved micro-batch (DESIGN.md contract 6), then on another device, before giving up.
+ */
+export class OutOfMemoryError extends LayerflowError {
+  readonly code = 'OUT_OF_MEMORY';
+  readonly retryable = true;
+}
+
 /** Throws DataError when any value is NaN or ±Inf. `what` names the array in the message. */
 export function assertFinite(values: ArrayLike<number>, what: string): void {
   for (let i = 0; i < values.length; i++) {

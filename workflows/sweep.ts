@@ -2,10 +2,11 @@
  * A sweep: one child workflow per cell, at most `concurrency` at a time. A failed cell does
  * not stop the others; the result lists every cell's outcome. Deterministic, no I/O.
  */
-import { executeChild, defineQuery, setHandler, workflowInfo, isCancellation, CancellationScope } from '@temporalio/workflow';
+import { executeChild, defineQuery, setHandler, workflowInfo, isCancellation, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { CellPlan } from '../src/config/plan.ts';
-import { experimentWorkflow, rootMessage, type StageState } from './experiment.ts';
-import { assignDevices } from './devices.ts';
+import type { Activities } from '../activities/index.ts';
+import { experimentWorkflow, rootMessage, DEVICE_LEASE_PATCH, type StageState, type CellInput } from './experiment.ts';
+import { assignDevices, pickInitialDevice } from './devices.ts';
 
 export interface SweepInput {
   sweep: string;
@@ -15,6 +16,11 @@ export interface SweepInput {
   controlQueue: string;
   /** Device task queue name for each device. */
   deviceQueues: Record<string, string>;
+  /**
+   * The device lease in ms (DESIGN.md contract 5): a device-bound stage waits at most this long for its
+   * device's worker before the cell looks for another device. Absent: wait forever (as before leases).
+   */
+  leaseMs?: number;
 }
 
 export type CellStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -42,6 +48,11 @@ export function cellWorkflowId(sweepWorkflowId: string, cellId: string): string 
 
 export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
   const self = workflowInfo().workflowId;
+  const leases = input.leaseMs !== undefined && patched(DEVICE_LEASE_PATCH);
+  const control = proxyActivities<Activities>({ taskQueue: input.controlQueue, startToCloseTimeout: '1 minute', retry: { maximumAttempts: 10, initialInterval: '1s' } });
+  const known = [...input.devices];
+  const queues = { ...input.deviceQueues };
+  let started = 0; // cells started on a device so far: round-robin over the devices known now
   const devices = assignDevices(input.cells.map((c) => c.cellId), input.devices);
   const cells: Record<string, CellSummary> = Object.fromEntries(
     input.cells.map((c) => [c.cellId, { status: 'pending' as CellStatus, workflowId: cellWorkflowId(self, c.cellId), device: devices[c.cellId] }]),
@@ -53,12 +64,24 @@ export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
     const summary = cells[plan.cellId];
     summary.status = 'running';
     try {
-      const r = await executeChild(experimentWorkflow, {
-        workflowId: summary.workflowId,
-        args: [{ plan, device: summary.device!, controlQueue: input.controlQueue, deviceQueue: input.deviceQueues[summary.device!] }],
-      });
+      let cell: CellInput = { plan, device: summary.device!, controlQueue: input.controlQueue, deviceQueue: input.deviceQueues[summary.device!] };
+      if (leases && plan.stages.some((s) => s.device)) {
+        // Start on a device whose worker is alive (the round-robin one when it is), round-robin over
+        // every device known now: devices that joined since the sweep started (another host's workers) too.
+        const presence = await control.devicePresence({ devices: known, queues, controlQueue: input.controlQueue });
+        for (const p of presence) {
+          if (!known.includes(p.device)) known.push(p.device);
+          queues[p.device] ??= p.queue;
+        }
+        summary.device = pickInitialDevice(known[started++ % known.length], known, presence);
+        cell = { ...cell, device: summary.device, deviceQueue: queues[summary.device], leaseMs: input.leaseMs, devices: [...known], deviceQueues: { ...queues } };
+      } else if (leases) {
+        cell = { ...cell, leaseMs: input.leaseMs, devices: [...known], deviceQueues: { ...queues } };
+      }
+      const r = await executeChild(experimentWorkflow, { workflowId: summary.workflowId, args: [cell] });
       summary.status = 'succeeded';
       summary.stages = r.stages;
+      if (r.device) summary.device = r.device;
     } catch (err) {
       summary.status = isCancellation(err) ? 'cancelled' : 'failed';
       summary.error = rootMessage(err);

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
@@ -17,7 +17,9 @@ import { LayerflowError } from '../errors.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { MlflowClient, experimentRunsUrl } from '../tracking/mlflow.ts';
 import { planFile, cacheStatus, submitSweep, watchSweep, sweepStatus, resumeSweep, cancelSweep, explainStage, type SweepStatus } from './sweeps.ts';
-import { statusTable, statusChanges } from './render.ts';
+import { statusTable, statusChanges, deviceLines } from './render.ts';
+import { deviceViews, controlPollers, readSavedPlan } from './workers.ts';
+import { parseDevice } from '../runtime/device.ts';
 import { ProgressLog, ProgressTracker } from './progress.ts';
 import { startTemporal, startMlflow, stopService, serviceStatus } from '../../infra/services.ts';
 import { startWorkerPool } from '../../infra/worker.ts';
@@ -48,31 +50,41 @@ function portOf(address: string): number {
   return Number(new URL(address.includes('://') ? address : `tcp://${address}`).port);
 }
 
-/** Start Temporal, MLflow and a detached worker pool on this machine (idempotent). */
-async function up(e: LayerflowEnv, quiet = false): Promise<void> {
+/**
+ * Start Temporal, MLflow and a detached worker pool on this machine (idempotent). `perDevice`: one
+ * worker process per device (`worker --device d`) beside a control process (`worker --control-only`),
+ * so a device whose process dies takes only its own stages down (their leases move them).
+ */
+async function up(e: LayerflowEnv, quiet = false, perDevice = false): Promise<void> {
   const say = (m: string) => quiet || console.log(m);
   const tPort = portOf(e.temporalAddress);
   const [t, m] = await Promise.all([startTemporal({ home: e.home, port: tPort }), startMlflow({ home: e.home, port: portOf(e.mlflowUri) })]);
-  say(`temporal  ${t.address}  (pid ${t.pid}, UI http://127.0.0.1:${tPort + 1000}, data ${join(e.home, 'temporal')})`);
-  say(`mlflow    http://${m.address}  (pid ${m.pid}, data ${join(e.home, 'mlflow')})`);
-  const pidFile = join(e.home, 'run', 'worker.pid');
-  const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
-  if (pid && alive(pid)) {
-    say(`worker    running (pid ${pid}, devices ${e.devices.join(', ')})`);
-    return;
-  }
+  say(`temporal  ${t.address}  (pid ${t.pid}, UI http://127.0.0.1:${tPort + 1000}, data ${join(e.home, 'temporal')}; ${t.bind})`);
+  say(`mlflow    http://${m.address}  (pid ${m.pid}, data ${join(e.home, 'mlflow')}; ${m.bind})`);
+  const procs: Array<{ name: string; args: string[]; what: string }> = perDevice
+    ? [{ name: 'worker', args: ['--control-only'], what: 'control queue' }, ...e.devices.map((d) => ({ name: `worker@${d}`, args: ['--device', d], what: `device ${d}` }))]
+    : [{ name: 'worker', args: [], what: `devices ${e.devices.join(', ')}` }];
   await mkdir(join(e.home, 'logs'), { recursive: true });
-  const fd = openSync(join(e.home, 'logs', 'worker.log'), 'a');
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), 'worker'], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', fd, fd],
-    env: { ...process.env, LAYERFLOW_HOME: e.home, LAYERFLOW_TEMPORAL_ADDRESS: e.temporalAddress, LAYERFLOW_MLFLOW_URI: e.mlflowUri, LAYERFLOW_DEVICES: e.devices.join(',') },
-  });
-  closeSync(fd);
-  child.unref();
-  await writeFileAtomic(pidFile, String(child.pid));
-  say(`worker    started (pid ${child.pid}, devices ${e.devices.join(', ')}, log ${join(e.home, 'logs', 'worker.log')})`);
+  for (const p of procs) {
+    const pidFile = join(e.home, 'run', `${p.name}.pid`);
+    const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+    if (pid && alive(pid)) {
+      say(`${p.name.padEnd(9)} running (pid ${pid}, ${p.what})`);
+      continue;
+    }
+    const log = join(e.home, 'logs', `${p.name}.log`);
+    const fd = openSync(log, 'a');
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), 'worker', ...p.args], {
+      cwd: ROOT,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, LAYERFLOW_HOME: e.home, LAYERFLOW_TEMPORAL_ADDRESS: e.temporalAddress, LAYERFLOW_MLFLOW_URI: e.mlflowUri, LAYERFLOW_DEVICES: e.devices.join(',') },
+    });
+    closeSync(fd);
+    child.unref();
+    await writeFileAtomic(pidFile, String(child.pid));
+    say(`${p.name.padEnd(9)} started (pid ${child.pid}, ${p.what}, log ${log})`);
+  }
 }
 
 const alive = (pid: number) => {
@@ -84,30 +96,54 @@ const alive = (pid: number) => {
   }
 };
 
-program.command('up').description('start the embedded default: Temporal dev server, MLflow server, worker pool').action(async () => up(env()));
+program
+  .command('up')
+  .description('start the embedded default: Temporal dev server, MLflow server, worker pool')
+  .option('--per-device', 'one worker process per device (plus a control process) instead of one process for all')
+  .action(async (o: { perDevice?: boolean }) => up(env(), false, o.perDevice));
 
 program.command('down').description('stop what `up` started').action(async () => {
   const e = env();
-  const pidFile = join(e.home, 'run', 'worker.pid');
-  const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
-  if (pid && alive(pid)) {
-    process.kill(-pid, 'SIGTERM');
-    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  const run = join(e.home, 'run');
+  const names = (await readdir(run).catch(() => [] as string[])).filter((f) => /^worker(@.+)?\.pid$/.test(f));
+  if (!names.includes('worker.pid')) names.unshift('worker.pid');
+  for (const f of names) {
+    const pidFile = join(run, f);
+    const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+    if (pid && alive(pid)) {
+      process.kill(-pid, 'SIGTERM');
+      for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    }
+    await rm(pidFile, { force: true });
+    console.log(`${f.replace(/\.pid$/, '').padEnd(9)} ${pid ? 'stopped' : 'not running'}`);
   }
-  await rm(pidFile, { force: true });
-  console.log(`worker    ${pid ? 'stopped' : 'not running'}`);
   for (const name of ['mlflow', 'temporal'] as const) console.log(`${name.padEnd(9)} ${(await stopService(e.home, name)) ? 'stopped' : 'not running'}`);
 });
 
-program.command('worker').description('run a worker pool in the foreground (one worker per device)').action(async () => {
-  const e = env();
-  const pool = await startWorkerPool(e);
-  console.log(`worker pool: control queue ${e.taskQueue}, devices ${e.devices.join(', ')}`);
-  const stop = () => void pool.shutdown();
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  await pool.done;
-});
+program
+  .command('worker')
+  .description('run workers in the foreground: by default the control worker and one worker per device of LAYERFLOW_DEVICES')
+  .option('--device <devices>', 'serve only these devices (comma list, repeatable), in this process; no control worker unless --control', (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((d) => d.trim()).filter(Boolean)])
+  .option('--control', 'with --device: also run the control worker (workflows, light activities, tracking delivery)')
+  .option('--control-only', 'run only the control worker (device workers run in their own processes)')
+  .action(async (o: { device?: string[]; control?: boolean; controlOnly?: boolean }) => {
+    let e = env();
+    for (const d of o.device ?? []) parseDevice(d);
+    const devices = o.controlOnly ? [] : o.device ?? e.devices;
+    const control = o.controlOnly || !o.device || Boolean(o.control);
+    // The thread budget shares the host's cores among its devices: those of LAYERFLOW_DEVICES when it
+    // is set (other processes serve the rest), else the ones named here.
+    if (o.device) {
+      const onHost = process.env.LAYERFLOW_DEVICES ? [...new Set([...e.devices, ...devices])] : devices;
+      e = { ...e, threadsPerDevice: resolveEnv({ home: e.home, devices: onHost }).threadsPerDevice };
+    }
+    const pool = await startWorkerPool(e, { devices, control });
+    console.log(`worker: ${control ? `control queue ${e.taskQueue}` : 'no control worker'}; ${devices.length ? `device${devices.length > 1 ? 's' : ''} ${devices.join(', ')} (queue ${devices.map((d) => `${e.taskQueue}@${d}`).join(', ')}; ${e.threadsPerDevice} thread(s), ${e.deviceSlots} slot(s) each)` : 'no device'}`);
+    const stop = () => void pool.shutdown();
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    await pool.done;
+  });
 
 program
   .command('plan <file>')
@@ -130,7 +166,7 @@ program
     console.log(`${hits}/${total} stages cached, ${total - hits} to run`);
   });
 
-async function follow(c: Client, sweep: string): Promise<number> {
+async function follow(c: Client, sweep: string, e?: LayerflowEnv): Promise<number> {
   let prev: SweepStatus | undefined;
   const tty = process.stdout.isTTY;
   // Stage transitions as they happen; progress (bars on a TTY, else a line per stage at most every 30 s).
@@ -142,8 +178,8 @@ async function follow(c: Client, sweep: string): Promise<number> {
       logUpdate(statusTable(s, tracker));
     } else for (const line of [...statusChanges(prev, s), ...progressLog.lines(s, Date.now())]) console.log(line);
     prev = s;
-  });
-  const final = await sweepStatus(c, sweep);
+  }, 1000, e);
+  const final = await sweepStatus(c, sweep, { env: e });
   if (tty) {
     logUpdate(statusTable(final));
     logUpdate.done();
@@ -168,7 +204,7 @@ program
       await submitSweep(c, e, plan);
       console.log(`sweep ${plan.sweep}: ${plan.cells.length} cells submitted (workflow layerflow/${plan.sweep}); MLflow experiment "${plan.sweep}" at ${e.mlflowUri}`);
       if (!o.detach) {
-        process.exitCode = await follow(c, plan.sweep);
+        process.exitCode = await follow(c, plan.sweep, e);
         const results = (await ndrResults(e, plan)) || (await layerifResults(e, plan));
         if (results) console.log(`\n${results}`);
         const exp = await new MlflowClient(e.mlflowUri).getExperimentByName(plan.sweep).catch(() => undefined);
@@ -211,10 +247,17 @@ program
     console.log(await compareCommand(env(), sweep, o));
   });
 
-program.command('status <sweep>').description('per-cell, per-stage state').action(async (sweep: string) => {
-  const { client: c, close } = await client(env());
+program.command('status <sweep>').description('per-cell, per-stage state, and the device workers (what they run, their lease)').action(async (sweep: string) => {
+  const e = env();
+  const { client: c, close } = await client(e);
   try {
-    console.log(statusTable(await sweepStatus(c, sweep)));
+    // Without a worker the workflow cannot be queried: the status then says so and comes from the plan and the ledger.
+    const s = await sweepStatus(c, sweep, { env: e });
+    if (s.state === 'running') {
+      s.devices = await deviceViews(c, e);
+      s.leaseSeconds ??= (await readSavedPlan(e, sweep))?.leaseSeconds;
+    }
+    console.log(statusTable(s));
   } finally {
     await close();
   }
@@ -231,7 +274,7 @@ program
       const r = await resumeSweep(c, e, sweep);
       if (!r.handle) return console.log(`sweep ${sweep}: every cell succeeded; nothing to resume`);
       console.log(`sweep ${sweep}: resuming ${r.cells.length} cell(s): ${r.cells.join(' | ')}`);
-      if (!o.detach) process.exitCode = await follow(c, sweep);
+      if (!o.detach) process.exitCode = await follow(c, sweep, e);
     } finally {
       await close();
     }
@@ -251,11 +294,34 @@ program.command('explain <sweep> <cell> <stage>').description('why a stage is (n
   for (const line of await explainStage(env(), sweep, cell, stage)) console.log(line);
 });
 
-program.command('services').description('show whether the embedded services are running').action(async () => {
+program.command('services').description('show whether the embedded services are running, and the workers: control queue pollers, each device worker, what it runs').action(async () => {
   const e = env();
+  let temporalUp = false;
   for (const [name, addr] of [['temporal', e.temporalAddress], ['mlflow', e.mlflowUri]] as const) {
     const s = await serviceStatus(e.home, name, addr);
+    if (name === 'temporal') temporalUp = s.running;
     console.log(`${name.padEnd(9)} ${s.running ? `running (pid ${s.pid})` : 'stopped'}  ${addr}  log ${s.log}`);
+  }
+  const run = join(e.home, 'run');
+  for (const f of (await readdir(run).catch(() => [] as string[])).filter((x) => /^worker(@.+)?\.pid$/.test(x)).sort()) {
+    const pid = Number(await readFile(join(run, f), 'utf8').catch(() => '0'));
+    console.log(`${f.replace(/\.pid$/, '').padEnd(9)} ${pid && alive(pid) ? `running (pid ${pid})` : 'stopped'}  started by \`layerflow up\``);
+  }
+  // Temporal may be remote (a cluster): ask it whatever serviceStatus says about a local one.
+  const conn = await client(e).catch(() => undefined);
+  if (!conn) {
+    console.log(`workers   unknown: Temporal at ${e.temporalAddress} is not reachable${temporalUp ? '' : ' (start it with `layerflow up`)'}`);
+    for (const line of deviceLines(await deviceViews(undefined, e))) console.log(line);
+    return;
+  }
+  try {
+    const now = Date.now();
+    const pollers = await controlPollers(conn.client, e);
+    const live = (pollers?.pollers ?? []).filter((p) => p.lastAccessMs !== undefined && now - p.lastAccessMs < 75_000);
+    console.log(`control   queue ${e.taskQueue}: ${live.length ? live.map((p) => p.identity).join(', ') : 'NO WORKER POLLING (sweeps do not advance; start one: layerflow worker, or layerflow up)'}`);
+    for (const line of deviceLines(await deviceViews(conn.client, e, now), now, e.leaseSeconds)) console.log(line);
+  } finally {
+    await conn.close();
   }
 });
 

@@ -15,6 +15,8 @@ import { loadPipelineDefs } from '../../pipelines/index.ts';
 import type { SweepInput, SweepResult, CellSummary } from '../../workflows/sweep.ts';
 import type { StageState } from '../../workflows/experiment.ts';
 import { liveStages, type LiveStage } from './progress.ts';
+import { readDeviceBeats, BEAT_STALE_MS, POLL_LIVE_MS } from '../runtime/devices.ts';
+import { queryUnanswered, noWorkerMessage, controlPollers, ledgerCells, readLedger, readSavedPlan, type DeviceView } from './workers.ts';
 
 export const sweepWorkflowId = (sweep: string) => `layerflow/${sweep}`;
 
@@ -40,16 +42,31 @@ export async function cacheStatus(env: LayerflowEnv, plan: SweepPlan): Promise<R
   return out;
 }
 
-/** Start the sweep workflow for `cells` (default: all). Saves the plan for status/resume/explain. */
-export async function submitSweep(client: Client, env: LayerflowEnv, plan: SweepPlan, cells: CellPlan[] = plan.cells) {
-  await writeFileAtomic(`${paths.sweep(env.home, plan.sweep)}/plan.json`, JSON.stringify(plan, null, 1));
+export interface SubmitOptions {
+  /** The device lease in seconds (default: the sweep file's `leaseSeconds`, else LAYERFLOW_LEASE_SECONDS, else 300). */
+  leaseSeconds?: number;
+}
+
+/**
+ * Start the sweep workflow for `cells` (default: all). Saves the plan for status/resume/explain.
+ * Its devices: this host's (LAYERFLOW_DEVICES) and every device whose worker is alive on this task
+ * queue (another process or host sharing the home); more that join later are found by the sweep.
+ */
+export async function submitSweep(client: Client, env: LayerflowEnv, plan: SweepPlan, cells: CellPlan[] = plan.cells, opts: SubmitOptions = {}) {
+  const leaseSeconds = opts.leaseSeconds ?? plan.leaseSeconds ?? env.leaseSeconds;
+  if (!(Number.isFinite(leaseSeconds) && leaseSeconds >= 1)) throw new ConfigError(`lease of ${leaseSeconds} s: expected at least 1 second`);
+  await writeFileAtomic(`${paths.sweep(env.home, plan.sweep)}/plan.json`, JSON.stringify({ ...plan, leaseSeconds }, null, 1));
+  const devices = [...env.devices];
+  const now = Date.now();
+  for (const b of await readDeviceBeats(env.home)) if (!devices.includes(b.device) && b.queue === deviceQueue(env, b.device) && now - b.at <= BEAT_STALE_MS) devices.push(b.device);
   const input: SweepInput = {
     sweep: plan.sweep,
     cells,
     concurrency: plan.concurrency,
-    devices: env.devices,
+    devices,
     controlQueue: env.taskQueue,
-    deviceQueues: Object.fromEntries(env.devices.map((d) => [d, deviceQueue(env, d)])),
+    deviceQueues: Object.fromEntries(devices.map((d) => [d, deviceQueue(env, d)])),
+    leaseMs: Math.round(leaseSeconds * 1000),
   };
   try {
     return await client.workflow.start('sweepWorkflow', {
@@ -70,6 +87,12 @@ export interface SweepStatus {
   cells: Record<string, CellSummary>;
   /** Running cells → their running stages as Temporal describes them (last heartbeat, progress, attempt). */
   live?: Record<string, Record<string, LiveStage>>;
+  /** Present when no worker polls the sweep's task queue: the state is then rebuilt from the plan and the ledger. */
+  worker?: { polling: false; message: string };
+  /** The device workers (filled by `layerflow status` and `services`). */
+  devices?: DeviceView[];
+  /** The device lease the sweep was submitted with (seconds). */
+  leaseSeconds?: number;
 }
 
 /**
@@ -77,7 +100,7 @@ export interface SweepStatus {
  * `progress` (default), each running cell's workflow is also described once, for the last
  * heartbeat of its running stages (`live`); cells that are not running cost nothing.
  */
-export async function sweepStatus(client: Client, sweep: string, opts: { progress?: boolean } = {}): Promise<SweepStatus> {
+export async function sweepStatus(client: Client, sweep: string, opts: { progress?: boolean; env?: LayerflowEnv } = {}): Promise<SweepStatus> {
   const handle = client.workflow.getHandle(sweepWorkflowId(sweep));
   let desc;
   try {
@@ -88,7 +111,21 @@ export async function sweepStatus(client: Client, sweep: string, opts: { progres
   }
   const name = desc.status.name;
   if (name === 'RUNNING') {
-    const cells = await handle.query<Record<string, CellSummary>>('sweepState');
+    let cells: Record<string, CellSummary>;
+    const deadline = Date.now() + 10_000;
+    try {
+      // No worker has polled the sweep's queue for over a minute: do not wait for a query to time out.
+      if (opts.env && (await controlPollers(client, opts.env))?.pollers.every((p) => p.lastAccessMs === undefined || Date.now() - p.lastAccessMs > POLL_LIVE_MS)) {
+        throw Object.assign(new Error('no poller seen for task queue recently'), { code: 9 });
+      }
+      // A worker answers in milliseconds; one that does not within 10 s is gone or stuck.
+      cells = await client.connection.withDeadline(deadline, () => handle.query<Record<string, CellSummary>>('sweepState'));
+    } catch (err) {
+      // A query needs a worker; without one, say so and show what the plan and the ledger know.
+      const why = queryUnanswered(err) ?? (Date.now() >= deadline - 100 ? 'timeout' : undefined);
+      if (!why) throw err;
+      return offlineStatus(client, sweep, desc, opts.env, why);
+    }
     const live: Record<string, Record<string, LiveStage>> = {};
     const converter = client.workflow.options.loadedDataConverter?.payloadConverter;
     await Promise.all(
@@ -101,6 +138,9 @@ export async function sweepStatus(client: Client, sweep: string, opts: { progres
             opts.progress === false ? undefined : cell.describe().catch(() => undefined),
           ]);
           c.stages = stages;
+          // The device the cell runs on now (it moves when its device's worker is lost).
+          const on = Object.values(stages ?? {}).filter((st) => st.device).at(-1)?.device;
+          if (on) c.device = on;
           const running = Object.entries(stages ?? {}).filter(([, st]) => st.status === 'running').map(([n]) => n);
           if (desc && running.length) live[id] = liveStages(desc.raw.pendingActivities ?? [], running, converter);
         }),
@@ -115,14 +155,48 @@ export async function sweepStatus(client: Client, sweep: string, opts: { progres
   return { sweep, state, cells: {} };
 }
 
+/**
+ * A running sweep that no worker serves: cells and stages from the saved plan and the ledger (lines
+ * since the sweep started for its running cells), running cells from the workflow's pending
+ * children, their stage activities (scheduled = waiting for a worker) from Temporal's description.
+ */
+async function offlineStatus(client: Client, sweep: string, desc: Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['describe']>>, env: LayerflowEnv | undefined, why: 'no-poller' | 'timeout'): Promise<SweepStatus> {
+  const message = env ? noWorkerMessage(env, why) : 'no worker is polling the sweep\'s task queue; start one with `layerflow worker` or `layerflow up`';
+  const self = sweepWorkflowId(sweep);
+  const running = new Set(
+    (desc.raw.pendingChildren ?? []).map((c) => c.workflowId ?? '').filter((id) => id.startsWith(`${self}/`)).map((id) => id.slice(self.length + 1)),
+  );
+  if (!env) return { sweep, state: 'running', cells: {}, worker: { polling: false, message } };
+  const plan = await readSavedPlan(env, sweep);
+  const lines = await readLedger(env, sweep);
+  const since = desc.startTime.getTime();
+  const idOf = (cell: string) => `${self}/${cell}`;
+  const planned = plan?.cells ?? [];
+  const cells = {
+    ...ledgerCells(planned.filter((c) => !running.has(c.cellId)), lines, { workflowIdOf: idOf }),
+    ...ledgerCells(planned.filter((c) => running.has(c.cellId)), lines, { since, running, workflowIdOf: idOf }),
+  };
+  const ordered = Object.fromEntries(planned.map((c) => [c.cellId, cells[c.cellId]]));
+  const live: Record<string, Record<string, LiveStage>> = {};
+  const converter = client.workflow.options.loadedDataConverter?.payloadConverter;
+  await Promise.all(
+    [...running].map(async (id) => {
+      const d = await client.workflow.getHandle(idOf(id)).describe().catch(() => undefined);
+      const names = Object.entries(ordered[id]?.stages ?? {}).filter(([, st]) => st.status === 'running').map(([n]) => n);
+      if (d && names.length) live[id] = liveStages(d.raw.pendingActivities ?? [], names, converter);
+    }),
+  );
+  return { sweep, state: 'running', cells: ordered, live, worker: { polling: false, message }, leaseSeconds: plan?.leaseSeconds };
+}
+
 /** Wait for the sweep, calling `onUpdate` with its status about every `intervalMs`. */
-export async function watchSweep(client: Client, sweep: string, onUpdate: (s: SweepStatus) => void, intervalMs = 1000): Promise<SweepResult> {
+export async function watchSweep(client: Client, sweep: string, onUpdate: (s: SweepStatus) => void, intervalMs = 1000, env?: LayerflowEnv): Promise<SweepResult> {
   const handle = client.workflow.getHandle(sweepWorkflowId(sweep));
   const result = handle.result() as Promise<SweepResult>;
   let done = false;
   result.then(() => (done = true), () => (done = true));
   while (!done) {
-    const s = await sweepStatus(client, sweep).catch(() => undefined);
+    const s = await sweepStatus(client, sweep, { env }).catch(() => undefined);
     if (s && !done) onUpdate(s);
     await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, intervalMs))]);
   }

@@ -1,5 +1,7 @@
 import { resolve, join } from 'node:path';
 import { parseDevice } from '../runtime/device.ts';
+import { threadBudget } from '../runtime/devices.ts';
+import { ConfigError } from '../errors.ts';
 
 /**
  * Where LayerFlow's services and data are. The embedded default is one machine:
@@ -15,6 +17,24 @@ export interface LayerflowEnv {
   taskQueue: string;
   /** Devices served by this host's workers, e.g. ['cpu:0'] or ['cuda:0', 'cuda:1']. */
   devices: string[];
+  /** Intra-op threads of each device's sessions: cores / devices, or LAYERFLOW_THREADS_PER_DEVICE. */
+  threadsPerDevice: number;
+  /** Device-bound activities one device worker runs at once (LAYERFLOW_DEVICE_SLOTS, default 1). */
+  deviceSlots: number;
+  /**
+   * The device lease (LAYERFLOW_LEASE_SECONDS, default 300): how long a device-bound stage waits in
+   * its device's queue for a worker before the cell asks where else it can run.
+   */
+  leaseSeconds: number;
+}
+
+export const DEFAULT_LEASE_SECONDS = 300;
+
+function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${name}=${raw}: expected a positive integer`);
+  return n;
 }
 
 export function resolveEnv(overrides: Partial<LayerflowEnv> = {}, env: NodeJS.ProcessEnv = process.env): LayerflowEnv {
@@ -27,6 +47,9 @@ export function resolveEnv(overrides: Partial<LayerflowEnv> = {}, env: NodeJS.Pr
     mlflowUri: overrides.mlflowUri ?? env.LAYERFLOW_MLFLOW_URI ?? 'http://127.0.0.1:5000',
     taskQueue: overrides.taskQueue ?? env.LAYERFLOW_TASK_QUEUE ?? 'layerflow',
     devices,
+    threadsPerDevice: overrides.threadsPerDevice ?? threadBudget({ devices: devices.length, override: env.LAYERFLOW_THREADS_PER_DEVICE }),
+    deviceSlots: overrides.deviceSlots ?? positiveInt('LAYERFLOW_DEVICE_SLOTS', env.LAYERFLOW_DEVICE_SLOTS, 1),
+    leaseSeconds: overrides.leaseSeconds ?? positiveInt('LAYERFLOW_LEASE_SECONDS', env.LAYERFLOW_LEASE_SECONDS, DEFAULT_LEASE_SECONDS),
   };
 }
 
@@ -40,6 +63,8 @@ export const paths = {
   outbox: (home: string) => join(home, 'tracking'),
   sweep: (home: string, sweep: string) => join(home, 'sweeps', sweep),
   events: (home: string, sweep: string) => join(home, 'sweeps', sweep, 'events.jsonl'),
+  /** Beat files of the device workers (src/runtime/devices.ts). */
+  devices: (home: string) => join(home, 'run', 'devices'),
   cellStage: (home: string, sweep: string, cell: string, stage: string) =>
     join(home, 'sweeps', sweep, 'cells', encodeURIComponent(cell), `${stage}.json`),
 };

@@ -33,6 +33,8 @@ export interface SweepPlan {
   pipeline: string;
   file: string;
   concurrency: number;
+  /** The sweep file's device lease in seconds, if it sets one. */
+  leaseSeconds?: number;
   cells: CellPlan[];
 }
 
@@ -43,6 +45,7 @@ export function planSweep(sweep: Sweep, pipeline: PipelineDef): SweepPlan {
     pipeline: pipeline.name,
     file: sweep.file,
     concurrency: sweep.concurrency,
+    ...(sweep.leaseSeconds !== undefined ? { leaseSeconds: sweep.leaseSeconds } : {}),
     cells: sweep.cells.map((c) => planCell(sweep.name, c, pipeline, sweep.heartbeatSeconds, sweep.targets)),
   };
 }

@@ -34,6 +34,8 @@ export interface Sweep {
   heartbeatSeconds?: number;
   /** Stages the sweep is for: only these and what they need run (default: the whole DAG). */
   targets?: string[];
+  /** Device lease: a device stage not started (or its worker silent) this long moves to another device. */
+  leaseSeconds?: number;
   cells: Cell[];
 }
 
@@ -52,6 +54,8 @@ function sweepSchema(p: PipelineDef) {
     /** Heartbeat timeout of every stage: a worker silent this long is presumed lost and its stage retried (default: per stage). */
     heartbeatSeconds: z.number().int().min(1).optional(),
     /** Run only these stages and what they need (e.g. one branch of a DAG). */
+    /** Device lease in seconds (default LAYERFLOW_LEASE_SECONDS, else 300): see infra/CLUSTER.md. */
+    leaseSeconds: z.number().int().min(1).optional(),
     targets: z.array(z.enum(p.stages.map((s) => s.name) as [string, ...string[]])).min(1, 'expected at least one stage name').optional(),
     models: z.array(entry(p.model)).min(1),
     tasks: z.array(entry(p.task)).min(1),
@@ -302,7 +306,7 @@ export async function parseSweep(file: string, text: string, pipelines: Record<s
     return { id, axes: Object.fromEntries([...axes.keys()].map((k) => [k, c[k]])), config };
   });
   if (issues.length) throw fail();
-  return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, heartbeatSeconds: cfg.heartbeatSeconds, targets: cfg.targets, cells };
+  return { name: cfg.sweep, pipeline: pipeline.name, file: resolve(file), description: cfg.description, concurrency: cfg.concurrency, heartbeatSeconds: cfg.heartbeatSeconds, targets: cfg.targets, leaseSeconds: cfg.leaseSeconds, cells };
 }
 
 /** The keys a strict object schema accepts at `path` (for "expected one of" messages). */

@@ -1,7 +1,9 @@
 /**
  * ONNX Runtime sessions pinned to one LayerFlow device.
  *
- * cpu:N  -> CPU execution provider; N names the worker slot, `threads` sets intraOpNumThreads.
+ * cpu:N  -> CPU execution provider; N names the worker slot, `threads` sets intraOpNumThreads
+ *           (default: the device's thread budget set by its worker — cores / devices on the host, or
+ *           LAYERFLOW_THREADS_PER_DEVICE — else all cores).
  * cuda:N -> CUDA execution provider on GPU N. There is no silent CPU fallback: if the CUDA EP is
  *           not installed or fails to initialise, createSession throws. (Nodes the CUDA EP has no
  *           kernel for still run on CPU inside the session, as in every ORT build; pass
@@ -21,8 +23,10 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ConfigError, DataError, TransientError } from '../errors.ts';
+import { ConfigError, DataError } from '../errors.ts';
 import { parseDevice, type Device } from './device.ts';
+import { deviceThreads } from './devices.ts';
+import { asOutOfMemory, checkMemoryBudget, isOutOfMemory } from './oom.ts';
 
 export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 export interface HostTensor { data: HostArray; dims: readonly number[]; /** needed only for 'bool' (Uint8Array) */ dtype?: 'bool' }
@@ -30,7 +34,7 @@ export interface HostTensor { data: HostArray; dims: readonly number[]; /** need
 export interface CreateSessionOptions {
   model: Uint8Array;
   device: string;
-  /** CPU intra-op threads; defaults to all cores. */
+  /** CPU intra-op threads; defaults to the device's thread budget (src/runtime/devices.ts), else all cores. */
   threads?: number;
   /** CUDA only: fail instead of placing unsupported nodes on the CPU. */
   strictDevice?: boolean;
@@ -63,7 +67,7 @@ export async function createSession(opts: CreateSessionOptions): Promise<Session
   const so: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', interOpNumThreads: 1 };
   if (device.kind === 'cpu') {
     so.executionProviders = ['cpu'];
-    so.intraOpNumThreads = opts.threads ?? availableParallelism();
+    so.intraOpNumThreads = opts.threads ?? deviceThreads(opts.device.trim()) ?? availableParallelism();
   } else {
     const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
     if (!cuda) throw new ConfigError(`device ${opts.device}: this onnxruntime-node build has no CUDA execution provider; ${INSTALL_HINT}`);
@@ -78,7 +82,7 @@ export async function createSession(opts: CreateSessionOptions): Promise<Session
     s = await ort.InferenceSession.create(opts.model, so);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    if (device.kind === 'cuda' && /out of memory/i.test(msg)) throw new TransientError(`device ${opts.device}: out of GPU memory while creating session: ${msg}`, { cause: e });
+    if (isOutOfMemory(e)) throw asOutOfMemory(e, `device ${opts.device}: creating a session`);
     if (device.kind === 'cuda') throw new ConfigError(`device ${opts.device}: CUDA execution provider failed to initialise: ${msg}`, { cause: e });
     throw new DataError(`createSession: onnxruntime rejected the model: ${msg}`, { cause: e });
   }
@@ -107,9 +111,11 @@ function wrap(s: ort.InferenceSession, device: Device): Session {
         out = fetches ? await s.run(f, fetches) : await s.run(f);
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
-        if (/out of memory|Failed to allocate/i.test(msg)) throw new TransientError(`run on ${device.kind}:${device.index}: ${msg}`, { cause: e });
+        if (isOutOfMemory(e)) throw asOutOfMemory(e, `run on ${device.kind}:${device.index}`);
         throw new DataError(`run on ${device.kind}:${device.index}: ${msg}`, { cause: e });
       }
+      // A device with a memory budget (LAYERFLOW_DEVICE_MEMORY_MB) fails the run that went over it.
+      checkMemoryBudget(`${device.kind}:${device.index}`);
       const res: Record<string, HostTensor> = {};
       for (const [k, v] of Object.entries(out)) {
         res[k] = { data: v.data as HostArray, dims: [...v.dims], ...(v.type === 'bool' ? { dtype: 'bool' as const } : {}) };

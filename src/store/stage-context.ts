@@ -17,6 +17,24 @@ export interface StageContext<S = Record<string, unknown>> {
   home: string;
   /** The device this stage runs on: `cpu:N` or `cuda:N` (device-bound stages: the cell's pinned device). */
   device: string;
+  /**
+   * Intra-op threads of this device's sessions (the worker's per-device budget). Sessions created for
+   * `device` use it by default; pass it on only to override something else.
+   */
+  threads?: number;
+  /**
+   * 1, or ½, ¼, … after out-of-memory failures of this stage (the cell workflow halves it on each
+   * OOM retry). Stages with a micro-batch setting run with `microBatch(setting)`; results must not
+   * depend on it (gradient accumulation / per-example work keeps them equal to float tolerance).
+   */
+  microBatchScale?: number;
+  /**
+   * The micro-batch to use for a configured `size` at `microBatchScale` (at least 1; with `divides`,
+   * a divisor of it). Calling it tells the retry logic that this stage can shrink its memory use.
+   * Stages call it through `stageMicroBatch(ctx, size)` (src/runtime/oom.ts), which also serves
+   * contexts built without it (tests).
+   */
+  microBatch?(size: number, opts?: { divides?: number }): number;
   /** 1 on the first try; retries count up. */
   attempt: number;
   /** Report progress; the details come back as `resumeFrom` on a retry (DESIGN.md contract 4). */

@@ -41,12 +41,23 @@ export const filesPipeline: PipelineDef = {
   ],
 };
 
-interface Fault { stage: string; cell: string; kind: 'fatal' | 'transient'; attempts?: number }
+/**
+ * `cell` '*' matches every cell; `device` (optional) only that device. 'hang' keeps the stage
+ * running (heartbeating) until it is cancelled or its worker dies: a deterministic "mid-stage".
+ */
+interface Fault { stage: string; cell: string; kind: 'fatal' | 'transient' | 'hang'; attempts?: number; device?: string }
 
 async function injectFaults(ctx: StageContext): Promise<void> {
   const text = await readFile(join(ctx.home, 'faults.json'), 'utf8').catch(() => '[]');
   for (const f of JSON.parse(text) as Fault[]) {
-    if (f.stage !== ctx.stage || f.cell !== ctx.cellId) continue;
+    if (f.stage !== ctx.stage || (f.cell !== '*' && f.cell !== ctx.cellId) || (f.device !== undefined && f.device !== ctx.device)) continue;
+    if (f.kind === 'hang') {
+      for (;;) {
+        ctx.signal.throwIfAborted();
+        ctx.heartbeat({ hanging: true });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     if (f.kind === 'fatal') throw new DataError(`injected fatal fault in ${ctx.stage} for cell ${ctx.cellId}`);
     if (ctx.attempt <= (f.attempts ?? 1)) throw new TransientError(`injected transient fault in ${ctx.stage} (attempt ${ctx.attempt})`);
   }
