@@ -190,9 +190,12 @@ export async function layerifTables(r: CollectedResults, metric: LayerifMetric =
     }));
     const ordered = [...rowMean].filter(([, v]) => v.length).sort((a, b) => (higher ? mean(b[1]) - mean(a[1]) : mean(a[1]) - mean(b[1])));
     const best = ordered[0];
+    // A spread needs at least two seeds on both sides: with one seed nothing is marked.
+    const spread = (v: readonly number[]) => v.length >= 2;
+    const oneSeed = !best || !spread(best[1]) || ordered.every(([, v]) => !spread(v));
     const rows = [...acc].map(([row, m]) => {
       const v = rowMean.get(row)!;
-      const beyond = best && row !== best[0] && v.length && Math.abs(mean(best[1]) - mean(v)) > std(best[1]) + std(v);
+      const beyond = best && row !== best[0] && spread(v) && spread(best[1]) && Math.abs(mean(best[1]) - mean(v)) > std(best[1]) + std(v);
       return [row, '', ...tasks.map((t) => fmt(m.get(t) ?? [])), `${fmt(v)}${beyond ? ' *' : ''}`];
     });
     const separated = ordered.filter(([row]) => rows.find((x) => x[0] === row)![tasks.length + 2].endsWith('*')).length;
@@ -202,7 +205,7 @@ export async function layerifTables(r: CollectedResults, metric: LayerifMetric =
       title: `${title}, mean±std over seeds; * = differs from the best row by more than both spreads`,
       header: ['allocation', '', ...tasks, 'mean'],
       rows,
-      note: `  ordering by mean: ${ordered.map(([row, v]) => `${row} ${mean(v).toFixed(3)}`).join(higher ? ' > ' : ' < ')}; ${separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}`,
+      note: `  ordering by mean: ${ordered.map(([row, v]) => `${row} ${mean(v).toFixed(3)}`).join(higher ? ' > ' : ' < ')}; ${oneSeed ? 'one seed per row: no spread to judge the differences by (run more seeds)' : separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}`,
     });
   }
   return out;

@@ -120,3 +120,16 @@ test('NDR tables: the same text as before, with and without the retraining bench
   t.deepEqual(tables.map((x) => x.name), ['NDR@30', 'AUC-NDR', 'Cancellation effect per layer group', 'Retraining']);
   t.is(tables.map(tableText).join('\n'), NDR);
 });
+
+test('with one seed per row nothing is marked beyond the spread, and the note says why', async (t) => {
+  const full = await layerifFixture();
+  t.teardown(full.cleanup);
+  const all = await collectResults(full.env, full.plan);
+  const oneSeed = { ...all, cells: all.cells.filter((c) => c.axes.seed === 1), plan: { ...all.plan, cells: all.plan.cells.filter((c) => c.axes.seed === 1) } };
+  const tables = await layerifTables(oneSeed, 'acc');
+  t.true(tables.length > 0);
+  for (const tb of tables) {
+    for (const row of tb.rows) t.false(row[row.length - 1].endsWith('*'), `${tb.name}: ${row.join(' ')}`);
+    t.regex(tb.note ?? '', /one seed per row: no spread to judge the differences by/);
+  }
+});
