@@ -10,10 +10,12 @@ import type { CellRecord } from './collect.ts';
 import { decimalsFor, mean, std, table } from './stats.ts';
 
 /** Which way a metric is better: perplexity and losses lower, everything else higher. */
-export type Better = 'higher' | 'lower';
+/** Which way a metric improves; 'none' for descriptive quantities (realised sparsity, counts), never ranked. */
+export type Better = 'higher' | 'lower' | 'none';
 
 export function better(metric: string): Better {
   const name = metric.slice(metric.indexOf('.') + 1);
+  if (/^(realised|realised_mean|target|documents|steps|samples|shards|units|m|n|min_ratio|max_ratio|total|min_experts|max_experts|clipped)$/.test(name)) return 'none';
   return /(^|[._-])(perplexity|loss)($|[._-])/.test(name) ? 'lower' : 'higher';
 }
 
@@ -137,7 +139,7 @@ export function stat(values: number[]): Stat {
  */
 export function bestOf(means: Array<number | undefined>, dir: Better): number[] {
   const present = means.filter((m): m is number => m !== undefined);
-  if (present.length < 2) return [];
+  if (present.length < 2 || dir === 'none') return [];
   const top = dir === 'higher' ? Math.max(...present) : Math.min(...present);
   const best = means.flatMap((m, i) => (m !== undefined && Math.abs(m - top) <= 1e-12 * Math.max(1, Math.abs(top)) ? [i] : []));
   return best.length === present.length ? [] : best;
@@ -236,9 +238,10 @@ export function formatTable(c: Comparison): string {
       )
     : table([...head, ...c.columns.map((col) => col.metric + (marked ? ' ' : ''))], body, { left: labels.length });
   const lower = c.metrics.filter((m) => better(m) === 'lower');
-  const legend = marked
+  const unranked = c.metrics.filter((m) => better(m) === 'none');
+  const legend = (marked
     ? `* best ${c.rankedAcross === 'by' ? `of its metric's ${shortAxis(c.by!)} values` : 'in its column'}: higher is better${lower.length ? `, except ${lower.join(', ')} (lower is better)` : ''}`
-    : 'nothing to rank: no column has two different entries';
+    : 'nothing to rank: no column has two different entries') + (unranked.length ? `; not ranked (descriptive): ${unranked.join(', ')}` : '');
   return [title, text, legend].join('\n');
 }
 

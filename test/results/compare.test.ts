@@ -300,3 +300,11 @@ test('mlflowLink: the compare URL of the cells\' parent runs, or why there is no
   // A real client on a closed port: unreachable, quickly, without throwing.
   t.true('reason' in (await mlflowLink('http://127.0.0.1:9', plan, ['A'])));
 });
+
+test('descriptive metrics (realised sparsity, counts) are never ranked', (t) => {
+  t.is(better('allocate_sparsity.realised'), 'none');
+  t.is(better('prune.realised_mean'), 'none');
+  t.is(better('benchmark_pruned.perplexity'), 'lower');
+  t.is(better('benchmark_moe.acc'), 'higher');
+  t.deepEqual(bestOf([0.5, 0.6], 'none'), []);
+});
