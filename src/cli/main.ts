@@ -209,7 +209,7 @@ program
         if (results) console.log(`\n${results}`);
         const exp = await new MlflowClient(e.mlflowUri).getExperimentByName(plan.sweep).catch(() => undefined);
         console.log(`\nMLflow: ${exp ? experimentRunsUrl(e.mlflowUri, exp.experiment_id) : `${e.mlflowUri}/#/experiments`} (experiment "${plan.sweep}": one parent run per cell with its headline metrics, nested runs per stage)`);
-        console.log(`Temporal: http://127.0.0.1:8233/namespaces/${e.namespace}/workflows/layerflow%2F${plan.sweep}`);
+        console.log(`Temporal: http://127.0.0.1:${portOf(e.temporalAddress) + 1000}/namespaces/${e.namespace}/workflows/layerflow%2F${plan.sweep}`); // the dev server's UI port (`up`)
       }
     } finally {
       await close();
