@@ -10,6 +10,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { ConfigError } from '../errors.ts';
+import type { DevicePresence } from '../../workflows/devices.ts';
 
 /**
  * Intra-op threads of each stage session on a device: `override` (LAYERFLOW_THREADS_PER_DEVICE),
@@ -161,15 +162,8 @@ export interface QueueView {
 /** A poller seen this recently is alive (an idle worker re-polls at least every minute, Temporal's long-poll interval). */
 export const POLL_LIVE_MS = 75_000;
 
-export interface PresenceView {
-  device: string;
-  queue: string;
-  alive: boolean;
-  idle: boolean;
-  backlog: number;
-  workers: number;
-  running: number;
-  slots: number;
+/** A device's presence (the workflows' DevicePresence) with the evidence behind it. */
+export interface PresenceView extends DevicePresence {
   /** Where `alive` came from: fresh beat files, Temporal's pollers (no beat files), or nothing. */
   source: 'beat' | 'pollers' | 'none';
   beats: DeviceBeat[];

@@ -236,17 +236,8 @@ export type Gemma3LayerType = 'sliding_attention' | 'full_attention';
  * as in ModelConfig where they mean the same). Norm weights read by loadGgufAsHf follow HF's
  * `x_normed * (1 + weight)` convention.
  */
-export interface Gemma3Config {
+export interface Gemma3Config extends Pick<ModelConfig, 'hiddenSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'intermediateSize' | 'vocabSize' | 'maxPositions' | 'normEps'> {
   modelType: 'gemma3_text';
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  vocabSize: number;
-  maxPositions: number;
-  normEps: number;
   /** RoPE base of the full-attention (global) layers. */
   ropeTheta: number;
   /** RoPE base of the sliding-window (local) layers (HF rope_local_base_freq). */
