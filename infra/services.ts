@@ -65,6 +65,13 @@ export async function startMlflow(o: ServiceOptions): Promise<ServiceStatus> {
   return startService('mlflow', o, host, toolPath('mlflow'), args, () => httpHealthy(`http://${host}:${o.port}/health`), { MLFLOW_SERVER_ENABLE_JOB_EXECUTION: 'false' });
 }
 
+/** The port a service was to listen on is held by another process (a config error: choose another port). */
+export class PortTakenError extends ConfigError {
+  constructor(message: string, readonly port: number) {
+    super(message);
+  }
+}
+
 async function startService(name: Name, o: ServiceOptions, host: string, bin: string, args: string[], healthy: () => Promise<boolean>, extraEnv: Record<string, string> = {}): Promise<ServiceStatus> {
   const address = `${host}:${o.port}`;
   const log = logFile(o.home, name);
@@ -72,7 +79,7 @@ async function startService(name: Name, o: ServiceOptions, host: string, bin: st
   const bind = bindNote(address);
   if (current && isAlive(current) && (await healthy())) return { name, running: true, pid: current, address, bind, log };
   if (!(await portFree(host, o.port)))
-    throw new ConfigError(`${name}: port ${o.port} on ${host} is taken by another process; stop it or choose another port (see README: Configuration)`);
+    throw new PortTakenError(`${name}: port ${o.port} on ${host} is taken by another process; stop it or choose another port (see README: Configuration)`, o.port);
   await mkdir(join(o.home, 'logs'), { recursive: true });
   await mkdir(join(o.home, 'run'), { recursive: true });
   const fd = openSync(log, 'a');
@@ -84,7 +91,13 @@ async function startService(name: Name, o: ServiceOptions, host: string, bin: st
   await writeFileAtomic(pidFile(o.home, name), String(child.pid));
   const deadline = Date.now() + (o.timeoutMs ?? 120_000);
   while (Date.now() < deadline) {
-    if (exited !== null) throw new TransientError(`${name} exited with code ${exited} while starting; last log lines:\n${await tail(log)}`);
+    if (exited !== null) {
+      const lines = await tail(log);
+      // Another process took the port between the check above and the server's bind.
+      if (/address already in use|Errno 98|bind: address/i.test(lines))
+        throw new PortTakenError(`${name}: port ${o.port} on ${host} was taken by another process while ${name} started; last log lines:\n${lines}`, o.port);
+      throw new TransientError(`${name} exited with code ${exited} while starting; last log lines:\n${lines}`);
+    }
     if (await healthy()) return { name, running: true, pid: child.pid, address, bind, log };
     await sleep(300);
   }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestFn } from 'ava';
 import { Client, Connection } from '@temporalio/client';
-import { startTemporal, startMlflow, stopService, freePort } from '../../infra/services.ts';
+import { startTemporal, startMlflow, stopService, freePort, PortTakenError } from '../../infra/services.ts';
 import './pipelines.ts';
 import { startWorkerPool, type WorkerPool } from '../../infra/worker.ts';
 import { resolveEnv, paths, type LayerflowEnv } from '../../src/config/env.ts';
@@ -44,8 +44,20 @@ export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack
     const src = join(ASSETS_HOME, sub);
     if (existsSync(src)) await symlink(src, join(home, sub));
   }
-  const [tPort, uiPort, mPort] = [await freePort(), await freePort(), await freePort()];
-  await Promise.all([startTemporal({ home, port: tPort, uiPort }), startMlflow({ home, port: mPort })]);
+  // A port found free can be taken by another test's server before ours binds it (CI saw
+  // MLflow lose its port to a concurrently starting stack): start again on fresh ports.
+  let tPort = 0, mPort = 0;
+  for (let attempt = 1; ; attempt++) {
+    const [t, ui, m] = [await freePort(), await freePort(), await freePort()];
+    const started = await Promise.allSettled([startTemporal({ home, port: t, uiPort: ui }), startMlflow({ home, port: m })]);
+    const failed = started.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+    if (failed.length === 0) {
+      [tPort, mPort] = [t, m];
+      break;
+    }
+    await Promise.all([stopService(home, 'temporal'), stopService(home, 'mlflow')]);
+    if (attempt >= 3 || !failed.every((e) => e instanceof PortTakenError)) throw failed[0];
+  }
   const env = resolveEnv({ home, temporalAddress: `127.0.0.1:${tPort}`, mlflowUri: `http://127.0.0.1:${mPort}`, devices: ['cpu:0'], taskQueue: 'layerflow-e2e' });
   const pool: WorkerPool = opts.worker === false
     ? { done: Promise.resolve(), shutdown: async () => undefined, flushTracking: async () => undefined }
