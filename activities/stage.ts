@@ -3,18 +3,19 @@
  * commit the artifact, record the outcome. Thin: the work itself is in the pipeline's stage
  * implementation (src/ or test/pipeline), the cache in src/store, tracking in src/tracking.
  */
-import { appendFile, mkdir } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { ArtifactStore, refOf, type ArtifactRef, type Manifest } from '../src/store/artifacts.ts';
+import { ArtifactStore, refOf, type ArtifactRef, type Lookup, type Manifest } from '../src/store/artifacts.ts';
 import { writeFileAtomic } from '../src/store/atomic.ts';
 import { paths } from '../src/config/env.ts';
-import { flatten, type StagePlan } from '../src/config/plan.ts';
+import { flatten, type CellPlan, type StagePlan } from '../src/config/plan.ts';
 import { LayerflowError, DataError } from '../src/errors.ts';
 import { isOutOfMemory, scaleMicroBatch, formatScale } from '../src/runtime/oom.ts';
 import { beginRunning, deviceThreads } from '../src/runtime/devices.ts';
 import type { TrackingOutbox } from '../src/tracking/outbox.ts';
+import type { StageEvent, TrackingEvent } from '../src/tracking/events.ts';
 import type { PipelineModule } from '../pipelines/index.ts';
 
 export interface RunStageInput {
@@ -46,6 +47,13 @@ export interface OomDetails {
   canShrink: boolean;
 }
 
+/** A batch of a sweep's cells to resolve from the cache (`resolveCachedCells`). */
+export interface ResolveCachedInput {
+  sweep: string;
+  pipeline: string;
+  cells: Pick<CellPlan, 'cellId' | 'cellKey' | 'params' | 'axes' | 'stages'>[];
+}
+
 /** Failure type of an out-of-memory stage failure (OutOfMemoryError's code). */
 export const OOM_TYPE = 'OUT_OF_MEMORY';
 
@@ -63,8 +71,14 @@ export interface LedgerLine {
   cell: string;
   stage: string;
   key: string;
-  outcome: 'cached' | 'computed' | 'failed' | 'corrupt' | 'cancelled';
+  /**
+   * `started`: an attempt begins computing (after a cache miss); `shard`: it committed shard `shard`
+   * (gradient stores); then one of computed / failed / cancelled, or nothing when its worker died.
+   */
+  outcome: 'cached' | 'computed' | 'failed' | 'corrupt' | 'cancelled' | 'started' | 'shard';
   attempt: number;
+  /** `shard` lines: the shard's number. */
+  shard?: number;
   reason?: string;
   /** Device-bound stages: the device it ran on. */
   device?: string;
@@ -94,8 +108,11 @@ export function createStageActivities(deps: StageActivityDeps) {
   /** Files of a stage's artifact worth a copy in MLflow: all but gradient shards and big tensors (size-capped at delivery). */
   const uploadable = (m: Manifest) => Object.keys(m.files).filter((f) => m.kind !== 'gradients' || f === 'index.json');
 
-  async function track(input: RunStageInput, ev: { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; series?: Record<string, number[]>; error?: string; manifest?: Manifest }) {
-    await deps.outbox.enqueue({
+  type TrackInput = Pick<RunStageInput, 'sweep' | 'cellId' | 'cellKey' | 'cellParams' | 'cellAxes' | 'pipeline' | 'stage'>;
+  type TrackOutcome = { cached: boolean; status: 'FINISHED' | 'FAILED'; start: number; metrics: Record<string, number>; series?: Record<string, number[]>; error?: string; manifest?: Manifest };
+
+  function stageEvent(input: TrackInput, ev: TrackOutcome): StageEvent {
+    return {
       type: 'stage',
       sweep: input.sweep,
       cellId: input.cellId,
@@ -116,7 +133,11 @@ export function createStageActivities(deps: StageActivityDeps) {
       error: ev.error,
       artifacts: ev.manifest ? { 'manifest.json': JSON.stringify(ev.manifest, null, 1) } : undefined,
       storeFiles: ev.manifest ? uploadable(ev.manifest) : undefined,
-    }).catch(() => undefined); // tracking never fails a stage
+    };
+  }
+
+  async function track(input: TrackInput, ev: TrackOutcome) {
+    await deps.outbox.enqueue(stageEvent(input, ev)).catch(() => undefined); // tracking never fails a stage
   }
 
   /**
@@ -192,6 +213,17 @@ export function createStageActivities(deps: StageActivityDeps) {
       if (n > 1) canShrink = true;
       return n;
     };
+    await ledger(sweep, { ...base, outcome: 'started' });
+    // Every shard the attempt commits is a ledger line: what a crash can lose is what came after the last one.
+    const stageStore: ArtifactStore = Object.create(store, {
+      commitShard: {
+        value: async (...a: Parameters<ArtifactStore['commitShard']>) => {
+          const file = await store.commitShard(...a);
+          await ledger(sweep, { ...base, at: new Date().toISOString(), outcome: 'shard', shard: a[1] });
+          return file;
+        },
+      },
+    });
     try {
       const result = await impl({
         sweep,
@@ -205,7 +237,7 @@ export function createStageActivities(deps: StageActivityDeps) {
         microBatch,
         slice: stage.parts.slice,
         inputs: input.inputs,
-        store,
+        store: stageStore,
         home: deps.home,
         attempt,
         // Every heartbeat names its stage, so `status` can tell parallel stages of a cell apart.
@@ -247,10 +279,62 @@ export function createStageActivities(deps: StageActivityDeps) {
   }
 
   /** What this cell's stage last ran with: `layerflow explain` compares the current plan against it. */
-  async function recordLastKey(input: RunStageInput, outcome: string): Promise<void> {
+  async function recordLastKey(input: Pick<RunStageInput, 'sweep' | 'cellId' | 'stage'>, outcome: string): Promise<void> {
     const file = paths.cellStage(deps.home, input.sweep, input.cellId, input.stage.name);
     await writeFileAtomic(file, JSON.stringify({ key: input.stage.key, parts: input.stage.parts, outcome, at: new Date().toISOString() }));
   }
 
-  return { runStage };
+  /**
+   * The cells whose every stage is a cache hit, resolved in one activity (issue 13): a fully cached
+   * cell then costs the sweep no child workflow and no activity per stage. For each such cell it does
+   * what `runStage` does for a hit — a ledger line per stage, the cell's parent run and every stage's
+   * nested run in MLflow (one outbox file per cell), `explain`'s record — and returns the outcomes.
+   * Cells with any miss or corrupt artifact are left out: they run as before, stage by stage.
+   * Each distinct key is verified once per call (the cells of a sweep share most of their stages).
+   */
+  async function resolveCachedCells(input: ResolveCachedInput): Promise<Record<string, Record<string, StageOutcome>>> {
+    const lookups = new Map<string, Promise<Lookup>>();
+    const lookup = (key: string) => {
+      let p = lookups.get(key);
+      if (!p) lookups.set(key, (p = store.lookup(key)));
+      return p;
+    };
+    const out: Record<string, Record<string, StageOutcome>> = {};
+    const lines: LedgerLine[] = [];
+    const at = new Date().toISOString();
+    const ctx = Context.current();
+    for (const [i, cell] of input.cells.entries()) {
+      if (i % 16 === 0) ctx.heartbeat({ resolved: i });
+      const found = await Promise.all(cell.stages.map((s) => lookup(s.key)));
+      if (!found.every((f) => f.status === 'hit')) continue;
+      const start = Date.now();
+      const info = { sweep: input.sweep, cellId: cell.cellId, cellKey: cell.cellKey, cellParams: cell.params, cellAxes: cell.axes, pipeline: input.pipeline };
+      const events: TrackingEvent[] = [{ type: 'cell', ...info, status: 'RUNNING', gitCommit: deps.gitCommit, time: start }];
+      out[cell.cellId] = {};
+      for (const [j, s] of cell.stages.entries()) {
+        const { manifest } = found[j] as Extract<Lookup, { status: 'hit' }>;
+        lines.push({ at, cell: cell.cellId, stage: s.name, key: s.key, outcome: 'cached', attempt: 1 });
+        events.push(stageEvent({ ...info, stage: s }, { cached: true, status: 'FINISHED', start, metrics: manifest.metrics, series: manifest.series, manifest }));
+        out[cell.cellId][s.name] = { stage: s.name, status: 'cached', ref: refOf(manifest), metrics: manifest.metrics, seconds: 0 };
+        await recordLastKeyIfChanged({ sweep: input.sweep, cellId: cell.cellId, stage: s });
+      }
+      events.push({ type: 'cell', ...info, status: 'FINISHED', gitCommit: deps.gitCommit, time: Date.now() });
+      await deps.outbox.enqueueMany(events).catch(() => undefined); // tracking never fails the science
+    }
+    if (lines.length) {
+      const file = paths.events(deps.home, input.sweep);
+      await mkdir(dirname(file), { recursive: true });
+      await appendFile(file, lines.map((l) => JSON.stringify(l) + '\n').join(''));
+    }
+    return out;
+  }
+
+  /** `explain`'s record, written only when the key differs from the one recorded (a cached re-run writes nothing). */
+  async function recordLastKeyIfChanged(input: Pick<RunStageInput, 'sweep' | 'cellId' | 'stage'>): Promise<void> {
+    const file = paths.cellStage(deps.home, input.sweep, input.cellId, input.stage.name);
+    const last = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { key?: string }).key, () => undefined);
+    if (last !== input.stage.key) await recordLastKey(input, 'cached');
+  }
+
+  return { runStage, resolveCachedCells };
 }

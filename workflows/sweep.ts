@@ -42,6 +42,11 @@ export interface SweepResult {
 
 export const sweepStateQuery = defineQuery<Record<string, CellSummary>>('sweepState');
 
+/** Marks workflow code that resolves fully cached cells in batches (no child workflow for them). */
+export const CACHED_CELLS_PATCH = 'layerflow-cached-cells-1';
+/** Cells per `resolveCachedCells` activity: its input (the cells' plans) stays well under Temporal's payload limit. */
+const CACHED_BATCH = 50;
+
 export function cellWorkflowId(sweepWorkflowId: string, cellId: string): string {
   return `${sweepWorkflowId}/${cellId}`;
 }
@@ -59,7 +64,26 @@ export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
   );
   setHandler(sweepStateQuery, () => cells);
 
-  const queue = [...input.cells];
+  // Cells whose every stage is a cache hit are resolved in batches by one activity each, without a
+  // child workflow and an activity per stage: a cached re-run of a large sweep costs a few round trips.
+  if (input.cells.length && patched(CACHED_CELLS_PATCH)) {
+    const resolver = proxyActivities<Activities>({
+      taskQueue: input.controlQueue, startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: { maximumAttempts: 10, initialInterval: '1s' },
+    });
+    for (let i = 0; i < input.cells.length; i += CACHED_BATCH) {
+      const batch = input.cells.slice(i, i + CACHED_BATCH);
+      const resolved = await resolver.resolveCachedCells({
+        sweep: input.sweep,
+        pipeline: batch[0].pipeline,
+        cells: batch.map(({ cellId, cellKey, params, axes, stages }) => ({ cellId, cellKey, params, axes, stages })),
+      });
+      for (const [id, outcomes] of Object.entries(resolved)) {
+        const stages = Object.fromEntries(Object.keys(outcomes).map((n) => [n, { status: 'cached', seconds: 0 } satisfies StageState]));
+        cells[id] = { status: 'succeeded', workflowId: cells[id].workflowId, stages };
+      }
+    }
+  }
+  const queue = input.cells.filter((c) => cells[c.cellId].status === 'pending');
   const runOne = async (plan: CellPlan): Promise<void> => {
     const summary = cells[plan.cellId];
     summary.status = 'running';

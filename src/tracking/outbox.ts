@@ -7,6 +7,8 @@ import { publishEvent, type PublishCache } from './publish.ts';
 import type { ArtifactStore } from '../store/artifacts.ts';
 
 let counter = 0;
+/** Pending file names sort in enqueue order (time, then this process's counter). */
+const nextName = () => `${String(Date.now()).padStart(15, '0')}-${process.pid}-${String(counter++).padStart(8, '0')}.json`;
 
 /**
  * Durable queue of tracking events (DESIGN.md contract 7: tracking never blocks science).
@@ -26,8 +28,15 @@ export class TrackingOutbox {
   }
 
   async enqueue(event: TrackingEvent): Promise<void> {
-    const name = `${String(Date.now()).padStart(15, '0')}-${process.pid}-${String(counter++).padStart(8, '0')}.json`;
-    await writeFileAtomic(join(this.pendingDir, name), JSON.stringify(event));
+    await writeFileAtomic(join(this.pendingDir, nextName()), JSON.stringify(event));
+  }
+
+  /**
+   * Several events in one file (one atomic write), delivered in their order: what a cell resolved
+   * from the cache at once sends (its parent run and every stage's nested run).
+   */
+  async enqueueMany(events: TrackingEvent[]): Promise<void> {
+    if (events.length) await writeFileAtomic(join(this.pendingDir, nextName()), JSON.stringify(events));
   }
 
   async pending(): Promise<string[]> {
@@ -44,20 +53,26 @@ export class TrackingOutbox {
       const path = join(this.pendingDir, name);
       const text = await readFile(path, 'utf8').catch(() => undefined);
       if (text === undefined) continue; // delivered by a concurrent deliverer
-      try {
-        await publishEvent(client, JSON.parse(text) as TrackingEvent, cache, this.store);
-        await rm(path, { force: true });
-        delivered++;
-      } catch (err) {
-        if (err instanceof MlflowApiError && err.status >= 400 && err.status < 500) {
-          await mkdir(this.deadDir, { recursive: true });
-          await rename(path, join(this.deadDir, name)).catch(() => undefined);
-          await writeFileAtomic(join(this.deadDir, `${name}.error.txt`), String(err.message));
-          dead++;
-          continue;
+      const parsed = JSON.parse(text) as TrackingEvent | TrackingEvent[];
+      const events = Array.isArray(parsed) ? parsed : [parsed];
+      for (const [j, event] of events.entries()) {
+        try {
+          await publishEvent(client, event, cache, this.store);
+          delivered++;
+        } catch (err) {
+          if (err instanceof MlflowApiError && err.status >= 400 && err.status < 500) {
+            const deadName = events.length > 1 ? name.replace(/\.json$/, `-${j}.json`) : name;
+            await writeFileAtomic(join(this.deadDir, deadName), JSON.stringify(event));
+            await writeFileAtomic(join(this.deadDir, `${deadName}.error.txt`), String(err.message));
+            dead++;
+            continue;
+          }
+          // MLflow is away: keep what is left of this file (what was delivered is not sent twice).
+          if (j > 0) await writeFileAtomic(path, JSON.stringify(events.slice(j)));
+          return { delivered, remaining: names.length - i, dead, error: (err as Error).message };
         }
-        return { delivered, remaining: names.length - i, dead, error: (err as Error).message };
       }
+      await rm(path, { force: true });
     }
     return { delivered, remaining: 0, dead };
   }

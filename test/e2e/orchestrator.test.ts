@@ -93,6 +93,39 @@ test.serial('e2e: running the same sweep again reuses every stage and recomputes
   t.is(computed(again).length, 0);
   t.true(again.every((l) => l.outcome === 'cached'));
   t.true(Object.values(r.cells).every((c) => Object.values(c.stages!).every((s) => s.status === 'cached')));
+  // Fully cached cells are resolved in one batch activity: no child workflow, no activity per stage.
+  const history = await stack.client.workflow.getHandle('layerflow/grid').fetchHistory();
+  const events = history.events ?? [];
+  t.is(events.filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, 0);
+  const scheduled = events.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter(Boolean);
+  t.deepEqual(scheduled, ['resolveCachedCells']);
+  // MLflow still hears of the re-run: every cell's parent run and its stages' nested runs, delivered from batched outbox files.
+  t.is(await drainTracking(stack), 0);
+  t.deepEqual(await readdir(join(paths.outbox(stack.env.home), 'dead')).catch(() => []), []);
+  const exp = await stack.mlflow.getExperimentByName('grid');
+  const runs = await stack.mlflow.searchRuns({ experimentIds: [exp!.experiment_id] });
+  const tag = (run: (typeof runs)[number], k: string) => run.data.tags?.find((x) => x.key === k)?.value;
+  t.is(runs.filter((x) => !tag(x, TAG.parent)).length, 4);
+  t.is(runs.filter((x) => tag(x, TAG.parent)).length, 16);
+  t.true(runs.every((x) => x.info.status === 'FINISHED'));
+});
+
+test.serial('e2e: a sweep with one new cell resolves the cached cells in a batch and runs only the new one', async (t) => {
+  const { stack } = t.context;
+  const file = await writeSweep(stack, 'grow', { work: 300 });
+  t.is((await runSweep(stack, file)).succeeded, 4);
+  await writeFile(file, (await readFile(file, 'utf8')).replace('  task: [raven, ozy]', '  task: [raven, ozy]\n  stages.transform.shuffle: [true, false]'));
+  const before = (await ledger(stack.env, 'grow')).length;
+  const r = await runSweep(stack, file);
+  t.is(r.succeeded, 8);
+  const again = (await ledger(stack.env, 'grow')).slice(before);
+  // The four old cells: every stage cached; the four new ones compute transform and report only.
+  t.is(computed(again).length, 8);
+  t.deepEqual([...new Set(computed(again).map((l) => l.stage))].sort(), ['report', 'transform']);
+  const history = await stack.client.workflow.getHandle('layerflow/grow').fetchHistory();
+  t.is((history.events ?? []).filter((e) => e.startChildWorkflowExecutionInitiatedEventAttributes).length, 4);
+  const cachedCells = Object.values(r.cells).filter((c) => Object.values(c.stages!).every((s) => s.status === 'cached'));
+  t.is(cachedCells.length, 4);
 });
 
 test.serial('e2e: a non-retryable failure fails its cell; after the fix, resume runs only what failed or was missing', async (t) => {
