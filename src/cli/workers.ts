@@ -75,8 +75,11 @@ export async function readLedger(env: LayerflowEnv, sweep: string): Promise<Ledg
   return out;
 }
 
-// A cancelled line is an attempt stopped by a cancel or a worker shutting down: it says nothing final.
-const OUTCOME: Record<LedgerLine['outcome'], StageStatus | undefined> = { computed: 'computed', cached: 'cached', failed: 'failed', cancelled: undefined, corrupt: undefined };
+// A cancelled line is an attempt stopped by a cancel or a worker shutting down, a started or shard line
+// an attempt under way (or one whose worker died): none says anything final.
+const OUTCOME: Record<LedgerLine['outcome'], StageStatus | undefined> = {
+  computed: 'computed', cached: 'cached', failed: 'failed', cancelled: undefined, corrupt: undefined, started: undefined, shard: undefined,
+};
 
 /**
  * Per-cell, per-stage state from the ledger lines since `since` (this run's start): a stage's last

@@ -43,6 +43,6 @@ test('a cancelled stage rejects with CancelledFailure, is ledgered as cancelled 
   env.cancel();
   await t.throwsAsync(run, { instanceOf: CancelledFailure });
   const ledger = (await readFile(paths.events(home, 's'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { outcome: string });
-  t.deepEqual(ledger.map((l) => l.outcome), ['cancelled']);
+  t.deepEqual(ledger.map((l) => l.outcome), ['started', 'cancelled']);
   t.is((await new ArtifactStore(paths.store(home)).lookup('k-slow')).status, 'missing');
 });

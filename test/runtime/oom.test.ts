@@ -131,9 +131,13 @@ test('the stage activity: an OOM is reported as OUT_OF_MEMORY (can shrink or not
 
     const ledger = (await readFile(paths.events(home, 's'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as LedgerLine);
     t.deepEqual(ledger.map((l) => [l.stage, l.outcome, l.microBatchScale, l.oom, l.device]), [
+      ['hungry', 'started', undefined, undefined, 'cpu:3'],
       ['hungry', 'failed', undefined, true, 'cpu:3'],
+      ['hungry', 'started', 0.5, undefined, 'cpu:3'],
       ['hungry', 'failed', 0.5, true, 'cpu:3'],
+      ['hungry', 'started', 0.25, undefined, 'cpu:3'],
       ['hungry', 'computed', 0.25, undefined, 'cpu:3'],
+      ['fixed', 'started', undefined, undefined, 'cpu:3'],
       ['fixed', 'failed', undefined, true, 'cpu:3'],
     ]);
     // MLflow gets the scale as a metric of the stage's run (the artifact's own metrics do not: it must not depend on it).

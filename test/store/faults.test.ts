@@ -228,7 +228,7 @@ test('a crash in the middle of a write leaves only a temp file: lookups, shard r
 
 // ---- The stage activity: a fault found by the lookup is ledgered `corrupt` and the stage recomputed.
 
-interface Ledger { outcome: string; reason?: string }
+interface Ledger { outcome: string; reason?: string; shard?: number }
 
 async function stageHarness(impl: StageImpl) {
   const home = await mkdtemp(join(tmpdir(), 'lf-faults-stage-'));
@@ -253,8 +253,8 @@ test('runStage: a manifest whose blob is gone is ledgered corrupt (with the reas
   const second = await h.run();
   t.is(second.status, 'computed');
   t.is(runs, 2);
-  t.deepEqual((await h.ledger()).map((l) => l.outcome), ['computed', 'corrupt', 'computed']);
-  t.is((await h.ledger())[1].reason, `stage s (key ffffffffffff) file out.txt: blob ${path} does not exist (expected 6 bytes)`);
+  t.deepEqual((await h.ledger()).map((l) => l.outcome), ['started', 'computed', 'corrupt', 'started', 'computed']);
+  t.is((await h.ledger())[2].reason, `stage s (key ffffffffffff) file out.txt: blob ${path} does not exist (expected 6 bytes)`);
   t.is((await h.store.read(second.ref, 'out.txt')).toString(), 'result');
 });
 
@@ -286,8 +286,9 @@ test('runStage, sharded stage: a shard lost or corrupted after the commit makes 
   t.deepEqual(computed, [0, 1, 2, 1]);
   t.deepEqual(second.metrics, { reused: 2, rejected: 1 });
   const lines = await h.ledger();
-  t.deepEqual(lines.map((l) => l.outcome), ['computed', 'corrupt', 'computed']);
-  t.regex(lines[1].reason!, /stage s \(key ffffffffffff\) shard 00001: blob .* does not exist \(expected 2048 bytes\)/);
+  // Each committed shard is a line: the first run's three, then only the recomputed shard 1.
+  t.deepEqual(lines.map((l) => (l.outcome === 'shard' ? `shard ${l.shard}` : l.outcome)), ['started', 'shard 0', 'shard 1', 'shard 2', 'computed', 'corrupt', 'started', 'shard 1', 'computed']);
+  t.regex(lines[5].reason!, /stage s \(key ffffffffffff\) shard 00001: blob .* does not exist \(expected 2048 bytes\)/);
 
   // One flipped byte in shard 2 after the commit: the size is right, so the lookup hits; the
   // reader refuses it and moves it aside, and the next run recomputes shard 2.
