@@ -16,6 +16,6 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
-export type { RunStageInput, StageOutcome, LedgerLine, StageHints, OomDetails, ResolveCachedInput } from './stage.ts';
+export type { RunStageInput, StageOutcome, LedgerLine, StageHints, OomDetails, ResolveCachedInput, LoadCellPlanInput } from './stage.ts';
 export type { DevicePresenceInput } from './devices.ts';
 export type { RecordCellInput } from './tracking.ts';

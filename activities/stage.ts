@@ -7,7 +7,7 @@ import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { ArtifactStore, refOf, type ArtifactRef, type Lookup, type Manifest } from '../src/store/artifacts.ts';
+import { ArtifactStore, refOf, type ArtifactFile, type ArtifactRef, type Lookup, type Manifest } from '../src/store/artifacts.ts';
 import { writeFileAtomic } from '../src/store/atomic.ts';
 import { paths } from '../src/config/env.ts';
 import { flatten, type CellPlan, type StagePlan } from '../src/config/plan.ts';
@@ -47,11 +47,18 @@ export interface OomDetails {
   canShrink: boolean;
 }
 
-/** A batch of a sweep's cells to resolve from the cache (`resolveCachedCells`). */
+/** A batch of a sweep's cells to resolve from the cache (`resolveCachedCells`): ids in the plan blob, or the plans inline. */
 export interface ResolveCachedInput {
   sweep: string;
-  pipeline: string;
-  cells: Pick<CellPlan, 'cellId' | 'cellKey' | 'params' | 'axes' | 'stages'>[];
+  plan?: ArtifactFile;
+  cellIds?: string[];
+  cells?: CellPlan[];
+}
+
+/** One cell's plan from a sweep's plan blob (`loadCellPlan`). */
+export interface LoadCellPlanInput {
+  plan: ArtifactFile;
+  cellId: string;
 }
 
 /** Failure type of an out-of-memory stage failure (OutOfMemoryError's code). */
@@ -292,7 +299,32 @@ export function createStageActivities(deps: StageActivityDeps) {
    * Cells with any miss or corrupt artifact are left out: they run as before, stage by stage.
    * Each distinct key is verified once per call (the cells of a sweep share most of their stages).
    */
+  /** The cell plans of a plan blob, by cell id; the last few blobs read stay parsed in memory. */
+  const plans = new Map<string, Promise<Map<string, CellPlan>>>();
+  function planCells(file: ArtifactFile): Promise<Map<string, CellPlan>> {
+    let p = plans.get(file.sha256);
+    if (!p) {
+      p = store.readBlob(file, 'sweep plan').then((b) => new Map((JSON.parse(b.toString('utf8')) as CellPlan[]).map((c) => [c.cellId, c])));
+      p.catch(() => plans.delete(file.sha256));
+      plans.set(file.sha256, p);
+      while (plans.size > 4) plans.delete(plans.keys().next().value!);
+    }
+    return p;
+  }
+
+  async function cellPlan(file: ArtifactFile, cellId: string): Promise<CellPlan> {
+    const c = (await planCells(file)).get(cellId);
+    if (!c) throw ApplicationFailure.nonRetryable(`the sweep plan (blob ${file.sha256.slice(0, 12)}) has no cell ${cellId}`, 'BAD_CONFIG');
+    return c;
+  }
+
+  /** A cell's plan, for its workflow: sweeps send the plans as one blob (Temporal caps a workflow input at 2 MB). */
+  async function loadCellPlan(input: LoadCellPlanInput): Promise<CellPlan> {
+    return cellPlan(input.plan, input.cellId);
+  }
+
   async function resolveCachedCells(input: ResolveCachedInput): Promise<Record<string, Record<string, StageOutcome>>> {
+    const cells = input.cells ?? (await Promise.all((input.cellIds ?? []).map((id) => cellPlan(input.plan!, id))));
     const lookups = new Map<string, Promise<Lookup>>();
     const lookup = (key: string) => {
       let p = lookups.get(key);
@@ -303,12 +335,12 @@ export function createStageActivities(deps: StageActivityDeps) {
     const lines: LedgerLine[] = [];
     const at = new Date().toISOString();
     const ctx = Context.current();
-    for (const [i, cell] of input.cells.entries()) {
+    for (const [i, cell] of cells.entries()) {
       if (i % 16 === 0) ctx.heartbeat({ resolved: i });
       const found = await Promise.all(cell.stages.map((s) => lookup(s.key)));
       if (!found.every((f) => f.status === 'hit')) continue;
       const start = Date.now();
-      const info = { sweep: input.sweep, cellId: cell.cellId, cellKey: cell.cellKey, cellParams: cell.params, cellAxes: cell.axes, pipeline: input.pipeline };
+      const info = { sweep: input.sweep, cellId: cell.cellId, cellKey: cell.cellKey, cellParams: cell.params, cellAxes: cell.axes, pipeline: cell.pipeline };
       const events: TrackingEvent[] = [{ type: 'cell', ...info, status: 'RUNNING', gitCommit: deps.gitCommit, time: start }];
       out[cell.cellId] = {};
       for (const [j, s] of cell.stages.entries()) {
@@ -336,5 +368,5 @@ export function createStageActivities(deps: StageActivityDeps) {
     if (last !== input.stage.key) await recordLastKey(input, 'cached');
   }
 
-  return { runStage, resolveCachedCells };
+  return { runStage, resolveCachedCells, loadCellPlan };
 }

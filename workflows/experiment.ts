@@ -17,6 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, StageOutcome, RunStageInput, OomDetails } from '../activities/index.ts';
 import type { CellPlan, StagePlan } from '../src/config/plan.ts';
+import type { ArtifactFile } from '../src/store/artifacts.ts';
 import { chooseDevice, halveMicroBatchScale } from './devices.ts';
 
 export type StageStatus = 'pending' | 'running' | 'cached' | 'computed' | 'failed' | 'skipped';
@@ -36,7 +37,11 @@ export interface StageState {
 }
 
 export interface CellInput {
-  plan: CellPlan;
+  /** The cell's plan inline (sweeps submitted before plan blobs), or … */
+  plan?: CellPlan;
+  /** … the sweep's plan blob and this cell's id in it (read by the `loadCellPlan` activity). */
+  planBlob?: ArtifactFile;
+  cellId?: string;
   /** Device this cell is pinned to (affinity: every device-bound stage runs on its queue). */
   device: string;
   controlQueue: string;
@@ -110,11 +115,12 @@ function oomDetails(err: unknown): OomDetails | undefined {
 const fraction = (scale: number) => (scale >= 1 ? '1' : `1/${Math.round(1 / scale)}`);
 
 export async function experimentWorkflow(input: CellInput): Promise<CellResult> {
-  const { plan } = input;
-  const state: Record<string, StageState> = Object.fromEntries(plan.stages.map((s) => [s.name, { status: 'pending' as StageStatus }]));
-  const outcomes: Record<string, StageOutcome> = {};
-  setHandler(cellStateQuery, () => state);
   const tracking = control(input.controlQueue);
+  let state: Record<string, StageState> = {};
+  setHandler(cellStateQuery, () => state);
+  const plan = input.plan ?? (await tracking.loadCellPlan({ plan: input.planBlob!, cellId: input.cellId! }));
+  state = Object.fromEntries(plan.stages.map((s) => [s.name, { status: 'pending' as StageStatus }]));
+  const outcomes: Record<string, StageOutcome> = {};
   const cellInfo = { sweep: plan.sweep, cellId: plan.cellId, cellKey: plan.cellKey, cellParams: plan.params, cellAxes: plan.axes };
   const leaseMs = input.leaseMs;
   const leases = leaseMs !== undefined && patched(DEVICE_LEASE_PATCH);

@@ -4,13 +4,29 @@
  */
 import { executeChild, defineQuery, setHandler, workflowInfo, isCancellation, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { CellPlan } from '../src/config/plan.ts';
+import type { ArtifactFile } from '../src/store/artifacts.ts';
 import type { Activities } from '../activities/index.ts';
 import { experimentWorkflow, rootMessage, DEVICE_LEASE_PATCH, type StageState, type CellInput } from './experiment.ts';
 import { assignDevices, pickInitialDevice } from './devices.ts';
 
+/** A cell as the sweep workflow sees it when the plans are in a blob: its id and whether it has device-bound stages. */
+export interface CellEntry {
+  cellId: string;
+  device: boolean;
+}
+
 export interface SweepInput {
   sweep: string;
-  cells: CellPlan[];
+  /**
+   * Every cell's plan inline: sweeps submitted before plan blobs (their histories replay as before).
+   * Today's CLI sends `plan` + `cellIndex`: a plan is a few kB per cell, and Temporal refuses an input
+   * over 2 MB (a 400-cell sweep), so the plans travel as one blob of the artifact store instead.
+   */
+  cells?: CellPlan[];
+  /** The cells' plans (`CellPlan[]` as JSON) in the artifact store; activities read it. */
+  plan?: ArtifactFile;
+  /** With `plan`: the cells in plan order. */
+  cellIndex?: CellEntry[];
   concurrency: number;
   devices: string[];
   controlQueue: string;
@@ -58,24 +74,27 @@ export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
   const known = [...input.devices];
   const queues = { ...input.deviceQueues };
   let started = 0; // cells started on a device so far: round-robin over the devices known now
-  const devices = assignDevices(input.cells.map((c) => c.cellId), input.devices);
+  const index: CellEntry[] = input.cellIndex ?? (input.cells ?? []).map((c) => ({ cellId: c.cellId, device: c.stages.some((s) => s.device) }));
+  const inline = new Map((input.cells ?? []).map((c) => [c.cellId, c]));
+  const devices = assignDevices(index.map((c) => c.cellId), input.devices);
   const cells: Record<string, CellSummary> = Object.fromEntries(
-    input.cells.map((c) => [c.cellId, { status: 'pending' as CellStatus, workflowId: cellWorkflowId(self, c.cellId), device: devices[c.cellId] }]),
+    index.map((c) => [c.cellId, { status: 'pending' as CellStatus, workflowId: cellWorkflowId(self, c.cellId), device: devices[c.cellId] }]),
   );
   setHandler(sweepStateQuery, () => cells);
 
   // Cells whose every stage is a cache hit are resolved in batches by one activity each, without a
   // child workflow and an activity per stage: a cached re-run of a large sweep costs a few round trips.
-  if (input.cells.length && patched(CACHED_CELLS_PATCH)) {
+  if (index.length && patched(CACHED_CELLS_PATCH)) {
     const resolver = proxyActivities<Activities>({
       taskQueue: input.controlQueue, startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: { maximumAttempts: 10, initialInterval: '1s' },
     });
-    for (let i = 0; i < input.cells.length; i += CACHED_BATCH) {
-      const batch = input.cells.slice(i, i + CACHED_BATCH);
+    for (let i = 0; i < index.length; i += CACHED_BATCH) {
+      const batch = index.slice(i, i + CACHED_BATCH);
       const resolved = await resolver.resolveCachedCells({
         sweep: input.sweep,
-        pipeline: batch[0].pipeline,
-        cells: batch.map(({ cellId, cellKey, params, axes, stages }) => ({ cellId, cellKey, params, axes, stages })),
+        ...(input.plan
+          ? { plan: input.plan, cellIds: batch.map((c) => c.cellId) }
+          : { cells: batch.map((c) => inline.get(c.cellId)!) }),
       });
       for (const [id, outcomes] of Object.entries(resolved)) {
         const stages = Object.fromEntries(Object.keys(outcomes).map((n) => [n, { status: 'cached', seconds: 0 } satisfies StageState]));
@@ -83,13 +102,18 @@ export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
       }
     }
   }
-  const queue = input.cells.filter((c) => cells[c.cellId].status === 'pending');
-  const runOne = async (plan: CellPlan): Promise<void> => {
-    const summary = cells[plan.cellId];
+  const queue = index.filter((c) => cells[c.cellId].status === 'pending');
+  const runOne = async (entry: CellEntry): Promise<void> => {
+    const summary = cells[entry.cellId];
     summary.status = 'running';
     try {
-      let cell: CellInput = { plan, device: summary.device!, controlQueue: input.controlQueue, deviceQueue: input.deviceQueues[summary.device!] };
-      if (leases && plan.stages.some((s) => s.device)) {
+      // The child gets its plan inline (old inputs) or reads it from the plan blob.
+      const plan = inline.get(entry.cellId);
+      let cell: CellInput = {
+        ...(plan ? { plan } : { planBlob: input.plan!, cellId: entry.cellId }),
+        device: summary.device!, controlQueue: input.controlQueue, deviceQueue: input.deviceQueues[summary.device!],
+      };
+      if (leases && entry.device) {
         // Start on a device whose worker is alive (the round-robin one when it is), round-robin over
         // every device known now: devices that joined since the sweep started (another host's workers) too.
         const presence = await control.devicePresence({ devices: known, queues, controlQueue: input.controlQueue });

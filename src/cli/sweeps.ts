@@ -59,9 +59,12 @@ export async function submitSweep(client: Client, env: LayerflowEnv, plan: Sweep
   const devices = [...env.devices];
   const now = Date.now();
   for (const b of await readDeviceBeats(env.home)) if (!devices.includes(b.device) && b.queue === deviceQueue(env, b.device) && now - b.at <= BEAT_STALE_MS) devices.push(b.device);
+  // The cells' plans travel as one blob of the store (Temporal refuses a workflow input over 2 MB).
+  const planBlob = await new ArtifactStore(paths.store(env.home)).putBlob(JSON.stringify(cells), `sweep ${plan.sweep}: plan`, 'the sweep was not submitted');
   const input: SweepInput = {
     sweep: plan.sweep,
-    cells,
+    plan: planBlob,
+    cellIndex: cells.map((c) => ({ cellId: c.cellId, device: c.stages.some((s) => s.device) })),
     concurrency: plan.concurrency,
     devices,
     controlQueue: env.taskQueue,

@@ -156,5 +156,5 @@ test.serial('e2e: an NDR sweep on a multiple-choice task, then a LayerIF sweep o
   const lines = await ledger(stack.env, 'mc-layerif');
   const outcome = (s: string) => lines.filter((l) => l.stage === s).map((l) => l.outcome);
   for (const s of ['data', 'finetune', 'gradients', 'influence']) t.deepEqual(outcome(s), ['cached'], `${s} reused from the NDR sweep`);
-  t.deepEqual(outcome('layer_scores'), ['computed']);
+  t.deepEqual(outcome('layer_scores'), ['started', 'computed']);
 });

@@ -168,7 +168,7 @@ test.serial('e2e: a retryable failure succeeds on retry without user action', as
     await setFaults(stack.env, []);
   }
   const lines = (await ledger(stack.env, 'retry')).filter((l) => l.cell === cell && l.stage === 'transform');
-  t.deepEqual(lines.map((l) => `${l.attempt}:${l.outcome}`), ['1:failed', '2:failed', '3:computed']);
+  t.deepEqual(lines.map((l) => `${l.attempt}:${l.outcome}`), ['1:started', '1:failed', '2:started', '2:failed', '3:started', '3:computed']);
 });
 
 test.serial('e2e: an artifact corrupted on disk is detected and its stage recomputed; the bad bytes are never used', async (t) => {
@@ -190,7 +190,7 @@ test.serial('e2e: an artifact corrupted on disk is detected and its stage recomp
   const r = await runSweep(stack, file);
   t.is(r.succeeded, 4);
   const lines = (await ledger(stack.env, 'grid')).slice(before).filter((l) => l.cell === cell.cellId);
-  t.deepEqual(lines.filter((l) => l.stage === 'transform').map((l) => l.outcome), ['corrupt', 'computed']);
+  t.deepEqual(lines.filter((l) => l.stage === 'transform').map((l) => l.outcome), ['corrupt', 'started', 'computed']);
   t.deepEqual(await readFile(blob), good, 'recomputed bytes are the original, verified content');
   // The report stage's own artifact was intact and its inputs' keys unchanged: a cache hit.
   t.is(lines.find((l) => l.stage === 'report')!.outcome, 'cached');
@@ -286,7 +286,7 @@ test.serial('e2e: cancel stops a running sweep; resume then finishes it', async 
   // the mapping of a cancel to CancelledFailure + a `cancelled` ledger line is tested
   // deterministically in test/pipeline/stage-cancel.test.ts.)
   const lines = await ledger(stack.env, 'cancel');
-  t.true(lines.filter((l) => l.stage === 'transform').every((l) => l.outcome === 'cancelled' || l.outcome === 'computed'), JSON.stringify(lines));
+  t.true(lines.filter((l) => l.stage === 'transform').every((l) => ['started', 'cancelled', 'computed'].includes(l.outcome)), JSON.stringify(lines));
   t.false(lines.some((l) => l.outcome === 'failed'));
   t.false(Object.values(st.cells).some((c) => c.status === 'failed'));
 

@@ -32,6 +32,9 @@ export interface Stack {
   dir: string;
   stopMlflow(): Promise<void>;
   startMlflow(): Promise<void>;
+  /** Stop / start the Temporal dev server on the same ports and SQLite file (its history is kept). */
+  stopTemporal(): Promise<void>;
+  startTemporal(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -46,13 +49,13 @@ export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack
   }
   // A port found free can be taken by another test's server before ours binds it (CI saw
   // MLflow lose its port to a concurrently starting stack): start again on fresh ports.
-  let tPort = 0, mPort = 0;
+  let tPort = 0, uiPort = 0, mPort = 0;
   for (let attempt = 1; ; attempt++) {
     const [t, ui, m] = [await freePort(), await freePort(), await freePort()];
     const started = await Promise.allSettled([startTemporal({ home, port: t, uiPort: ui }), startMlflow({ home, port: m })]);
     const failed = started.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
     if (failed.length === 0) {
-      [tPort, mPort] = [t, m];
+      [tPort, uiPort, mPort] = [t, ui, m];
       break;
     }
     await Promise.all([stopService(home, 'temporal'), stopService(home, 'mlflow')]);
@@ -73,6 +76,8 @@ export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack
     dir,
     stopMlflow: async () => void (await stopService(home, 'mlflow')),
     startMlflow: async () => void (await startMlflow({ home, port: mPort })),
+    stopTemporal: async () => void (await stopService(home, 'temporal')),
+    startTemporal: async () => void (await startTemporal({ home, port: tPort, uiPort })),
     async stop() {
       await pool.shutdown().catch(() => undefined);
       await connection.close().catch(() => undefined);
