@@ -23,7 +23,8 @@ export type ShapeMap = Map<string, number[]>;
 export const STATE_FILE = 'state.json';
 export const BEST_FILE = 'best.json';
 
-export interface EpochRecord { epoch: number; step: number; trainLoss: number; valLoss: number | null }
+/** `score`: the run's selection score of this epoch (e.g. validation accuracy), when it selects by one. */
+export interface EpochRecord { epoch: number; step: number; trainLoss: number; valLoss: number | null; score?: number }
 
 /** Everything needed to continue a run exactly where it stopped. */
 export interface TrainState {
@@ -46,7 +47,7 @@ export interface TrainState {
   sha256: string;
 }
 
-export interface BestInfo { step: number; epoch: number; valLoss: number; file: string; sha256: string }
+export interface BestInfo { step: number; epoch: number; valLoss: number; score?: number; file: string; sha256: string }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const pad = (step: number): string => String(step).padStart(8, '0');
@@ -74,13 +75,13 @@ export async function saveCheckpoint(args: {
 }
 
 /** Writes the best-validation parameters and best.json. Returns the record for state.json. */
-export async function saveBest(args: { dir: string; params: ParamMap; shapes: ShapeMap; step: number; epoch: number; valLoss: number }): Promise<BestInfo> {
+export async function saveBest(args: { dir: string; params: ParamMap; shapes: ShapeMap; step: number; epoch: number; valLoss: number; score?: number }): Promise<BestInfo> {
   const t = new Map<string, TensorInput>();
   tensors('', args.params, args.shapes, t);
   const bytes = serializeSafetensors(t, { format: 'pt', kind: 'layerflow-best-checkpoint', step: String(args.step), val_loss: String(args.valLoss) });
   const file = `best-${pad(args.step)}.safetensors`;
   await writeFileAtomic(join(args.dir, file), bytes);
-  const info: BestInfo = { step: args.step, epoch: args.epoch, valLoss: args.valLoss, file, sha256: sha256(bytes) };
+  const info: BestInfo = { step: args.step, epoch: args.epoch, valLoss: args.valLoss, ...(args.score !== undefined ? { score: args.score } : {}), file, sha256: sha256(bytes) };
   await writeFileAtomic(join(args.dir, BEST_FILE), JSON.stringify(info, null, 1));
   return info;
 }

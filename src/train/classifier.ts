@@ -98,31 +98,21 @@ export async function fineTuneClassifier(a: FineTuneArgs): Promise<FineTuneResul
     const logits = await predictor!.logits({ base: a.base, params: p, shapes, samples: a.validation, batchSize: a.microBatchSize, padId: a.padId });
     return accuracy(logits, a.validation.map((x) => x.label!), a.spec.numLabels!);
   });
-  const epochs: FineTuneResult['epochs'] = [];
-  let best: { epoch: number; loss: number; acc?: number; params: ParamMap } | undefined;
   try {
+    // Selection and history come from the trainer, which keeps both in its checkpoints: a run resumed
+    // after a crash reports every epoch and picks the same checkpoint as an undisturbed one.
     const r = await train({
       objective, params, shapes, train: a.train, validation: a.validation,
       epochs: a.epochs, microBatchSize: a.microBatchSize, gradAccumulation: a.batchSize / a.microBatchSize,
       lr: a.lr, warmupRatio: a.warmupRatio, adamw: { weightDecay: a.weightDecay }, seed: a.seed,
       evalBatchSize: a.microBatchSize, checkpointDir: a.checkpointDir, signal: a.signal,
       onStep: a.onStep,
-      onEval: async (e: EvalInfo) => {
-        let acc: number | undefined;
-        if (accuracyOf) {
-          acc = await accuracyOf(e.params, shapes);
-          if (!best || acc > best.acc! || (acc === best.acc && e.valLoss! < best.loss))
-            best = { epoch: e.epoch, loss: e.valLoss!, acc, params: new Map([...e.params].map(([k, v]) => [k, Float32Array.from(v)])) };
-        }
-        epochs.push({ epoch: e.epoch, trainLoss: e.trainLoss, valLoss: e.valLoss!, valAccuracy: acc });
-        a.onEpoch?.(epochs[epochs.length - 1]);
-      },
+      selectScore: accuracyOf ? (e) => accuracyOf(e.params, shapes) : undefined,
+      onEval: (e: EvalInfo) => a.onEpoch?.({ epoch: e.epoch, trainLoss: e.trainLoss, valLoss: e.valLoss!, valAccuracy: e.score }),
     });
-    if (!accuracyOf) {
-      if (!r.best) throw new DataError('fine-tuning: no validation result');
-      best = { epoch: r.best.epoch, loss: r.best.valLoss, params: r.best.params };
-    }
-    return { params: best!.params, shapes, bestEpoch: best!.epoch, bestValLoss: best!.loss, bestValAccuracy: best!.acc, stepLosses: r.stepLosses, epochs, steps: r.steps };
+    if (!r.best) throw new DataError('fine-tuning: no validation result');
+    const epochs: FineTuneResult['epochs'] = r.history.map((h) => ({ epoch: h.epoch, trainLoss: h.trainLoss, valLoss: h.valLoss!, valAccuracy: h.score }));
+    return { params: r.best.params, shapes, bestEpoch: r.best.epoch, bestValLoss: r.best.valLoss, bestValAccuracy: r.best.score, stepLosses: r.stepLosses, epochs, steps: r.steps };
   } finally {
     await objective.release();
     await predictor?.release();

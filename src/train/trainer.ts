@@ -36,7 +36,7 @@ export interface TrainObjective<E> {
 }
 
 export interface StepInfo { step: number; epoch: number; loss: number; lr: number; gradNorm: number; seconds: number; totalSteps: number }
-export interface EvalInfo { epoch: number; step: number; trainLoss: number; valLoss: number | null; best: boolean; /** The parameters after this epoch (do not modify). */ params: ParamMap }
+export interface EvalInfo { epoch: number; step: number; trainLoss: number; valLoss: number | null; /** With selectScore: this epoch's score. */ score?: number; best: boolean; /** The parameters after this epoch (do not modify). */ params: ParamMap }
 
 export interface TrainOptions<E> {
   objective: TrainObjective<E>;
@@ -76,6 +76,12 @@ export interface TrainOptions<E> {
   stopAtStep?: number;
   onStep?(info: StepInfo): void | Promise<void>;
   onEval?(info: EvalInfo): void | Promise<void>;
+  /**
+   * Select the best checkpoint by this score of each epoch's parameters (higher is better; a tie goes
+   * to the lower validation loss) instead of by validation loss alone. The score is kept in the
+   * history and the checkpoints, so a run resumed after a crash selects exactly as an undisturbed one.
+   */
+  selectScore?(info: { epoch: number; step: number; params: ParamMap }): Promise<number>;
   /** Checked before every step: an aborted signal stops training by throwing its reason (after the last checkpoint). */
   signal?: AbortSignal;
 }
@@ -216,20 +222,27 @@ export async function train<E>(o: TrainOptions<E>): Promise<TrainResult> {
   const evaluateEpoch = async (e: number) => {
     const first = e * stepsPerEpoch, last = Math.min(step, (e + 1) * stepsPerEpoch);
     const trainLoss = stepLosses.slice(first, last).reduce((a, b) => a + b, 0) / Math.max(1, last - first);
-    let valLoss: number | null = null, isBest = false;
+    let valLoss: number | null = null, isBest = false, score: number | undefined;
     if (o.validation?.length) {
       valLoss = await evaluateLoss({ objective: o.objective, params, examples: o.validation, batchSize: evalBatch });
       checkFinite(`validation after epoch ${e + 1} (step ${step})`, valLoss);
-      if (!best || valLoss < best.valLoss) {
+      if (o.selectScore) {
+        score = await o.selectScore({ epoch: e + 1, step, params });
+        checkFinite(`selection score after epoch ${e + 1} (step ${step})`, score);
+      }
+      const better = !best || (score !== undefined
+        ? score > (best.score ?? -Infinity) || (score === best.score && valLoss < best.valLoss)
+        : valLoss < best.valLoss);
+      if (better) {
         isBest = true;
         bestParams = copy(params);
         best = o.checkpointDir
-          ? await saveBest({ dir: o.checkpointDir, params, shapes, step, epoch: e + 1, valLoss })
-          : { step, epoch: e + 1, valLoss, file: '', sha256: '' };
+          ? await saveBest({ dir: o.checkpointDir, params, shapes, step, epoch: e + 1, valLoss, score })
+          : { step, epoch: e + 1, valLoss, ...(score !== undefined ? { score } : {}), file: '', sha256: '' };
       }
     }
-    history.push({ epoch: e + 1, step, trainLoss, valLoss });
-    await o.onEval?.({ epoch: e + 1, step, trainLoss, valLoss, best: isBest, params });
+    history.push({ epoch: e + 1, step, trainLoss, valLoss, ...(score !== undefined ? { score } : {}) });
+    await o.onEval?.({ epoch: e + 1, step, trainLoss, valLoss, ...(score !== undefined ? { score } : {}), best: isBest, params });
   };
 
   // A checkpoint saved at an epoch end already holds that epoch's evaluation; catch up otherwise.
@@ -297,6 +310,6 @@ export async function train<E>(o: TrainOptions<E>): Promise<TrainResult> {
   const b = best as BestInfo | null;
   return {
     params, steps: step, totalSteps, stepLosses, history, resumedFrom, finished,
-    best: b && bestParams ? { step: b.step, epoch: b.epoch, valLoss: b.valLoss, params: bestParams } : null,
+    best: b && bestParams ? { step: b.step, epoch: b.epoch, valLoss: b.valLoss, ...(b.score !== undefined ? { score: b.score } : {}), params: bestParams } : null,
   };
 }

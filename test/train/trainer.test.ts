@@ -137,6 +137,35 @@ test('resume from the last saved step reproduces the uninterrupted run bit for b
   await obj.release();
 });
 
+test('selection by a score: the best epoch by score (ties to the lower loss); a run resumed after a crash selects the same and keeps every epoch\'s score', async (t) => {
+  const obj = await softmaxObjective();
+  // A score that prefers epoch 2 (hand-picked: neither the last nor, necessarily, the lowest-loss epoch).
+  const scores = [0.5, 0.9, 0.7];
+  const seen: number[] = [];
+  const selectScore = async (e: { epoch: number }) => (seen.push(e.epoch), scores[e.epoch - 1]);
+  const full = await train({ ...resumable(obj), selectScore });
+  t.deepEqual(seen, [1, 2, 3]);
+  t.is(full.best!.epoch, 2);
+  t.is(full.best!.score, 0.9);
+  t.deepEqual(full.history.map((h) => h.score), scores);
+  const dir = await tmp();
+  // Crash in epoch 3 (after epoch 2's checkpoint): the resumed run never re-scores epochs 1–2.
+  const crash = new Error('simulated crash');
+  await t.throwsAsync(train({ ...resumable(obj, dir), selectScore, onStep: (s) => { if (s.step === 16) throw crash; } }), { is: crash });
+  seen.length = 0;
+  const resumed = await train({ ...resumable(obj, dir), selectScore });
+  t.deepEqual(seen, [3]);
+  t.is(resumed.best!.epoch, 2);
+  t.deepEqual(resumed.best!.params.get('W'), full.best!.params.get('W'));
+  t.deepEqual(resumed.history, full.history);
+  // A tie in score goes to the lower validation loss.
+  const tie = await train({ ...resumable(obj), selectScore: async () => 1 });
+  const minLoss = Math.min(...tie.history.map((h) => h.valLoss!));
+  t.is(tie.best!.valLoss, minLoss);
+  await rm(dir, { recursive: true });
+  await obj.release();
+});
+
 test('NaN in the loss or a gradient stops with a DataError naming the step', async (t) => {
   const obj = await softmaxObjective();
   // One example with a NaN feature; no shuffling, micro-batch 4 → it lands in step 3, micro-batch 1.
