@@ -2,6 +2,10 @@
  * Whole graphs from a ModelConfig: forward (logits, per-sample loss), per-example gradients and
  * training (batch loss + gradients of the trainable tensors).
  *
+ * The per-example and training graphs of a causal LM compute its loss at the target positions only
+ * (loss.ts causalLmLossAtTargets): no [B, T, V] logits, which for Gemma 3's 262,144-token vocabulary
+ * would be 1 GiB per 1,024 tokens (and three such tensors with the backward pass).
+ *
  * Graph inputs: input_ids, attention_mask int64 ['batch','seq']; labels int64 ['batch','seq']
  * (causal LM, -100 = ignore) or ['batch'] (classification); then every weight by its HF / PEFT name
  * (see GraphSpec.weightInputs) unless baked in through `initializers`.
@@ -12,7 +16,7 @@ import * as O from '../onnx/index.ts';
 import { GraphBuilder, type Value } from '../onnx/index.ts';
 import type { ModelConfig } from '../weights/hf-config.ts';
 import { ModelContext, type ContextOptions, type FloatDType, type WeightMap } from './context.ts';
-import { causalLmLoss, classificationLoss } from './loss.ts';
+import { causalLmLoss, causalLmLossAtTargets, classificationLoss } from './loss.ts';
 import { allModules, loraUnits, type LoraSpec } from './lora.ts';
 import { moeUnits, type MoeSpec } from './moe.ts';
 import { classificationHead, lmHead, lmHeadName, transformer } from './transformer.ts';
@@ -39,9 +43,13 @@ export interface GraphSpec {
   dtype: FloatDType;
 }
 
-interface Built { ctx: ModelContext; logits: Value; perSample?: Value; tokens?: Value; embeds: Value; labels?: Value }
+interface Built { ctx: ModelContext; logits?: Value; perSample?: Value; tokens?: Value; embeds: Value; labels?: Value }
 
-function build(g: GraphBuilder, o: ModelOptions, extra: Pick<ContextOptions, 'perExample'>, withLoss: boolean): Built {
+/**
+ * The model, its head and (withLoss) the per-sample loss. Without `withLogits` a causal LM's loss is
+ * computed at the target positions only (causalLmLossAtTargets) and no [B, T, V] logits are made.
+ */
+function build(g: GraphBuilder, o: ModelOptions, extra: Pick<ContextOptions, 'perExample'>, withLoss: boolean, withLogits = true): Built {
   if (o.lora && o.moe) throw new ConfigError('a model takes either lora or moe adapters, not both');
   const ctx = new ModelContext(g, { ...o, ...extra });
   const t = transformer(ctx);
@@ -52,9 +60,10 @@ function build(g: GraphBuilder, o: ModelOptions, extra: Pick<ContextOptions, 'pe
     const labels = g.input('labels', 'int64', ['batch']);
     return { ctx, logits, embeds: t.embeds, labels, perSample: classificationLoss(logits, labels) };
   }
+  const labels = withLoss ? g.input('labels', 'int64', ['batch', 'seq']) : undefined;
+  if (!withLogits && labels) return { ctx, embeds: t.embeds, labels, ...causalLmLossAtTargets(t.hidden, labels, (h) => lmHead(ctx, h)) };
   const logits = lmHead(ctx, t.hidden);
-  if (!withLoss) return { ctx, logits, embeds: t.embeds };
-  const labels = g.input('labels', 'int64', ['batch', 'seq']);
+  if (!labels) return { ctx, logits, embeds: t.embeds };
   const { perSample, tokens } = causalLmLoss(logits, labels);
   return { ctx, logits, embeds: t.embeds, labels, perSample, tokens };
 }
@@ -74,7 +83,7 @@ function finish(g: GraphBuilder, b: Built, o: ModelOptions): GraphSpec {
 export function buildForwardGraph(o: ModelOptions & { withLoss?: boolean }): GraphSpec {
   const g = new GraphBuilder({ name: `${o.config.modelType}_forward` });
   const b = build(g, o, {}, o.withLoss ?? false);
-  g.output(b.logits, 'logits');
+  g.output(b.logits!, 'logits');
   if (b.perSample) g.output(b.perSample, 'loss');
   if (b.ctx.moeAux.length) g.output(sumAll(b.ctx.moeAux), 'moe_aux');
   return finish(g, b, o);
@@ -130,7 +139,7 @@ export function buildPerExampleGradGraph(o: ModelOptions & { units?: PerExampleU
   }
   if (!selected.length && !u.embeddingRows) throw new ConfigError('per-example gradients: no units selected');
   const g = new GraphBuilder({ name: `${c.modelType}_per_example_grad` });
-  const b = build(g, o, { perExample: selected }, true);
+  const b = build(g, o, { perExample: selected }, true, false);
   const wrt = selected.map((n) => b.ctx.expanded.get(n)!);
   if (u.embeddingRows) wrt.push(b.embeds);
   const grads = grad({ loss: O.reduceSum(b.perSample!, undefined, false), wrt });
@@ -165,7 +174,7 @@ export function buildTrainGraph(o: ModelOptions & { reduction?: 'sample-mean' | 
   if (o.numLabels !== undefined && o.trainHead !== false) names.push('score.weight');
   if (!names.length) throw new ConfigError('training graph: nothing to train (give lora, moe or a classification head)');
   const g = new GraphBuilder({ name: `${c.modelType}_train` });
-  const b = build(g, o, {}, true);
+  const b = build(g, o, {}, true, false);
   let loss: Value;
   if ((o.reduction ?? 'sample-mean') === 'token-mean' && b.tokens) {
     const tok = b.tokens;

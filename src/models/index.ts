@@ -1,6 +1,6 @@
 /**
- * Model graphs (Llama family, GPT-2) with LoRA / LoRA-MoE adapters, built on src/onnx and
- * src/autodiff from an HF ModelConfig.
+ * Model graphs (Llama family, Gemma 3, GPT-2) with LoRA / LoRA-MoE adapters, built on src/onnx
+ * and src/autodiff from an HF ModelConfig.
  *
  *   const spec = buildPerExampleGradGraph({ config, lora: { r: 4, alpha: 4, targets: ['q_proj', 'v_proj'] } });
  *   const runner = await PerExampleGradRunner.create({ graph: spec, device: 'cuda:0' });

@@ -4,10 +4,10 @@
  *  - a Hugging Face folder: config.json + model.safetensors (or a sharded
  *    model.safetensors.index.json) + tokenizer.json (+ tokenizer_config.json);
  *  - a llama-family .gguf file: config from `<arch>.*` metadata (RoPE scaling included), weights
- *    dequantised with the rope permutation undone, tokenizer from the embedded vocabulary.
- * A gemma3 .gguf (Gemma 3 270M, fetched by infra/fetch-models.sh under the Gemma Terms of Use) is
- * recognised and refused with a ConfigError: its parts are readable (gguf-hf.ts, gguf-vocab.ts) but
- * there is no Gemma 3 graph yet, so it is not in PRETRAINED_MODELS either.
+ *    dequantised with the rope permutation undone, tokenizer from the embedded vocabulary;
+ *  - a gemma3 .gguf (e.g. Gemma 3 270M, fetched by infra/fetch-models.sh under the Gemma Terms of
+ *    Use): config from gemma3ConfigFromGguf as a ModelConfig with its `gemma3` fields, norm weights
+ *    in HF's (1 + w) convention (the file's `+ 1` undone), tokenizer from the embedded vocabulary.
  *
  *   const m = await loadModel({ id: 'smollm2', path: defaultModelPath(env.home, 'smollm2-135m-instruct') });
  *   m.config.numLayers; m.weights.get('model.embed_tokens.weight'); m.tokenizer.encode('Hello');
@@ -22,7 +22,7 @@ import { ConfigError, LayerflowError, MissingArtifactError } from '../errors.ts'
 import { loadHfTokenizer, type TextTokenizer } from '../tokenize/tokenizer.ts';
 import { tokenizerFromGguf } from '../tokenize/gguf-vocab.ts';
 import { GgufReader } from '../weights/gguf.ts';
-import { loadGgufAsHf, readGgufModelConfig, ROPE_FREQS } from '../weights/gguf-hf.ts';
+import { gemma3ConfigFromGguf, loadGgufAsHf, modelConfigFromGemma3, readGgufModelConfig, ROPE_FREQS } from '../weights/gguf-hf.ts';
 import type { ModelConfig } from '../weights/hf-config.ts';
 import type { WeightMap } from './context.ts';
 import { loadHfModel } from './weights-io.ts';
@@ -97,14 +97,9 @@ async function loadGguf(file: string, where: string): Promise<Omit<LoadedModel, 
     throw err;
   }
   try {
-    if (reader.metadata.get('general.architecture') === 'gemma3') {
-      // Honest refusal: the file is read fine (weights under HF names, config, tokenizer), but a
-      // LoadedModel promises a ModelConfig the graphs can run, and no Gemma 3 graph exists yet.
-      throw new ConfigError(`${where}: general.architecture is "gemma3" (Gemma 3). Its weights, configuration and tokenizer can be read ` +
-        '(weights/gguf-hf.ts: loadGgufAsHf, gemma3ConfigFromGguf; tokenize/gguf-vocab.ts: tokenizerFromGguf), but LayerFlow has no Gemma 3 graph yet ' +
-        '(q/k norms, pre/post norms with (1 + w) weights, gated GELU, scaled embeddings, sliding-window/global layers with two rope bases), so it cannot be used as a model entry');
-    }
-    const config = await readGgufModelConfig(reader);
+    const config = reader.metadata.get('general.architecture') === 'gemma3'
+      ? modelConfigFromGemma3(gemma3ConfigFromGguf(reader))
+      : await readGgufModelConfig(reader);
     const tokenizer = checkTokenizer(config, tokenizerFromGguf(reader.metadata, file), where);
     const { tensors, skipped } = await loadGgufAsHf(reader);
     const unknown = skipped.filter((n) => n !== ROPE_FREQS); // rope_freqs is folded into config.ropeScaling
@@ -112,7 +107,7 @@ async function loadGguf(file: string, where: string): Promise<Omit<LoadedModel, 
     const weights: WeightMap = new Map();
     for (const [name, t] of tensors) weights.set(name, { dims: t.shape, data: t.values });
     const embed = weights.get('model.embed_tokens.weight');
-    if (!embed) throw new MissingArtifactError(`${where}: no token_embd.weight tensor; expected a complete llama-family GGUF`);
+    if (!embed) throw new MissingArtifactError(`${where}: no token_embd.weight tensor; expected a complete llama-family or gemma3 GGUF`);
     if (embed.dims.join() !== [config.vocabSize, config.hiddenSize].join()) {
       throw new ConfigError(`${where}: token_embd.weight is [${embed.dims}]; the metadata says [${config.vocabSize}, ${config.hiddenSize}]`);
     }

@@ -13,7 +13,7 @@ import { peftKey, type LoraConfig, type LoraPair } from '../weights/peft.ts';
 export interface LoraSpec {
   r: number;
   alpha: number;
-  /** Module leaf names as PEFT matches them: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama); c_attn, c_proj, c_fc (GPT-2). */
+  /** Module leaf names as PEFT matches them: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama, Gemma 3); c_attn, c_proj, c_fc (GPT-2). */
   targets: string[];
   /** Restrict to these block indices (PEFT layers_to_transform); default all. */
   layers?: number[];
@@ -46,7 +46,7 @@ export function blockModules(c: ModelConfig, l: number): LinearModule[] {
   }
   const p = `model.layers.${l}`, qd = c.numHeads * c.headDim, kvd = c.numKvHeads * c.headDim;
   const m = (name: string, inF: number, outF: number, bias = false): LinearModule => ({ name: `${p}.${name}`, leaf: name.split('.')[1], layer: l, inF, outF, layout: 'linear', bias });
-  const qkvBias = c.attentionBias, oBias = c.modelType === 'llama' && c.attentionBias;
+  const qkvBias = c.attentionBias, oBias = (c.modelType === 'llama' || c.modelType === 'gemma3_text') && c.attentionBias;
   return [
     m('self_attn.q_proj', D, qd, qkvBias), m('self_attn.k_proj', D, kvd, qkvBias), m('self_attn.v_proj', D, kvd, qkvBias),
     m('self_attn.o_proj', qd, D, oBias), m('mlp.gate_proj', D, I), m('mlp.up_proj', D, I), m('mlp.down_proj', I, D),

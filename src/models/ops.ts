@@ -1,6 +1,7 @@
 /**
  * Small building blocks shared by the architectures: Range/Cos/Sin (position paths only, never
- * differentiated), RMSNorm, LayerNorm, SiLU, tanh-GELU, RoPE, masked multi-head attention.
+ * differentiated), RMSNorm (and Gemma's (1 + w) form), LayerNorm, SiLU, tanh-GELU, RoPE, masked
+ * multi-head attention (optional per-head q/k norms and score scale).
  */
 import { ConfigError } from '../errors.ts';
 import * as O from '../onnx/index.ts';
@@ -28,6 +29,9 @@ export function rmsNorm(x: Value, w: Value, eps: number): Value {
   const ms = O.reduceMean(O.mul(x, x), [-1]);
   return O.mul(O.div(x, O.sqrt(O.add(ms, eps))), w);
 }
+
+/** Gemma RMSNorm (HF Gemma3RMSNorm): x / sqrt(mean(x²) + eps) · (1 + w), w stored as HF stores it. */
+export const gemmaRmsNorm = (x: Value, w: Value, eps: number): Value => rmsNorm(x, O.add(w, 1), eps);
 
 /** LayerNorm over the last axis with biased variance (torch.nn.LayerNorm). */
 export function layerNorm(x: Value, w: Value, b: Value, eps: number): Value {
@@ -105,6 +109,11 @@ export interface AttentionArgs {
   /** Additive mask [B, 1, 1, T, T] (0 where allowed, a large negative number elsewhere). */
   bias: Value;
   rope?: { cos: Value; sin: Value };
+  /** Per-head norms of queries / keys over head_dim, applied before RoPE (Gemma 3 q_norm, k_norm). */
+  normQ?: (x: Value) => Value;
+  normK?: (x: Value) => Value;
+  /** Score scale; default 1/√headDim (Gemma 3: query_pre_attn_scalar^-0.5). */
+  scale?: number;
 }
 
 /**
@@ -118,8 +127,10 @@ export function attention(a: AttentionArgs): Value {
   const split = (x: Value, r: number) => O.transpose(O.reshape(x, [0, 0, kvHeads, r, dh]), [0, 2, 3, 1, 4]);
   let q = split(a.q, rep), k = split(a.k, 1);
   const v = split(a.v, 1);
+  if (a.normQ) q = a.normQ(q);
+  if (a.normK) k = a.normK(k);
   if (a.rope) { q = applyRope(q, a.rope, dh); k = applyRope(k, a.rope, dh); }
-  const scores = O.add(O.mul(O.matMul(q, O.transposeLast2(k)), 1 / Math.sqrt(dh)), a.bias);
+  const scores = O.add(O.mul(O.matMul(q, O.transposeLast2(k)), a.scale ?? 1 / Math.sqrt(dh)), a.bias);
   const ctx = O.matMul(O.softmax(scores, -1), v); // [B, kvH, rep, T, dh]
   return O.reshape(O.transpose(ctx, [0, 3, 1, 2, 4]), [0, 0, heads * dh]);
 }

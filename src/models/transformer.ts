@@ -3,6 +3,12 @@
  * - Llama family (llama, mistral, qwen2): RMSNorm, RoPE (rope_theta, linear/llama3 scaling), SwiGLU,
  *   grouped-query attention, causal (+ sliding-window) mask, tied or untied lm_head.
  * - GPT-2: LayerNorm, learned positions, Conv1D weights [in, out], tanh-GELU, tied lm_head.
+ * - Gemma 3 (gemma3_text; transformers Gemma3ForCausalLM / Gemma3TextModel): embeddings × √hidden
+ *   (rounded to float32 as HF does), RMSNorm with (1 + w) weights, per-head q_norm / k_norm before
+ *   RoPE, four norms per block (input, post-attention on the attention output, pre- and
+ *   post-feed-forward), gated tanh-GELU MLP, scores × query_pre_attn_scalar^-0.5, and per layer
+ *   type: sliding_attention = window `slidingWindow` + RoPE base rope_local_base_freq,
+ *   full_attention = no window + rope_theta (+ its linear scaling); tied lm_head, no soft-capping.
  * Inputs input_ids / attention_mask are int64 [B, T] (right padding; positions are 0..T-1 as in
  * HF's forward without position_ids).
  */
@@ -11,7 +17,7 @@ import * as O from '../onnx/index.ts';
 import type { Value } from '../onnx/index.ts';
 import type { ModelContext } from './context.ts';
 import { blockModules } from './lora.ts';
-import { activation, arange, attention, attentionBias, layerNorm, rmsNorm, ropeInvFreq, ropeTables } from './ops.ts';
+import { activation, arange, attention, attentionBias, gemmaRmsNorm, layerNorm, rmsNorm, ropeInvFreq, ropeTables } from './ops.ts';
 
 export interface TransformerOut {
   /** Input embeddings [B, T, D] (differentiate w.r.t. this for per-token embedding-row gradients). */
@@ -29,9 +35,10 @@ export function transformer(ctx: ModelContext): TransformerOut & { inputIds: Val
   ctx.batchDim = O.slice(shape, { starts: [0], ends: [1] });
   ctx.tokenMask = O.unsqueeze(O.cast(attentionMask, ctx.dtype), [-1]);
   const pos = arange(O.gather(shape, g.constant(1, 'int64')));
-  const bias = attentionBias(pos, attentionMask, ctx.dtype, c.slidingWindow);
   const D = c.hiddenSize;
   if (ctx.isPerExample(embedName(ctx))) throw new ConfigError('per-example gradients of the whole embedding matrix are not supported; use the embedding-rows unit');
+  if (c.modelType === 'gemma3_text') return { inputIds, attentionMask, ...gemma3(ctx, inputIds, attentionMask, pos) };
+  const bias = attentionBias(pos, attentionMask, ctx.dtype, c.slidingWindow);
 
   if (c.modelType === 'gpt2') {
     const wte = ctx.param('transformer.wte.weight', [c.vocabSize, D]), wpe = ctx.param('transformer.wpe.weight', [c.maxPositions, D]);
@@ -61,6 +68,44 @@ export function transformer(ctx: ModelContext): TransformerOut & { inputIds: Val
   }
   const hidden = rmsNorm(x, ctx.param('model.norm.weight', [D]), c.normEps);
   return { inputIds, attentionMask, embeds, hidden };
+}
+
+/** Gemma 3 blocks (see the header); `embeds` are the unscaled embedding rows, so their gradient is the rows' gradient. */
+function gemma3(ctx: ModelContext, inputIds: Value, attentionMask: Value, pos: Value): TransformerOut {
+  const { config: c } = ctx, gm = c.gemma3;
+  if (!gm) throw new ConfigError('a gemma3_text config needs its Gemma 3 fields (layer types, local rope base, query_pre_attn_scalar, embedding scale)');
+  if (gm.layerTypes.length !== c.numLayers) throw new ConfigError(`gemma3: ${gm.layerTypes.length} layer types for ${c.numLayers} layers`);
+  const D = c.hiddenSize, dh = c.headDim;
+  // Built on first use: a model whose layers are all of one type needs one table and one mask.
+  const byType = new Map<string, { rope: { cos: Value; sin: Value }; bias: Value }>();
+  const kind = (t: string) => {
+    let k = byType.get(t);
+    if (!k) {
+      const local = t === 'sliding_attention';
+      const inv = local ? ropeInvFreq(dh, gm.ropeLocalBaseFreq, null) : ropeInvFreq(dh, c.ropeTheta ?? 1e6, c.ropeScaling);
+      k = { rope: ropeTables(pos, inv, ctx.dtype), bias: attentionBias(pos, attentionMask, ctx.dtype, local ? c.slidingWindow : null) };
+      byType.set(t, k);
+    }
+    return k;
+  };
+  const norm = (x: Value, name: string, n = D) => gemmaRmsNorm(x, ctx.param(name, [n]), c.normEps);
+  const embeds = O.gather(ctx.param('model.embed_tokens.weight', [c.vocabSize, D]), inputIds);
+  let x = O.mul(embeds, ctx.scalar(Math.fround(gm.embedScale)));
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}`, [qP, kP, vP, oP, gateP, upP, downP] = blockModules(c, l);
+    const { rope, bias } = kind(gm.layerTypes[l]);
+    const n1 = norm(x, `${p}.input_layernorm.weight`);
+    const a = attention({
+      q: ctx.linear(n1, qP), k: ctx.linear(n1, kP), v: ctx.linear(n1, vP), heads: c.numHeads, kvHeads: c.numKvHeads, headDim: dh, bias, rope,
+      normQ: (q) => norm(q, `${p}.self_attn.q_norm.weight`, dh), normK: (k) => norm(k, `${p}.self_attn.k_norm.weight`, dh),
+      scale: gm.queryPreAttnScalar ** -0.5,
+    });
+    x = O.add(x, norm(ctx.linear(a, oP), `${p}.post_attention_layernorm.weight`));
+    const n2 = norm(x, `${p}.pre_feedforward_layernorm.weight`);
+    const mlp = ctx.linear(O.mul(activation(c.hiddenAct, ctx.linear(n2, gateP)), ctx.linear(n2, upP)), downP);
+    x = O.add(x, norm(mlp, `${p}.post_feedforward_layernorm.weight`));
+  }
+  return { embeds, hidden: norm(x, 'model.norm.weight') };
 }
 
 export const embedName = (ctx: ModelContext): string => (ctx.config.modelType === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight');

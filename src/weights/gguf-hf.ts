@@ -28,13 +28,15 @@
  * HF's convention (weight, not 1 + weight). Checked against transformers 5.24's
  * Gemma3ForCausalLM.from_pretrained(gguf_file=...) state dict, every tensor bit for bit
  * (test/weights/gemma3-gguf.test.ts); e.g. Gemma 3 270M's output_norm holds values up to 301 in the
- * file. The Gemma 3 config is not a ModelConfig (its local/global attention, second rope base,
- * extra norms and embedding scale have no place there): gemma3ConfigFromGguf returns its own record.
+ * file. gemma3ConfigFromGguf returns the Gemma 3 config as its own record (Gemma3Config, checked
+ * field by field against transformers); modelConfigFromGemma3 turns it into the ModelConfig the
+ * graphs run, its Gemma-only fields (layer types, local rope base, query_pre_attn_scalar, embedding
+ * scale) under `gemma3`.
  */
 import { ConfigError, DataError } from '../errors.ts';
 import { ropeInvFreq } from '../models/ops.ts';
 import type { GgufReader, GgufValue } from './gguf.ts';
-import type { ModelConfig } from './hf-config.ts';
+import type { Gemma3LayerType, ModelConfig } from './hf-config.ts';
 
 /** The llama3-style per-frequency RoPE divisor tensor ([head_dim / 2], F32). */
 export const ROPE_FREQS = 'rope_freqs.weight';
@@ -228,8 +230,7 @@ export async function readGgufModelConfig(reader: GgufReader): Promise<ModelConf
   return modelConfigFromGguf(reader, has ? (await reader.readFloat32(ROPE_FREQS)).values : undefined);
 }
 
-/** Attention kind of a Gemma 3 layer (HF `layer_types`). */
-export type Gemma3LayerType = 'sliding_attention' | 'full_attention';
+export type { Gemma3LayerType } from './hf-config.ts';
 
 /**
  * A Gemma 3 text model's configuration, with transformers' Gemma3TextConfig semantics (field names
@@ -325,6 +326,22 @@ export function gemma3ConfigFromGguf(reader: GgufReader): Gemma3Config {
     hiddenAct: 'gelu_pytorch_tanh', embedScale: Math.sqrt(hidden), tieWordEmbeddings: !names.has('output.weight'),
     attnLogitSoftcapping: null, finalLogitSoftcapping: null,
     bosTokenId: id('tokenizer.ggml.bos_token_id'), eosTokenIds: eos === null ? [] : [eos], padTokenId: id('tokenizer.ggml.padding_token_id'),
+  };
+}
+
+/**
+ * The ModelConfig the graphs run (src/models/transformer.ts) for a Gemma 3 config: the shared
+ * fields as they are, `ropeTheta` / `ropeScaling` of the full-attention layers, `slidingWindow` of
+ * the sliding ones, and the rest under `gemma3`.
+ */
+export function modelConfigFromGemma3(g: Gemma3Config): ModelConfig {
+  return {
+    modelType: 'gemma3_text', hiddenSize: g.hiddenSize, numLayers: g.numLayers, numHeads: g.numHeads, numKvHeads: g.numKvHeads,
+    headDim: g.headDim, intermediateSize: g.intermediateSize, vocabSize: g.vocabSize, maxPositions: g.maxPositions,
+    norm: 'rms', normEps: g.normEps, positions: 'rope', ropeTheta: g.ropeTheta, ropeScaling: g.ropeScaling, hiddenAct: g.hiddenAct,
+    tieWordEmbeddings: g.tieWordEmbeddings, attentionBias: false, slidingWindow: g.slidingWindow,
+    bosTokenId: g.bosTokenId, eosTokenIds: [...g.eosTokenIds],
+    gemma3: { layerTypes: [...g.layerTypes], ropeLocalBaseFreq: g.ropeLocalBaseFreq, queryPreAttnScalar: g.queryPreAttnScalar, embedScale: g.embedScale },
   };
 }
 

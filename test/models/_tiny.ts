@@ -10,6 +10,13 @@ export const tinyGpt2 = (extra: Record<string, unknown> = {}): ModelConfig => pa
   model_type: 'gpt2', n_embd: 8, n_layer: 2, n_head: 2, vocab_size: 11, n_positions: 16, ...extra,
 });
 
+/** Gemma 3 with a sliding layer (window 2, shorter than the batch's sequences) then a global one, GQA, q/k norms. */
+export const tinyGemma3 = (extra: Record<string, unknown> = {}): ModelConfig => parseHfConfig({
+  model_type: 'gemma3_text', hidden_size: 8, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 4,
+  intermediate_size: 12, vocab_size: 11, layer_types: ['sliding_attention', 'full_attention'], sliding_window: 2,
+  query_pre_attn_scalar: 6, rope_theta: 700, rope_local_base_freq: 50, ...extra,
+});
+
 /** Random base weights + LoRA (non-zero B) + optional extras, keyed by graph input names. */
 export function tinyWeights(spec: { weightInputs: { name: string; shape: number[] }[] }, seed = 1, scale = 0.5): M.WeightMap {
   return M.randomWeights(spec.weightInputs, seed, scale);

@@ -1,18 +1,22 @@
 /**
- * Per-example gradients: (1) one batched pass equals batch-of-one runs (each sample alone, unpadded);
- * (2) every selected unit matches central finite differences of that sample's own loss on a tiny
- * float64 model; (3) the training graph's gradient equals the mean of the per-example gradients.
+ * Per-example gradients (Llama, Qwen2-style, Gemma 3, GPT-2): (1) one batched pass equals
+ * batch-of-one runs (each sample alone, unpadded); (2) every selected unit matches central finite
+ * differences of that sample's own loss on a tiny float64 model (for Gemma 3 this checks the VJPs
+ * through its (1 + w) norms, q/k norms, score scale, embedding scale and both attention kinds);
+ * (3) the training graph's gradient equals the mean of the per-example gradients.
  */
 import test from 'ava';
 import * as M from '../../src/models/index.ts';
 import { createSession } from '../../src/runtime/index.ts';
 import type { ModelConfig } from '../../src/weights/hf-config.ts';
-import { relErr, row, tinyBatch, tinyGpt2, tinyLlama, tinyWeights } from './_tiny.ts';
+import { relErr, row, tinyBatch, tinyGemma3, tinyGpt2, tinyLlama, tinyWeights } from './_tiny.ts';
 
 interface Case { name: string; config: ModelConfig; lora: M.LoraSpec; weights: string[]; numLabels?: number }
 const cases: Case[] = [
   { name: 'llama (GQA, all 7 targets)', config: tinyLlama(), lora: { r: 2, alpha: 4, targets: [...M.LLAMA_TARGETS] }, weights: ['model.layers.1.mlp.down_proj.weight', 'model.layers.0.self_attn.k_proj.weight', 'lm_head.weight'] },
   { name: 'llama tied, qwen2-style q/k/v bias, seq-cls head', config: tinyLlama({ model_type: 'qwen2', tie_word_embeddings: true }), lora: { r: 2, alpha: 2, targets: ['q_proj', 'v_proj'], layers: [1] }, weights: ['model.layers.0.mlp.gate_proj.weight', 'score.weight'], numLabels: 3 },
+  { name: 'gemma3 (q/k norms, (1 + w) norms, sliding + global layers, window 2)', config: tinyGemma3(), lora: { r: 2, alpha: 4, targets: [...M.LLAMA_TARGETS] }, weights: ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.mlp.gate_proj.weight'], numLabels: undefined },
+  { name: 'gemma3 seq-cls head', config: tinyGemma3({ layer_types: ['full_attention', 'sliding_attention'] }), lora: { r: 2, alpha: 2, targets: ['k_proj', 'o_proj', 'up_proj'] }, weights: ['score.weight'], numLabels: 3 },
   { name: 'gpt2', config: tinyGpt2(), lora: { r: 2, alpha: 4, targets: ['c_attn', 'c_proj', 'c_fc'] }, weights: ['transformer.h.0.attn.c_attn.weight', 'transformer.h.1.mlp.c_proj.weight'] },
 ];
 
@@ -112,4 +116,26 @@ test('training graph gradient (sample-mean) equals the mean of per-example gradi
     await s.release();
   }
   await runner.release();
+});
+
+test('gradient and training graphs compute the LM loss at target positions only: same losses as the forward graph, also for samples (or a batch) without targets', async (t) => {
+  const config = tinyGemma3(), lora: M.LoraSpec = { r: 2, alpha: 4, targets: ['q_proj', 'down_proj'] };
+  const pe = M.buildPerExampleGradGraph({ config, lora, dtype: 'float64' });
+  const fwd = M.buildForwardGraph({ config, lora, dtype: 'float64', withLoss: true });
+  const weights = tinyWeights(pe, 9);
+  const runner = await M.PerExampleGradRunner.create({ graph: pe, threads: 1 });
+  const s = await createSession({ model: fwd.model, device: 'cpu:0', threads: 1 });
+  const batches: [string, M.Sample[]][] = [
+    ['targets at scattered positions', [{ inputIds: [3, 1, 4, 1, 5, 9], labels: [-100, 1, -100, 1, -100, 9] }, { inputIds: [2, 7, 10], labels: [-100, -100, -100] }, { inputIds: [6, 5, 3, 5, 8] }]],
+    ['no targets at all', [{ inputIds: [3, 1, 4], labels: [-100, -100, -100] }, { inputIds: [2, 7], labels: [-100, -100] }]],
+  ];
+  for (const [what, samples] of batches) {
+    const batch = M.padBatch(samples, { padId: 0 });
+    const per = await runner.run({ weights, batch });
+    const want = (await s.run(M.feedsFor(fwd, weights, batch), ['loss'])).loss.data as Float64Array;
+    t.true(relErr(per.losses, want) < 1e-12 || (want.every((x) => x === 0) && per.losses.every((x) => x === 0)), `${what}: ${[...per.losses]} vs ${[...want]}`);
+    t.true(per.losses.every(Number.isFinite) && [...per.grads.values()].every((g) => g.every(Number.isFinite)), what);
+  }
+  t.is((await runner.run({ weights, batch: M.padBatch(batches[1][1]) })).losses.every((x) => x === 0), true, 'a batch without targets has loss 0');
+  await Promise.all([s.release(), runner.release()]);
 });

@@ -7,7 +7,8 @@
  *  - test/fixtures/models/gemma3/hf_reference.json (transformers' Gemma3ForCausalLM loaded from
  *    the GGUF, by gemma3_hf_reference.py): every tensor under its HF name, with HF's norm-weight
  *    convention, by sha256 of its float32 bytes; and the config transformers derives.
- * Without the GGUF these tests fail (CI runs the fetch step first).
+ * Then loadModel's gemma3_text ModelConfig, and the same config read from transformers' config.json
+ * forms (parseHfConfig). Without the GGUF these tests fail (CI runs the fetch step first).
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
@@ -15,11 +16,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConfigError } from '../../src/errors.ts';
-import { loadModel, PRETRAINED_MODELS } from '../../src/models/load.ts';
+import { loadModel } from '../../src/models/load.ts';
 import { sha256File } from '../../src/store/hash.ts';
 import { GgufReader } from '../../src/weights/gguf.ts';
-import { gemma3ConfigFromGguf, ggufTensorsAsHf, hfNameForGguf, modelConfigFromGguf } from '../../src/weights/gguf-hf.ts';
+import { gemma3ConfigFromGguf, ggufTensorsAsHf, hfNameForGguf, modelConfigFromGemma3, modelConfigFromGguf } from '../../src/weights/gguf-hf.ts';
 import { DEQUANTIZABLE, ggmlTypeName } from '../../src/weights/gguf-quants.ts';
+import { hfConfigJson, parseHfConfig } from '../../src/weights/hf-config.ts';
 import { rawToFloat32, readSafetensors } from '../../src/weights/safetensors.ts';
 
 const HOME = resolve(process.env.LAYERFLOW_HOME ?? new URL('../../.layerflow', import.meta.url).pathname);
@@ -149,9 +151,39 @@ test.serial('gemma3ConfigFromGguf equals the config transformers derives from th
   } finally { await r.close(); }
 });
 
-test.serial('loadModel recognises gemma3 and refuses it clearly (no Gemma 3 graph yet); it is not a pretrained entry', async (t) => {
-  await open().then((r) => r.close());
-  const err = await t.throwsAsync(loadModel({ id: 'gemma3', path: GGUF }), { instanceOf: ConfigError });
-  t.regex(err!.message, /^model "gemma3" at .*gemma-3-270m-q4_k_m\.gguf: general\.architecture is "gemma3" \(Gemma 3\)\. Its weights, configuration and tokenizer can be read .* but LayerFlow has no Gemma 3 graph yet/);
-  t.false(Object.keys(PRETRAINED_MODELS).includes('gemma3-270m'));
+test.serial('loadModel accepts gemma3: a gemma3_text ModelConfig from gemma3ConfigFromGguf, every tensor under its HF name', async (t) => {
+  const r = await open();
+  let g: ReturnType<typeof gemma3ConfigFromGguf>;
+  try { g = gemma3ConfigFromGguf(r); } finally { await r.close(); }
+  const m = await loadModel({ id: 'gemma3', path: GGUF });
+  t.is(m.format, 'gguf');
+  t.deepEqual(m.config, modelConfigFromGemma3(g));
+  t.like(m.config, { modelType: 'gemma3_text', norm: 'rms', positions: 'rope', ropeTheta: g.ropeTheta, slidingWindow: g.slidingWindow, hiddenAct: 'gelu_pytorch_tanh', tieWordEmbeddings: true });
+  t.deepEqual(m.config.gemma3, { layerTypes: g.layerTypes, ropeLocalBaseFreq: g.ropeLocalBaseFreq, queryPreAttnScalar: g.queryPreAttnScalar, embedScale: g.embedScale });
+  const ref = JSON.parse(await readFile(HF, 'utf8')) as { tensors: Record<string, { shape: number[] }> };
+  t.deepEqual([...m.weights.keys()].sort(), Object.keys(ref.tensors).sort());
+  t.is(Math.max(...m.weights.get('model.norm.weight')!.data), 300, 'norm weights in HF\'s convention (the file holds 1 + w)');
+  t.is(m.tokenizer.vocabSize, g.vocabSize);
+});
+
+test('config.json of Gemma 3 (gemma3_text): transformers 5\'s form (rope_parameters per layer type) and 4.x\'s give the GGUF\'s ModelConfig; unsupported features are refused', async (t) => {
+  const ref = JSON.parse(await readFile(HF, 'utf8')) as { config: Record<string, unknown> };
+  const r = await open();
+  let want: ReturnType<typeof modelConfigFromGemma3>;
+  try { want = modelConfigFromGemma3(gemma3ConfigFromGguf(r)); } finally { await r.close(); }
+  // transformers 5.24's Gemma3TextConfig.to_dict() of this file (rope_parameters keyed by layer type).
+  t.deepEqual(parseHfConfig(ref.config), want);
+  // google/gemma-3-270m's config.json as transformers 4.55 wrote it (rope_theta, rope_local_base_freq, no layer_types in older ones).
+  const { rope_parameters: _r, layer_types: _l, ...rest } = ref.config;
+  const v4 = { ...rest, rope_theta: 1e6, rope_local_base_freq: 10000, rope_scaling: null, _sliding_window_pattern: 6 };
+  t.deepEqual(parseHfConfig(v4), want);
+  t.deepEqual(parseHfConfig({ ...v4, rope_scaling: { rope_type: 'linear', factor: 8 } }).ropeScaling, { rope_type: 'linear', factor: 8 });
+  t.deepEqual(parseHfConfig({ ...v4, sliding_window_pattern: 2 }).gemma3!.layerTypes.slice(0, 4), ['sliding_attention', 'full_attention', 'sliding_attention', 'full_attention']);
+  t.deepEqual(parseHfConfig(hfConfigJson(want)), want, 'hfConfigJson writes what parseHfConfig reads');
+  t.throws(() => parseHfConfig({ ...v4, final_logit_softcapping: 30 }), { instanceOf: ConfigError, message: /field "final_logit_softcapping" is 30; logit soft-capping is not supported/ });
+  t.throws(() => parseHfConfig({ ...v4, attn_logit_softcapping: 50 }), { instanceOf: ConfigError, message: /attn_logit_softcapping/ });
+  t.throws(() => parseHfConfig({ ...v4, use_bidirectional_attention: true }), { instanceOf: ConfigError, message: /only causal Gemma 3 models/ });
+  t.throws(() => parseHfConfig({ ...v4, layer_types: ['sliding_attention'] }), { instanceOf: ConfigError, message: /field "layer_types" .*expected 18 entries/ });
+  t.throws(() => parseHfConfig({ ...ref.config, rope_parameters: { full_attention: { rope_type: 'default', rope_theta: 1e6 }, sliding_attention: { rope_type: 'linear', factor: 2, rope_theta: 1e4 } } }), { instanceOf: ConfigError, message: /sliding_attention scales RoPE/ });
+  t.throws(() => parseHfConfig({ ...v4, rope_scaling: { rope_type: 'yarn', factor: 2 } }), { instanceOf: ConfigError, message: /default or linear RoPE scaling/ });
 });
