@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../src/errors.ts';
-import { defaultModelPath, loadModel, PRETRAINED_MODELS, type LoadedModel, type PretrainedModel } from '../src/models/load.ts';
+import { defaultModelPath, loadModel, MODEL_TERMS, PRETRAINED_MODELS, type LoadedModel, type PretrainedModel } from '../src/models/load.ts';
 import type * as M from '../src/models/index.ts';
 import type { ArtifactRef, ArtifactStore } from '../src/store/artifacts.ts';
 import type { StageContext } from '../src/store/stage-context.ts';
@@ -36,12 +36,18 @@ export function modelPath(home: string, m: Resolved): string {
 }
 
 let cached: { path: string; model: Promise<LoadedModel> } | undefined;
+const termsTold = new Set<string>();
 
 /** The cell's model, loaded once per worker process (GGUF dequantisation takes seconds). */
 export function modelOf(ctx: StageContext<unknown>): Promise<LoadedModel> {
   const m = ctx.slice.model as Resolved;
   const path = modelPath(ctx.home, m);
   if (cached?.path !== path) {
+    const terms = m.source && MODEL_TERMS[m.source];
+    if (terms && !termsTold.has(m.source!)) {
+      termsTold.add(m.source!);
+      console.warn(`layerflow: ${terms}`);
+    }
     cached = { path, model: loadModel({ id: m.id, path }) };
     cached.model.catch(() => { cached = undefined; });
   }

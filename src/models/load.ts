@@ -45,7 +45,14 @@ export interface LoadedModel {
 /** Pretrained models infra/fetch-models.sh installs: name → file under `<home>/models/`. */
 export const PRETRAINED_MODELS = {
   'smollm2-135m-instruct': 'smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf',
+  /** Gemma 3 270M (Q4_K_M): provided under and subject to the Gemma Terms of Use (GEMMA_TERMS.html beside the file). */
+  'gemma3-270m': 'gemma3-270m/gemma-3-270m-q4_k_m.gguf',
 } as const;
+
+/** Models whose use is subject to terms of their own: what to tell a researcher who uses them. */
+export const MODEL_TERMS: Partial<Record<PretrainedModel, string>> = {
+  'gemma3-270m': 'Gemma 3 270M is provided under and subject to the Gemma Terms of Use (ai.google.dev/gemma/terms; a copy is in <home>/models/gemma3-270m/GEMMA_TERMS.html)',
+};
 export type PretrainedModel = keyof typeof PRETRAINED_MODELS;
 
 /** Where infra/fetch-models.sh puts a pretrained model, for LayerFlow home `home` (LAYERFLOW_HOME). */
