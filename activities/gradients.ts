@@ -8,11 +8,20 @@
  * missing, truncated or corrupt shard is recomputed. The manifest lists every shard, so a shard
  * lost after the commit makes the next lookup miss and the stage recompute just that shard.
  * The key holds no influence method: one gradient store serves every method.
+ *
+ * With `projection` (src/influence/projection.ts) every dense unit's per-sample gradient, and each
+ * word-embedding token row, is stored randomly projected (seeded Rademacher JL, per unit), computed
+ * from the full gradients of each shard through ONNX (projection-engine.ts) before the shard is
+ * written: a compressed store (index format /2, the projection recorded per unit) that the influence
+ * stage reads like any other. `dtype: BF16` stores the values as bfloat16 (half the bytes). Both
+ * settings are part of the key (absent: the key is what it was before).
  */
 import { z } from 'zod';
 import * as M from '../src/models/index.ts';
 import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
-import { encodeShard, resumeShard, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { encodeShard, resumeShard, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { GradientProjector } from '../src/influence/projection-engine.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { withProgress } from '../src/runtime/progress.ts';
 import { stageMicroBatch } from '../src/runtime/oom.ts';
@@ -29,6 +38,13 @@ export const GradientSettings = z.strictObject({
   /** Also the word-embedding unit (WE) and the classification head (CL). */
   embedding: z.boolean().default(true),
   head: z.boolean().default(true),
+  /**
+   * Store every unit randomly projected: `{ dim: k }` (values per unit) or `{ factor: f }` (k = ⌈d/f⌉),
+   * `seed`, `embedding` (project the WE rows too, default true). Absent: the full gradients.
+   */
+  projection: ProjectionSettings.optional(),
+  /** Float type of the stored gradient values: BF16 halves the store (8-bit mantissa). Absent: F32. */
+  dtype: z.enum(['F32', 'BF16']).optional(),
 });
 export type GradientSettings = z.output<typeof GradientSettings>;
 
@@ -50,6 +66,14 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   const units: GradientUnit[] = M.loraUnits(config, lora).map((u) => ({ unit: u.key, layer: u.layer, kind: 'block' as const, d: u.shape[0] * u.shape[1], shape: u.shape }));
   if (head) units.push({ unit: 'score.weight', layer: config.numLayers, kind: 'classifier', d: numLabels! * config.hiddenSize, shape: [numLabels!, config.hiddenSize] });
   const embedding = s.embedding ? { unit: EMBEDDING_UNIT, layer: -1, kind: 'embedding' as const, d: config.vocabSize * config.hiddenSize, shape: [config.vocabSize, config.hiddenSize], D: config.hiddenSize, vocab: config.vocabSize } : null;
+  // What the shards store: each unit as computed, or projected (its record says how).
+  const pr = s.projection;
+  const stored: GradientUnit[] = units.map((u) => {
+    const projection = pr ? unitProjection(u.unit, u.d, pr) : undefined;
+    return projection ? { ...u, d: projection.to, projection } : u;
+  });
+  const weProjection = pr && embedding && pr.embedding ? unitProjection(embedding.unit, embedding.D, pr, 'rademacher-rows') : undefined;
+  const storedEmbedding = embedding && weProjection ? { ...embedding, D: weProjection.to, d: embedding.vocab * weProjection.to, projection: weProjection } : embedding;
 
   // Shard plan: train shards first, then influence shards; numbering is global and deterministic.
   const plan: Array<{ set: GradientSet; rowOffset: number; rows: M.Sample[] }> = [];
@@ -63,6 +87,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   const totalSamples = samplesBefore[plan.length];
 
   let runner: M.PerExampleGradRunner | undefined;
+  let projector: GradientProjector | undefined;
   const shards: ShardEntry[] = [];
   let computed = 0, reused = 0, rejected = 0;
   try {
@@ -82,7 +107,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         graph: M.buildPerExampleGradGraph({ config, lora, numLabels, units: { lora: true, head, embeddingRows: s.embedding } }),
         device: ctx.device,
       });
-      const dense = new Map(units.map((u) => [u.unit, new Float32Array(p.rows.length * u.d)]));
+      const dense = new Map<string, Float32Array>(units.map((u) => [u.unit, new Float32Array(p.rows.length * u.d)]));
       const losses = new Float32Array(p.rows.length);
       const we: ReturnType<typeof sparseFromRowMap>[] = [];
       // Per-example gradients do not depend on the batch: after an out-of-memory failure the retry
@@ -102,16 +127,23 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         ctx.heartbeat(withProgress(ctx, samplesBefore[i] + b + chunk.length, totalSamples, 'sample', { key: ctx.key, done: i, rows: b + chunk.length }));
       }
       for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
-      const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined }, units, embedding?.D), { set: p.set, rows: p.rows.length });
+      if (pr) {
+        projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
+        for (const u of stored) if (u.projection) dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, dense.get(u.unit)!, p.rows.length));
+        if (weProjection) await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
+      }
+      const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length });
       shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
       computed++;
       ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
     }
   } finally {
     await runner?.release();
+    await projector?.release();
   }
   const index: GradientIndex = {
-    format: GRADIENT_STORE_FORMAT, dtype: 'F32', shardSize: s.shardSize, units, embedding,
+    format: pr || (s.dtype ?? 'F32') !== 'F32' ? GRADIENT_STORE_FORMAT_COMPRESSED : GRADIENT_STORE_FORMAT, dtype: s.dtype ?? 'F32', shardSize: s.shardSize, units: stored, embedding: storedEmbedding,
+    ...(pr ? { projection: pr } : {}),
     sets: {
       train: { n: ds.train.length, shards: shards.filter((x) => x.set === 'train') },
       influence: { n: ds.influence.length, shards: shards.filter((x) => x.set === 'influence') },
@@ -122,6 +154,20 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   };
   return {
     files: { 'index.json': JSON.stringify(index) },
-    metrics: { shards: plan.length, shards_computed: computed, shards_reused: reused, shards_rejected: rejected, units: units.length + (embedding ? 1 : 0), samples: ds.train.length + ds.influence.length },
+    metrics: {
+      shards: plan.length, shards_computed: computed, shards_reused: reused, shards_rejected: rejected, units: units.length + (embedding ? 1 : 0), samples: ds.train.length + ds.influence.length,
+      ...(pr ? { dense_values_stored: stored.reduce((a, u) => a + u.d, 0), dense_values_original: units.reduce((a, u) => a + u.d, 0), projection_seconds: projector?.seconds ?? 0 } : {}),
+    },
   };
 };
+
+/** Project every token row of a shard's sparse WE gradients in one run (rows keep their token ids). */
+async function projectRows(projector: GradientProjector, spec: { unit: string; seed: number; from: number; to: number }, samples: Array<{ rows: Int32Array; values: Float32Array | Float64Array }>): Promise<void> {
+  const total = samples.reduce((a, e) => a + e.rows.length, 0);
+  const X = new Float32Array(total * spec.from);
+  let o = 0;
+  for (const e of samples) { X.set(e.values, o * spec.from); o += e.rows.length; }
+  const Y = await projector.project(spec, X, total);
+  o = 0;
+  for (const e of samples) { e.values = Y.slice(o * spec.to, (o + e.rows.length) * spec.to); o += e.rows.length; }
+}

@@ -13,23 +13,41 @@
  *
  * Shards are content-addressed blobs of the artifact store, listed in index.json only: the stage's
  * reference stays small however many shards there are, and every read verifies the shard's hash.
+ *
+ * A compressed store (`layerflow.gradients/2`, gradients setting `projection`, projection.ts) has the
+ * same shard layout with fewer values: a projected unit stores `d` = its projected size and records
+ * `projection: {kind, generator, seed, from, to}` (from = the original values per sample); the
+ * word-embedding unit, when projected, stores token rows of width `D` = the projected width (`from` =
+ * the model's hidden size) and `d` = vocab · D. The index also records the stage's `projection`
+ * settings. Readers see stored sizes everywhere, so every influence method reads either format;
+ * `originalD` gives the unprojected size (DataInf's λ). A store may also keep its gradient values
+ * (`g.*`, `we.values`) as BF16 (`dtype: 'BF16'`, gradients setting `dtype`; format /2): float32's
+ * range with an 8-bit mantissa, decoded to float32 by every reader. Format /1 (F32, no projection)
+ * is unchanged and still written when neither setting is given.
  */
 import { DataError } from '../errors.ts';
-import type { ArtifactFile, ArtifactStore } from '../store/artifacts.ts';
+import type { ArtifactFile, ArtifactRef, ArtifactStore } from '../store/artifacts.ts';
 import { parseSafetensorsBytes, rawToFloat32, serializeSafetensors, type TensorInput } from '../weights/safetensors.ts';
 import type { SparseRowGradient, SparseUnitGradients } from './sparse-rows.ts';
 import type { UnitGradients, UnitKind } from './types.ts';
+import { checkUnitProjection, type ProjectionSettings, type UnitProjection } from './projection.ts';
 
 export const GRADIENT_STORE_FORMAT = 'layerflow.gradients/1';
+/** A compressed store (`projection` and/or `dtype: BF16`): units may carry a projection record, values may be BF16 (see the header). */
+export const GRADIENT_STORE_FORMAT_COMPRESSED = 'layerflow.gradients/2';
+export type GradientStoreFormat = typeof GRADIENT_STORE_FORMAT | typeof GRADIENT_STORE_FORMAT_COMPRESSED;
 export type GradientSet = 'train' | 'influence';
 
 export interface GradientUnit {
   unit: string;
   layer: number;
   kind: UnitKind;
-  /** Values per sample (dense units); for the embedding unit vocab · D (its dense size). */
+  /** Stored values per sample (dense units); for the embedding unit vocab · D (its dense size as stored). */
   d: number;
+  /** Shape of the unit's gradient tensor (before any projection). */
   shape: number[];
+  /** How the stored values were made from the gradient (format /2 only; absent = stored as computed). */
+  projection?: UnitProjection;
 }
 
 export interface ShardEntry extends ArtifactFile {
@@ -40,9 +58,12 @@ export interface ShardEntry extends ArtifactFile {
   rows: number;
 }
 
+/** Float type of the stored gradient values (losses are F32 always). */
+export type GradientDtype = 'F32' | 'BF16';
+
 export interface GradientIndex {
-  format: typeof GRADIENT_STORE_FORMAT;
-  dtype: 'F32';
+  format: GradientStoreFormat;
+  dtype: GradientDtype;
   shardSize: number;
   /** Dense units in a fixed order (LoRA A/B per block, then the classification head). */
   units: GradientUnit[];
@@ -51,6 +72,50 @@ export interface GradientIndex {
   sets: Record<GradientSet, { n: number; shards: ShardEntry[] }>;
   /** What the gradients are of: per-sample mean cross-entropy under the fine-tuned checkpoint. */
   loss: string;
+  /** The gradients stage's projection settings (format /2); absent or null: nothing projected. */
+  projection?: ProjectionSettings | null;
+}
+
+/** Unprojected values per sample of a unit (the d_l of DataInf's λ); for the embedding vocab · D. */
+export function originalD(u: GradientUnit & { D?: number; vocab?: number }): number {
+  if (!u.projection) return u.d;
+  if (u.projection.kind === 'rademacher-rows') return u.vocab! * u.projection.from;
+  return u.projection.from;
+}
+
+/** Whether any unit of the store is projected. */
+export function isProjected(index: GradientIndex): boolean {
+  return index.units.some((u) => u.projection) || !!index.embedding?.projection;
+}
+
+/**
+ * Check an index before reading it: a known format, and projection records consistent with the stored
+ * sizes (DataError otherwise, naming the unit). Format /1 stores carry no projection.
+ */
+export function checkGradientIndex(index: GradientIndex, what = 'gradient store index.json'): GradientIndex {
+  if (!index || typeof index !== 'object') throw new DataError(`${what}: not a JSON object`);
+  if (index.format !== GRADIENT_STORE_FORMAT && index.format !== GRADIENT_STORE_FORMAT_COMPRESSED) {
+    throw new DataError(`${what}: format "${String(index.format)}"; expected ${GRADIENT_STORE_FORMAT} or ${GRADIENT_STORE_FORMAT_COMPRESSED}`);
+  }
+  if (!Array.isArray(index.units)) throw new DataError(`${what}: no units list`);
+  if (index.dtype !== 'F32' && index.dtype !== 'BF16') throw new DataError(`${what}: dtype "${String(index.dtype)}"; expected F32 or BF16`);
+  if (index.dtype !== 'F32' && index.format === GRADIENT_STORE_FORMAT) throw new DataError(`${what}: dtype ${index.dtype}, but format ${GRADIENT_STORE_FORMAT} stores F32 only`);
+  const units = [...index.units, ...(index.embedding ? [index.embedding] : [])];
+  for (const u of units) {
+    if (!Number.isInteger(u.d) || u.d < 1) throw new DataError(`${what}: unit ${u.unit} has d = ${u.d}; expected an integer ≥ 1`);
+    if (!u.projection) continue;
+    if (index.format === GRADIENT_STORE_FORMAT) throw new DataError(`${what}: unit ${u.unit} has a projection record, but format ${GRADIENT_STORE_FORMAT} stores none`);
+    const isEmbedding = u === index.embedding;
+    if ((u.projection.kind === 'rademacher-rows') !== isEmbedding) throw new DataError(`${what}: unit ${u.unit} has projection kind ${u.projection.kind}; expected ${isEmbedding ? 'rademacher-rows' : 'rademacher'}`);
+    checkUnitProjection(u.unit, u.projection, isEmbedding ? index.embedding!.D : u.d);
+    if (isEmbedding && u.d !== index.embedding!.vocab * index.embedding!.D) throw new DataError(`${what}: embedding unit ${u.unit} has d = ${u.d}; expected vocab · D = ${index.embedding!.vocab * index.embedding!.D}`);
+  }
+  return index;
+}
+
+/** index.json of a gradients artifact, checked (checkGradientIndex). */
+export async function readGradientIndex(store: ArtifactStore, ref: ArtifactRef): Promise<GradientIndex> {
+  return checkGradientIndex(await store.readJson<GradientIndex>(ref, 'index.json'), `${ref.stage}/index.json`);
 }
 
 export interface DecodedShard {
@@ -60,12 +125,16 @@ export interface DecodedShard {
   embedding?: SparseRowGradient[];
 }
 
-export function encodeShard(s: DecodedShard, units: GradientUnit[], embeddingD?: number): Uint8Array {
+/** A shard's bytes; `dtype` BF16 rounds the gradient values (not the losses) to bfloat16. */
+export function encodeShard(s: DecodedShard, units: GradientUnit[], embeddingD?: number, dtype: GradientDtype = 'F32'): Uint8Array {
   const t: Record<string, TensorInput> = { loss: { dtype: 'F32', shape: [s.rows], values: s.losses } };
+  const floats = (shape: number[], v: Float32Array): TensorInput => (dtype === 'F32'
+    ? { dtype: 'F32', shape, data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) }
+    : { dtype, shape, values: v });
   for (const u of units) {
     const g = s.dense.get(u.unit);
     if (!g || g.length !== s.rows * u.d) throw new DataError(`gradient shard: unit ${u.unit} has ${g?.length ?? 0} values; expected ${s.rows} × ${u.d}`);
-    t[`g.${u.unit}`] = { dtype: 'F32', shape: [s.rows, u.d], data: new Uint8Array(g.buffer, g.byteOffset, g.byteLength) };
+    t[`g.${u.unit}`] = floats([s.rows, u.d], g);
   }
   if (s.embedding) {
     const D = embeddingD!;
@@ -80,7 +149,7 @@ export function encodeShard(s: DecodedShard, units: GradientUnit[], embeddingD?:
     }
     t['we.counts'] = { dtype: 'I32', shape: [s.rows], data: new Uint8Array(counts.buffer) };
     t['we.ids'] = { dtype: 'I32', shape: [total], data: new Uint8Array(ids.buffer) };
-    t['we.values'] = { dtype: 'F32', shape: [total, D], data: new Uint8Array(values.buffer) };
+    t['we.values'] = floats([total, D], values);
   }
   return serializeSafetensors(t, { format: GRADIENT_STORE_FORMAT });
 }

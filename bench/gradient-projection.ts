@@ -1,0 +1,283 @@
+/**
+ * The compressed gradient store (issue 13): how much a seeded random projection per unit
+ * (src/influence/projection.ts) shrinks the gradient store, and how well per-layer DataInf and
+ * TracIn scores computed from it keep the ranking of the scores from the full store — on
+ * SmolLM2-135M-Instruct (the fetched Q4_1 GGUF) and real data, through the pipeline's own stages.
+ *
+ *   npx tsx bench/gradient-projection.ts
+ *
+ * Per task, in a temporary LayerFlow home (models and BIG-bench data linked from .layerflow/), stages
+ * run in process on fake contexts (no Temporal, no MLflow):
+ *   data → finetune → gradients (full store) → gradients with `projection: { factor: F0, seed: 1 },
+ *   dtype: T0` (the stage end to end, to time it against the full one), then for every dtype T, factor
+ * F and seed s the full store compressed shard by shard with the same projector (GradientProjector,
+ * ONNX) and encoder — identical to what the stage writes, which the bench checks at (F0, T0, 1) — and
+ * the `influence` stage (datainf, tracin) on the full store and on each compressed one.
+ *
+ * Printed per (F, T, s): store bytes (all shards) and the ratio to the full store; the projection's time
+ * over all shards; Spearman's ρ between full and projected scores of each block (layer) — the
+ * block's [m × n] matrix averaged over the influence samples (LayerIF's per-layer scores I_l(k),
+ * what layer_scores reads), min and median over the 30 blocks — and of every matrix entry (NDR reads
+ * the [m × n] matrix), min / median; ρ of the layer quality S_l (+VE) across blocks; and where the
+ * store has them the WE and CL units' ρ.
+ *
+ * Tasks:
+ *   winowhy  configs/layerif-moe-winowhy.yaml: BIG-bench winowhy as an answer-token LM, LoRA r = 4 on
+ *            q, v (120 units: A 4×576, q.B 576×4, v.B 192×4), 64 train × 16 influence, ≤ 128 tokens,
+ *            2 epochs; no WE, no head.
+ *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
+ *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
+ * Environment: BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
+ * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_TASKS [winowhy,spam], BENCH_THREADS
+ * [all cores], LAYERFLOW_HOME [.layerflow], BENCH_HOME [a fresh temporary folder, removed after; a
+ * folder given here is kept, and stages already in it are reused (marked "cached": not timings)].
+ */
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { createRequire } from 'node:module';
+import { ArtifactStore, refOf, type ArtifactRef } from '../src/store/artifacts.ts';
+import type { StageContext, StageImpl, StageResult } from '../src/store/stage-context.ts';
+import { data, DataSettings } from '../activities/data.ts';
+import { finetune, FinetuneSettings } from '../activities/finetune.ts';
+import { gradients, GradientSettings } from '../activities/gradients.ts';
+import { influence, InfluenceSettings, type ScoresMeta } from '../activities/influence.ts';
+import { encodeShard, readGradientIndex, readShard, GRADIENT_STORE_FORMAT_COMPRESSED, type GradientDtype, type GradientIndex, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { GradientProjector } from '../src/influence/projection-engine.ts';
+import { scoreVariant } from '../src/influence/layer-scores.ts';
+import { parseSafetensorsBytes, rawToFloat32 } from '../src/weights/safetensors.ts';
+import { envInt } from './common.ts';
+import { canonicalJson, sha256 } from '../src/store/hash.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SRC_HOME = process.env.LAYERFLOW_HOME ?? join(ROOT, '.layerflow');
+const list = (name: string, dflt: string) => (process.env[name] ?? dflt).split(',').map((s) => s.trim()).filter(Boolean);
+const FACTORS = list('BENCH_FACTORS', '8,10,16').map(Number);
+const SEEDS = list('BENCH_SEEDS', '1,2,3').map(Number);
+const STAGE_FACTOR = envInt('BENCH_STAGE_FACTOR', 10);
+const DTYPES = list('BENCH_DTYPES', 'BF16') as GradientDtype[];
+const STAGE_DTYPE = (process.env.BENCH_STAGE_DTYPE ?? 'BF16') as GradientDtype;
+for (const d of [...DTYPES, STAGE_DTYPE]) if (d !== 'F32' && d !== 'BF16') throw new Error(`BENCH_DTYPES / BENCH_STAGE_DTYPE: "${d}"; expected F32 or BF16`);
+const THREADS = envInt('BENCH_THREADS', availableParallelism());
+const METHODS = ['datainf', 'tracin'] as const;
+
+interface TaskSpec { label: string; task: Record<string, unknown>; data: unknown; finetune: unknown; gradients: Record<string, unknown> }
+const TASKS: Record<string, TaskSpec> = {
+  winowhy: {
+    label: 'BIG-bench winowhy, answer-token LM (LayerIF, configs/layerif-moe-winowhy.yaml sizes)',
+    task: { id: 'winowhy', source: 'bigbench', name: 'winowhy' },
+    data: { trainSize: 64, influenceSize: 16, evaluationSize: 16 },
+    finetune: { epochs: 2, batchSize: 16, microBatchSize: 8, maxLength: 128 },
+    gradients: { shardSize: 16, batchSize: 8, embedding: false },
+  },
+  spam: {
+    label: 'SpamAssassin, LoRA classifier, 20% noisy labels (NDR, configs/quickstart.yaml sizes)',
+    task: { id: 'spam-assassin', source: 'spam-assassin' },
+    data: { noise: 0.2, trainSize: 64, influenceSize: 16, evaluationSize: 32 },
+    finetune: { epochs: 3, batchSize: 16, microBatchSize: 8, lr: 0.002, rank: 4, alpha: 4, targets: ['q_proj', 'v_proj'], maxLength: 48 },
+    gradients: { shardSize: 16, batchSize: 8 },
+  },
+};
+
+// ---- stages on a fake context (keyed by what they read, so a kept BENCH_HOME reuses them) ----
+async function runStage<S>(store: ArtifactStore, home: string, stage: string, impl: StageImpl<S>, settings: S, slice: Record<string, unknown>, inputs: Record<string, ArtifactRef>): Promise<{ ref: ArtifactRef; result: StageResult; seconds: number; cached: boolean }> {
+  const key = sha256(canonicalJson({ bench: 'gradient-projection/1', stage, settings, slice, inputs: Object.fromEntries(Object.entries(inputs).map(([k, r]) => [k, r.key])) }));
+  const hit = await store.lookup(key);
+  if (hit.status === 'hit') {
+    const { bench_seconds: seconds = NaN, ...metrics } = hit.manifest.metrics ?? {};
+    return { ref: refOf(hit.manifest), result: { files: {}, metrics }, seconds, cached: true };
+  }
+  const ctx: StageContext<S> = { sweep: 'bench', cellId: 'c', stage, key, inputs, store, home, device: 'cpu:0', threads: THREADS, attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, settings, slice };
+  const t0 = performance.now();
+  const result = await impl(ctx);
+  const seconds = (performance.now() - t0) / 1000;
+  const m = await store.commit({ key, parts: { stage, version: 1, slice: {}, upstream: {} }, kind: stage, files: result.files, metrics: { ...result.metrics, bench_seconds: seconds } });
+  return { ref: refOf(m), result, seconds, cached: false };
+}
+const took = (r: { seconds: number; cached: boolean }) => `${r.seconds.toFixed(1)} s${r.cached ? ' (cached)' : ''}`;
+
+// ---- the full store compressed shard by shard (what the stage does per shard, on stored gradients) ----
+async function compress(store: ArtifactStore, full: GradientIndex, settings: ProjectionSettings, dtype: GradientDtype, key: string): Promise<{ ref: ArtifactRef; index: GradientIndex; seconds: number }> {
+  const projector = await GradientProjector.create({ device: 'cpu:0', threads: THREADS });
+  const units: GradientUnit[] = full.units.map((u) => { const p = unitProjection(u.unit, u.d, settings); return p ? { ...u, d: p.to, projection: p } : u; });
+  const e = full.embedding;
+  const weP = e && settings.embedding ? unitProjection(e.unit, e.D, settings, 'rademacher-rows') : undefined;
+  const emb = e && weP ? { ...e, D: weP.to, d: e.vocab * weP.to, projection: weP } : e;
+  const shards: ShardEntry[] = [];
+  try {
+    for (const sh of [...full.sets.train.shards, ...full.sets.influence.shards]) {
+      const s = await readShard(store, full, sh);
+      for (const u of units) if (u.projection) s.dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, s.dense.get(u.unit)!, s.rows));
+      if (weP && s.embedding) {
+        const total = s.embedding.reduce((a, x) => a + x.rows.length, 0);
+        const X = new Float32Array(total * weP.from);
+        let o = 0;
+        for (const x of s.embedding) { X.set(x.values, o * weP.from); o += x.rows.length; }
+        const Y = await projector.project({ unit: e!.unit, ...weP }, X, total);
+        o = 0;
+        for (const x of s.embedding) { x.values = Y.slice(o * weP.to, (o + x.rows.length) * weP.to); o += x.rows.length; }
+      }
+      const f = await store.commitShard(key, sh.index, encodeShard(s, units, emb?.D, dtype));
+      shards.push({ ...f, index: sh.index, set: sh.set, rowOffset: sh.rowOffset, rows: sh.rows });
+    }
+  } finally {
+    await projector.release();
+  }
+  const index: GradientIndex = {
+    ...full, format: GRADIENT_STORE_FORMAT_COMPRESSED, dtype, units, embedding: emb, projection: settings,
+    sets: { train: { n: full.sets.train.n, shards: shards.filter((x) => x.set === 'train') }, influence: { n: full.sets.influence.n, shards: shards.filter((x) => x.set === 'influence') } },
+  };
+  const m = await store.commit({ key, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: { 'index.json': JSON.stringify(index) } });
+  return { ref: refOf(m), index, seconds: projector.seconds };
+}
+
+// ---- statistics ----
+function ranks(x: ArrayLike<number>): Float64Array {
+  const idx = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[a] - x[b]);
+  const r = new Float64Array(x.length);
+  for (let i = 0; i < idx.length;) {
+    let j = i;
+    while (j + 1 < idx.length && x[idx[j + 1]] === x[idx[i]]) j++;
+    for (let q = i; q <= j; q++) r[idx[q]] = (i + j) / 2;
+    i = j + 1;
+  }
+  return r;
+}
+/** Spearman's ρ: Pearson correlation of the (tie-averaged) ranks. */
+export function spearman(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const [ra, rb] = [ranks(a), ranks(b)];
+  const n = ra.length, ma = (n - 1) / 2;
+  let sab = 0, saa = 0, sbb = 0;
+  for (let i = 0; i < n; i++) { sab += (ra[i] - ma) * (rb[i] - ma); saa += (ra[i] - ma) ** 2; sbb += (rb[i] - ma) ** 2; }
+  return sab / Math.sqrt(saa * sbb);
+}
+const median = (xs: number[]) => { const s = [...xs].sort((p, q) => p - q); const h = s.length >> 1; return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2; };
+
+interface Scores { layers: Map<number, Float32Array>; units: Map<string, { kind: string; data: Float32Array; lambda?: number }>; m: number; n: number }
+async function readScores(store: ArtifactStore, ref: ArtifactRef): Promise<Scores> {
+  const meta = await store.readJson<ScoresMeta>(ref, 'scores.json');
+  const { tensors } = parseSafetensorsBytes(await store.read(ref, 'scores.safetensors'), 'scores');
+  return {
+    m: meta.m, n: meta.n,
+    layers: new Map(meta.layers.map((l) => [l.layer, rawToFloat32(tensors.get(l.tensor)!, l.tensor)])),
+    units: new Map(meta.units.map((u) => [u.unit, { kind: u.kind, data: rawToFloat32(tensors.get(u.tensor)!, u.tensor), lambda: u.lambda }])),
+  };
+}
+/** Mean over the m influence samples of an [m × n] matrix: one score per training sample. */
+function meanRows(x: Float32Array, m: number, n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let j = 0; j < m; j++) for (let k = 0; k < n; k++) out[k] += x[j * n + k] / m;
+  return out;
+}
+
+interface Compare { perLayer: number[]; entries: number[]; quality: number; extra: string[] }
+function compare(full: Scores, proj: Scores): Compare {
+  const perLayer: number[] = [], entries: number[] = [], sFull: number[] = [], sProj: number[] = [];
+  for (const [l, f] of full.layers) {
+    const p = proj.layers.get(l)!;
+    const [mf, mp] = [meanRows(f, full.m, full.n), meanRows(p, full.m, full.n)];
+    perLayer.push(spearman(mf, mp));
+    entries.push(spearman(f, p));
+    sFull.push(scoreVariant(mf, '+VE'));
+    sProj.push(scoreVariant(mp, '+VE'));
+  }
+  const extra: string[] = [];
+  const dev = [...full.units].filter(([, f]) => f.lambda !== undefined).map(([u, f]) => Math.abs(proj.units.get(u)!.lambda! / f.lambda! - 1));
+  if (dev.length) extra.push(`λ vs full: median ${(100 * median(dev)).toFixed(1)} %, max ${(100 * Math.max(...dev)).toFixed(1)} %`);
+  for (const [unit, f] of full.units) {
+    if (f.kind === 'block') continue;
+    const p = proj.units.get(unit)!.data;
+    extra.push(`${f.kind === 'embedding' ? 'WE' : 'CL'} ${spearman(meanRows(f.data, full.m, full.n), meanRows(p, full.m, full.n)).toFixed(3)} / ${spearman(f.data, p).toFixed(3)}`);
+  }
+  return { perLayer, entries, quality: spearman(sFull, sProj), extra };
+}
+
+const bytesOf = (ix: GradientIndex) => [...ix.sets.train.shards, ...ix.sets.influence.shards].reduce((a, s) => a + s.size, 0);
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
+
+async function benchTask(name: string, spec: TaskSpec): Promise<void> {
+  const keep = process.env.BENCH_HOME;
+  const home = keep ? join(keep, name) : await mkdtemp(join(tmpdir(), 'lf-bench-proj-'));
+  try {
+    await mkdir(home, { recursive: true });
+    for (const d of ['models', 'data']) if (existsSync(join(SRC_HOME, d)) && !existsSync(join(home, d))) await symlink(join(SRC_HOME, d), join(home, d));
+    const store = new ArtifactStore(join(home, 'store'));
+    const slice = { task: spec.task, seed: 1, model: { id: 'smollm2-135m', source: 'smollm2-135m-instruct' } };
+    console.log(`## ${name}: ${spec.label} (load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before)`);
+    const ds = await runStage(store, home, 'data', data, DataSettings.parse(spec.data), slice, {});
+    const ft = await runStage(store, home, 'finetune', finetune, FinetuneSettings.parse(spec.finetune), slice, { data: ds.ref });
+    const inputs = { data: ds.ref, finetune: ft.ref };
+    const full = await runStage(store, home, 'gradients', gradients, GradientSettings.parse(spec.gradients), slice, inputs);
+    const fullIndex = await readGradientIndex(store, full.ref);
+    const stageSettings = GradientSettings.parse({ ...spec.gradients, projection: { factor: STAGE_FACTOR, seed: 1 }, ...(STAGE_DTYPE !== 'F32' ? { dtype: STAGE_DTYPE } : {}) });
+    const staged = await runStage(store, home, 'gradients', gradients, stageSettings, slice, inputs);
+    const stagedIndex = await readGradientIndex(store, staged.ref);
+    const n = fullIndex.sets.train.n, m = fullIndex.sets.influence.n;
+    const dense = fullIndex.units.reduce((a, u) => a + u.d, 0);
+    console.log(`finetune ${took(ft)} (best influence loss ${(ft.result.metrics!.best_influence_loss as number).toFixed(4)}); ${n} train × ${m} influence samples; ${fullIndex.units.length} dense units (${dense} values per sample)${fullIndex.embedding ? ` + WE rows of ${fullIndex.embedding.D}` : ''}`);
+    console.log(`gradients stage, full store: ${took(full)} (${((n + m) / full.seconds).toFixed(2)} samples/s), ${mib(bytesOf(fullIndex))}`);
+    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1 }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
+
+    const fullScores = new Map<string, Scores>();
+    for (const method of METHODS) {
+      const r = await runStage(store, home, 'influence', influence, InfluenceSettings.parse({}), { method: { id: method, influence: method, dampingScale: 0.1 } }, { gradients: full.ref });
+      fullScores.set(method, await readScores(store, r.ref));
+    }
+    console.log('');
+    console.log(`| factor | dtype | seed | stored values / sample (dense) | store | ratio | projection (s) | DataInf ρ per layer min / median | DataInf ρ entries min / median | DataInf ρ of S_l | TracIn ρ per layer min / median | TracIn ρ entries min / median | TracIn ρ of S_l | DataInf: λ deviation; WE, CL ρ (mean / entries) |`);
+    console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    let checkedStage = false;
+    for (const dtype of DTYPES) for (const factor of FACTORS) {
+      for (const seed of SEEDS) {
+        const settings = ProjectionSettings.parse({ factor, seed });
+        const c = await compress(store, fullIndex, settings, dtype, `bench-compressed-${factor}-${dtype}-${seed}-${Date.now()}`);
+        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE) {
+          // The offline compression is what the stage writes: same values (to float32 matmul rounding).
+          let maxRel = 0;
+          for (const [a, b] of [[c.index, stagedIndex]] as const) {
+            for (const [i, sh] of a.sets.train.shards.entries()) {
+              const [x, y] = [await readShard(store, a, sh), await readShard(store, b, b.sets.train.shards[i])];
+              for (const u of a.units) {
+                const [p, q] = [x.dense.get(u.unit)!, y.dense.get(u.unit)!];
+                let num = 0, den = 0;
+                for (let t = 0; t < p.length; t++) { num = Math.max(num, Math.abs(p[t] - q[t])); den = Math.max(den, Math.abs(q[t])); }
+                maxRel = Math.max(maxRel, num / (den || 1));
+              }
+            }
+          }
+          checkedStage = true;
+          console.log(`(stage-written store at factor ${factor}, ${dtype}, seed 1 vs this compression of the full store: max |Δ| / max |value| per unit ${maxRel.toExponential(1)})`);
+        }
+        const cols: string[] = [String(factor), dtype, String(seed), String(c.index.units.reduce((a, u) => a + u.d, 0)), mib(bytesOf(c.index)), `${(bytesOf(fullIndex) / bytesOf(c.index)).toFixed(1)}×`, c.seconds.toFixed(2)];
+        let extra: string[] = [];
+        for (const method of METHODS) {
+          const r = await runStage(store, home, 'influence', influence, InfluenceSettings.parse({}), { method: { id: method, influence: method, dampingScale: 0.1 } }, { gradients: c.ref });
+          const cmp = compare(fullScores.get(method)!, await readScores(store, r.ref));
+          const ok = cmp.perLayer.filter((x) => x >= 0.95).length;
+          cols.push(`${Math.min(...cmp.perLayer).toFixed(3)} / ${median(cmp.perLayer).toFixed(3)} (${ok}/${cmp.perLayer.length} ≥ 0.95)`, `${Math.min(...cmp.entries).toFixed(3)} / ${median(cmp.entries).toFixed(3)}`, cmp.quality.toFixed(3));
+          if (process.env.BENCH_DETAIL) console.log(`  ${method} ρ per layer: ${cmp.perLayer.map((x) => x.toFixed(3)).join(' ')}`);
+          if (method === 'datainf') extra = cmp.extra;
+        }
+        cols.push(extra.join('; ') || '–');
+        console.log(`| ${cols.join(' | ')} |`);
+      }
+    }
+    if (!checkedStage) console.log(`(BENCH_FACTORS / BENCH_DTYPES have no ${STAGE_FACTOR} / ${STAGE_DTYPE}: the stage-written store was not compared)`);
+    console.log('');
+  } finally {
+    if (!keep) await rm(home, { recursive: true, force: true });
+  }
+}
+
+const ortVersion = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
+console.log(`# gradient projection benchmark ${new Date().toISOString().slice(0, 10)}`);
+console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}; onnxruntime-node ${ortVersion}; threads ${THREADS}`);
+console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1), k = ⌈d / factor⌉; WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
+for (const name of list('BENCH_TASKS', 'winowhy,spam')) {
+  if (!TASKS[name]) throw new Error(`BENCH_TASKS: unknown task "${name}"; expected ${Object.keys(TASKS).join(', ')}`);
+  await benchTask(name, TASKS[name]);
+}
