@@ -11,7 +11,7 @@ import { layerGroups } from '../src/influence/layer-groups.ts';
 import { noiseDetectionRate, randomNdrBaseline } from '../src/influence/ndr.ts';
 import { CancellationAccumulator } from '../src/influence/cancellation.ts';
 import { SparseCancellationAccumulator } from '../src/influence/sparse-rows.ts';
-import { readShard, shardChunks, type GradientIndex } from '../src/influence/gradient-store.ts';
+import { isProjected, readShard, shardChunks, type GradientIndex } from '../src/influence/gradient-store.ts';
 import type { InfluenceMatrix, UnitRef } from '../src/influence/types.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../src/weights/safetensors.ts';
 import { ConfigError } from '../src/errors.ts';
@@ -63,7 +63,11 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   const named = groups.map((g) => ({ ...g, alias: g.name.startsWith('blocks ') ? `blocks-${++b}` : g.name }));
   if (!named.some((g) => g.alias === s.group)) throw new ConfigError(`stages.ndr.group: "${s.group}" is not a layer group of this run; expected one of ${named.map((g) => g.alias).join(', ')}`);
 
-  const cancel = await cancellationByUnit(ctx.store, await store.readJson<GradientIndex>(ctx.inputs.gradients, 'index.json'), () => ctx.heartbeat({ phase: 'cancellation' }));
+  const gradIndex = await store.readJson<GradientIndex>(ctx.inputs.gradients, 'index.json');
+  const cancel = await cancellationByUnit(ctx.store, gradIndex, () => ctx.heartbeat({ phase: 'cancellation' }));
+  // On a projected store the sums are of projected gradients: a Johnson–Lindenstrauss estimate of the
+  // cancellation effect, reported under its own name so it is never compared as the exact one.
+  const cancellationName = isProjected(gradIndex) ? 'cancellation_jl' : 'cancellation';
   const mode = (a: Aggregation) => a.replace('-c', '') as AggregationMode;
   const mask = (a: Aggregation) => (a.endsWith('-c') ? correct : undefined);
   const Ls = [...new Set([...s.Ls, 30])].sort((a, b) => a - b);
@@ -86,7 +90,7 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
       metrics[`auc_ndr.${groupKey(g.name)}.${a}`] = res.auc;
       if (g.alias === s.group && a === s.aggregation) cellScores = scores;
     }
-    if (r.cancellation !== null) metrics[`cancellation.${groupKey(g.name)}`] = r.cancellation;
+    if (r.cancellation !== null) metrics[`${cancellationName}.${groupKey(g.name)}`] = r.cancellation;
     results.push(r);
   }
   if (!cellScores) throw new ConfigError(`stages.ndr.aggregation: "${s.aggregation}" cannot be computed: the fine-tuned model predicts no influence sample correctly, so the -c variants are empty`);
@@ -102,7 +106,7 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   metrics.ndr30_random = random.at[30];
   return {
     files: {
-      'ndr.json': JSON.stringify({ method: meta.method, aggregation: s.aggregation, group: s.group, p: s.p, Ls, random: { ndr30: random.at[30], auc: random.auc }, groups: results }),
+      'ndr.json': JSON.stringify({ method: meta.method, aggregation: s.aggregation, group: s.group, p: s.p, Ls, random: { ndr30: random.at[30], auc: random.auc }, groups: results, cancellationFrom: isProjected(gradIndex) ? 'projected gradients (JL estimate)' : 'gradients' }),
       'scores.json': JSON.stringify({ aggregation: s.aggregation, group: s.group, convention: 'lower = more harmful', scores: Array.from(cellScores) }),
     },
     metrics,

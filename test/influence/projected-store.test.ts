@@ -28,6 +28,7 @@ import { layer_scores, LayerScoreSettings, type LayerScoresJson } from '../../ac
 import { data, DataSettings } from '../../activities/data.ts';
 import { finetune, FinetuneSettings } from '../../activities/finetune.ts';
 import { gradients, GradientSettings } from '../../activities/gradients.ts';
+import { ndr, NdrSettings } from '../../activities/ndr.ts';
 import { parseSweep } from '../../src/config/sweep.ts';
 import { planSweep } from '../../src/config/plan.ts';
 import { SweepConfigError } from '../../src/config/errors.ts';
@@ -273,6 +274,17 @@ test('the gradients stage with projection and BF16 (tiny model): each stored row
       t.true(want.every((v, q) => Math.abs(pe.samples[i].values[q] - v) <= (2 ** -8 + 1e-5) * Math.abs(v) + 1e-5 * scale), `${set} WE sample ${i}`);
     });
   }
+  // ndr on either store: the cancellation effect of a projected store is named as the JL estimate it is.
+  const method = { method: { id: 'tracin', influence: 'tracin', dampingScale: 0.1 } };
+  const ndrOn = async (grads: ArtifactRef) => {
+    const inf = await run(influence, ctxOf(store, home, 'influence', InfluenceSettings.parse({}), { ...slice, ...method }, { gradients: grads }));
+    return (await ndr(ctxOf(store, home, 'ndr', NdrSettings.parse({}), { ...slice, ...method }, { data: ds, finetune: ft, gradients: grads, influence: inf }))).metrics ?? {};
+  };
+  const [mf, mp] = [await ndrOn(full), await ndrOn(proj)];
+  const names = (m: Record<string, number>, prefix: string) => Object.keys(m).filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).sort();
+  t.true(names(mf, 'cancellation.').length > 0);
+  t.deepEqual(names(mp, 'cancellation.'), []);
+  t.deepEqual(names(mp, 'cancellation_jl.'), names(mf, 'cancellation.'));
 });
 
 test('cache key: projection keys gradients and what follows, not what precedes; absent, the slice has no trace of it', async (t) => {
