@@ -61,9 +61,58 @@ export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<st
   return tablesText(await ndrTables(await collectStages(env, plan, ['ndr', 'influence', 'benchmark'])));
 }
 
-/** The LayerIF tables as text (acc); '' when no cell has a benchmark result. */
+/** The LayerIF tables as text (acc), then the layer-score tables; '' when no cell has either result. */
 export async function layerifResults(env: LayerflowEnv, plan: SweepPlan): Promise<string> {
-  return tablesText(await layerifTables(await collectStages(env, plan, ['benchmark_moe', 'benchmark_pruned'])));
+  const r = await collectStages(env, plan, ['benchmark_moe', 'benchmark_pruned', 'layer_scores']);
+  return tablesText([...(await layerifTables(r)), ...(await layerScoreTables(r))]);
+}
+
+/**
+ * Task-specific layer importance as text (LayerIF): one table per model × method × variant, a row per
+ * task — the number of layers, the three layers with the highest S_l (the worst-trained, which get
+ * the most experts and the most pruning) and the mean of S_l / max |S_l| over each quarter of the
+ * depth, so models of different depths can be compared. Mean over seeds.
+ */
+export async function layerScoreTables(r: CollectedResults): Promise<ResultTable[]> {
+  const panels = new Map<string, Map<string, Map<string, number[]>>>(); // panel → task → key → scores
+  const read = new Map<string, Promise<{ method: string; variant: string; layers: Array<{ layer: number; score: number }> }>>();
+  for (const c of r.cells) {
+    const s = c.stages.layer_scores;
+    if (!s?.ref) continue;
+    let p = read.get(s.ref.key);
+    if (!p) read.set(s.ref.key, (p = r.store.readJson(s.ref, 'layer-scores.json')));
+    const ls = await p;
+    const panel = `model ${c.params['model.id']} · ${ls.method} · ${ls.variant}`;
+    const tasks = panels.get(panel) ?? new Map<string, Map<string, number[]>>();
+    const keys = tasks.get(c.params['task.id']) ?? new Map<string, number[]>();
+    keys.set(s.ref.key, ls.layers.sort((a, b) => a.layer - b.layer).map((l) => l.score));
+    tasks.set(c.params['task.id'], keys);
+    panels.set(panel, tasks);
+  }
+  const out: ResultTable[] = [];
+  for (const [panel, tasks] of panels) {
+    const rows = [...tasks].map(([task, keys]) => {
+      const runs = [...keys.values()];
+      const n = Math.min(...runs.map((x) => x.length));
+      const avg = Array.from({ length: n }, (_, l) => mean(runs.map((x) => x[l])));
+      const max = Math.max(...avg.map(Math.abs)) || 1;
+      const top = avg.map((v, l) => [l, v] as const).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, 3).map(([l]) => String(l));
+      const quarter = (q: number) => {
+        const part = avg.slice(Math.floor((q * n) / 4), Math.floor(((q + 1) * n) / 4));
+        return part.length ? (mean(part) / max).toFixed(2) : '—';
+      };
+      return [task, `${runs.length}`, `${n}`, top.join(', '), ...[0, 1, 2, 3].map(quarter)];
+    });
+    out.push({
+      name: `Layer scores: ${panel}`,
+      stage: 'layer_scores',
+      title: `Layer scores S_l, ${panel} (mean over seeds; a higher S_l marks a worse-trained layer)`,
+      header: ['task', 'seeds', 'layers', 'top-3 layers by S_l', 'depth 0–¼', '¼–½', '½–¾', '¾–1'],
+      rows,
+      note: '  depth columns: mean S_l / max |S_l| of the task over each quarter of the layers',
+    });
+  }
+  return out;
 }
 
 /** The NDR rows of every cell with an ndr result, `ndr.json` read once per key. */

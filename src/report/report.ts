@@ -15,7 +15,7 @@ import type { SweepPlan } from '../config/plan.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { collectResults, type SweepResults } from '../results/collect.ts';
 import { savedPlan } from '../cli/sweeps.ts';
-import { layerifTables, ndrTables, type ResultTable } from '../cli/results.ts';
+import { layerifTables, layerScoreTables, ndrTables, type ResultTable } from '../cli/results.ts';
 import { expertRows, layerScoreRows, ndrPlotRows, sparsityRows } from './data.ts';
 import { expertsPerLayer, layerScoreHeatmap, ndr30Bars, ndrCurves, sparsityPerLayer } from './specs.ts';
 import { renderSvg } from './render.ts';
@@ -52,7 +52,7 @@ export async function buildReport(results: SweepResults, now: Date = new Date())
         caption: 'Layer score S_l per task × layer (mean over seeds), shown relative to the task’s largest |S_l|; a higher S_l marks a worse-trained layer, which gets more experts and more pruning. One panel per model / method / variant when the sweep has several.',
         svg: await renderSvg(layerScoreHeatmap(scores)),
       }],
-      tables: [],
+      tables: await layerScoreTables(results),
     });
   }
 

@@ -65,7 +65,7 @@ const CONFIG = {
  * One unit spec over `rows`, faceted by `panel` (wrapped at `columns`) when the rows name several
  * panels. The unit's width/height apply per panel.
  */
-function panelled(rows: Array<{ panel: string }>, unit: UnitSpec, columns: number): TopLevelSpec {
+function panelled(rows: Array<{ panel: string }>, unit: UnitSpec, columns: number, opts: { ownX?: boolean } = {}): TopLevelSpec {
   const panels = unique(rows.map((r) => r.panel));
   const base = { background: 'white', config: CONFIG, data: { values: rows } };
   if (panels.length <= 1) return { ...base, ...unit } as TopLevelSpec;
@@ -74,7 +74,8 @@ function panelled(rows: Array<{ panel: string }>, unit: UnitSpec, columns: numbe
     facet: { field: 'panel', type: 'nominal', sort: panels, title: null },
     columns: Math.min(columns, panels.length),
     spec: unit,
-    resolve: { axis: { x: 'independent' } },
+    // ownX: each panel its own x domain (layer-indexed plots of models with different depths).
+    resolve: { axis: { x: 'independent' }, ...(opts.ownX ? { scale: { x: 'independent' } } : {}) },
   } as TopLevelSpec;
 }
 
@@ -99,7 +100,7 @@ export function layerScoreHeatmap(rows: LayerScoreRow[]): TopLevelSpec {
         scale: signed ? { scheme: 'redblue', domain: [-1, 1], reverse: true } : { scheme: 'blues', domain: [0, 1] },
       },
     },
-  }, 1);
+  }, 1, { ownX: true });
 }
 
 /** NDR@L curves: x = L (% of training samples, most harmful first), y = NDR, a line + points per aggregation; a panel per layer group. */
@@ -145,7 +146,7 @@ export function expertsPerLayer(rows: ExpertRow[]): TopLevelSpec {
       y: { field: 'experts', type: 'quantitative', title: 'experts' },
       color: { field: 'allocator', type: 'nominal', sort: allocators, title: 'allocation' },
     },
-  }, 1);
+  }, 1, { ownX: true });
 }
 
 /** Sparsity per layer: a line + points per allocator over the layers; a panel per model × task × criterion × S. */
@@ -160,5 +161,5 @@ export function sparsityPerLayer(rows: SparsityRow[]): TopLevelSpec {
       y: { field: 'ratio', type: 'quantitative', title: 'sparsity', scale: { zero: false } },
       color: { field: 'allocator', type: 'nominal', sort: allocators, title: 'allocation' },
     },
-  }, 2);
+  }, 2, { ownX: true });
 }

@@ -71,8 +71,12 @@ test.serial('the LayerIF report in Chromium: no errors, no network, every mark i
   t.is(await marks(page, 'sparsity', 'symbol'), TASKS.length * 3 * LAYERS, 'sparsity: task × allocation × layer');
   t.is(await marks(page, 'sparsity', 'line'), TASKS.length * 3, 'sparsity: a line per task × allocation');
   await drawn(t, page, report.plots);
-  t.is(await page.locator('div.result table').count(), 5, 'acc and acc_norm of both branches, perplexity');
-  t.is(await page.locator('div.result table tbody tr').first().locator('td').first().textContent(), 'layerif +VE');
+  // Two layer-score tables (variants +VE and TOP25) under the heatmap, then acc and acc_norm of both branches and perplexity.
+  t.is(await page.locator('div.result table').count(), 7);
+  t.is(await page.locator('div.result[data-table^="Layer scores"] table').count(), 2);
+  t.is(await page.locator('div.result[data-table^="Layer scores"] table tbody tr').first().locator('td').first().textContent(), 'a');
+  t.is(await page.locator('div.result:not([data-table^="Layer scores"]) table').count(), 5, 'acc and acc_norm of both branches, perplexity');
+  t.is(await page.locator('div.result:not([data-table^="Layer scores"]) table tbody tr').first().locator('td').first().textContent(), 'layerif +VE');
   await screenshot(page, 'report.png');
   t.true(existsSync('test-artifacts/report.png'));
 });

@@ -7,7 +7,7 @@
  * folds the TOP25 rows into the +VE ones.
  */
 import test from 'ava';
-import { layerifResults, ndrResults, layerifTables, ndrTables, tableText } from '../../src/cli/results.ts';
+import { layerifResults, ndrResults, layerifTables, layerScoreTables, ndrTables, tableText } from '../../src/cli/results.ts';
 import { collectResults } from '../../src/results/collect.ts';
 import { layerifFixture, ndrFixture } from './fixture.ts';
 
@@ -95,17 +95,39 @@ Retraining without the 30% lowest-scored samples (evaluation-set accuracy; the g
 test('LayerIF tables: the same text as before, with and without the pruning branch', async (t) => {
   const full = await layerifFixture();
   t.teardown(full.cleanup);
-  t.is(await layerifResults(full.env, full.plan), LAYERIF);
+  // After the accuracy tables come the layer-score tables (checked by hand in the next test).
+  const layerText = (await layerScoreTables(await collectResults(full.env, full.plan))).map(tableText);
+  t.is(layerText.length, 2);
+  t.is(await layerifResults(full.env, full.plan), [LAYERIF, ...layerText].join('\n'));
   t.is(await ndrResults(full.env, full.plan), '', 'no NDR tables in a LayerIF sweep');
   const part = await layerifFixture(['benchmark_pruned']);
   t.teardown(part.cleanup);
-  t.is(await layerifResults(part.env, part.plan), LAYERIF_NO_PRUNED);
+  t.is(await layerifResults(part.env, part.plan), [LAYERIF_NO_PRUNED, ...layerText].join('\n'));
   // The text is the tables' data rendered: joined tableText of layerifTables.
   const tables = await layerifTables(await collectResults(full.env, full.plan));
   t.deepEqual(tables.map((x) => x.stage), ['benchmark_moe', 'benchmark_pruned']);
   t.is(tables.map(tableText).join('\n'), LAYERIF);
   t.deepEqual(tables[0].header, ['allocation', '', 'a', 'b', 'mean']);
   t.deepEqual(tables[0].rows[0], ['layerif +VE', '', '0.615±0.007', '0.665±0.007', '0.640±0.007']);
+});
+
+test('layer-score tables: per model × method × variant, a row per task with its top layers and depth profile (hand-computed)', async (t) => {
+  const full = await layerifFixture();
+  t.teardown(full.cleanup);
+  const tables = await layerScoreTables(await collectResults(full.env, full.plan));
+  t.deepEqual(tables.map((x) => x.title!.replace(/^Layer scores S_l, model \S+ · /, '').replace(/ \(.*$/, '')), ['datainf · +VE', 'datainf · TOP25']);
+  // S_l = (l + 1) · (1 for a, 2 for b) · (½ for TOP25) + seed / 10, seeds 1 and 2 (mean + 0.15); 4 layers, one per quarter.
+  t.deepEqual(tables[0].rows, [
+    ['a', '2', '4', '3, 2, 1', '0.28', '0.52', '0.76', '1.00'], // 1.15 2.15 3.15 4.15 over 4.15
+    ['b', '2', '4', '3, 2, 1', '0.26', '0.51', '0.75', '1.00'], // 2.15 4.15 6.15 8.15 over 8.15
+  ]);
+  t.deepEqual(tables[1].rows, [
+    ['a', '2', '4', '3, 2, 1', '0.30', '0.53', '0.77', '1.00'], // 0.65 1.15 1.65 2.15 over 2.15
+    ['b', '2', '4', '3, 2, 1', '0.28', '0.52', '0.76', '1.00'],
+  ]);
+  const none = await layerifFixture(['layer_scores']);
+  t.teardown(none.cleanup);
+  t.deepEqual(await layerScoreTables(await collectResults(none.env, none.plan)), []);
 });
 
 test('NDR tables: the same text as before, with and without the retraining benchmark', async (t) => {

@@ -64,6 +64,20 @@ test('layer-score heatmap: one rect per layer × task, colour from the relative 
   for (let i = 1; i < byScore.length; i++) t.true(byScore[i][1] < byScore[i - 1][1], `relative ${byScore[i][0]} darker than ${byScore[i - 1][0]}`);
 });
 
+test('layer-score heatmap of two architectures (30 and 18 layers): each panel spans its own layers only', async (t) => {
+  const rows: LayerScoreRow[] = [['model smollm2', 30], ['model gemma3', 18]].flatMap(([panel, n]) =>
+    ['winowhy', 'strategyqa'].flatMap((task) => Array.from({ length: n as number }, (_, layer) => ({ panel: panel as string, task, layer, score: layer + 1, relative: (layer + 1) / (n as number) }))));
+  const spec = layerScoreHeatmap(rows) as { resolve?: { scale?: { x?: string } } };
+  t.is(spec.resolve?.scale?.x, 'independent');
+  const marks = await sceneMarks(layerScoreHeatmap(rows));
+  t.deepEqual(marks.map((m) => m.data.length).sort((a, b) => a - b), [36, 60]);
+  // The SVG's x-axis labels: 0–29 once and 0–17 once (a shared axis would label 0–29 twice).
+  const svg = await renderSvg(layerScoreHeatmap(rows));
+  const label = (n: number) => (svg.match(new RegExp(`>${n}</text>`, 'g')) ?? []).length;
+  t.is(label(29), 1);
+  t.is(label(17), 2);
+});
+
 test('NDR curves: a line per panel × aggregation and a point per L; NDR@30 bars per group × aggregation', async (t) => {
   const groups = ['WE', 'blocks 0-7', 'CL', 'all'], aggs = ['mean', 'rank', 'vote'], Ls = [10, 20, 30, 40, 50];
   const curves = groups.flatMap((panel) => aggs.flatMap((aggregation, a) => Ls.map((L) => ({ panel, aggregation, L, ndr: (L / 100) * (1 + a / 10) }))));
