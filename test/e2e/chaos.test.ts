@@ -140,7 +140,7 @@ test.serial(`e2e chaos: ${KILLS} SIGKILLs of random device workers at random poi
   // The same sweep from nothing: the undisturbed run's store is set aside.
   await rename(paths.store(env.home), `${paths.store(env.home)}-calm`);
 
-  // 2. Chaos: kill a random ready device worker every 0.5–3 s (seeded), restart it at once.
+  // 2. Chaos: kill a random ready device worker every 0.3–2 s (seeded), restart it at once.
   const chaosPlan = await planFile(join(dir, 'chaos.yaml'));
   t.deepEqual([...new Set(chaosPlan.cells.flatMap((c) => c.stages.map((s) => s.key)))].sort(), [...keys].sort(), 'the same stages as the undisturbed run');
   const seed = Number(process.env.LAYERFLOW_CHAOS_SEED ?? Date.now() % 100_000);
@@ -155,7 +155,7 @@ test.serial(`e2e chaos: ${KILLS} SIGKILLs of random device workers at random poi
   const up: Record<string, boolean> = Object.fromEntries(env.devices.map((d) => [d, true]));
   const restarts: Promise<void>[] = [];
   while (kills.length < KILLS && !finished) {
-    await sleep(500 + rng.next() * 2500);
+    await sleep(300 + rng.next() * 1700);
     const targets = env.devices.filter((d) => up[d]);
     if (finished || targets.length === 0) continue;
     const device = targets[rng.int(targets.length)];
