@@ -127,12 +127,22 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         ctx.heartbeat(withProgress(ctx, samplesBefore[i] + b + chunk.length, totalSamples, 'sample', { key: ctx.key, done: i, rows: b + chunk.length }));
       }
       for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
+      // A projected store keeps each row's exact ‖g‖² of every projected unit: DataInf's λ stays exact.
+      const normSq = new Map<string, Float64Array>();
       if (pr) {
         projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
-        for (const u of stored) if (u.projection) dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, dense.get(u.unit)!, p.rows.length));
-        if (weProjection) await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
+        for (const u of stored) {
+          if (!u.projection) continue;
+          const g = dense.get(u.unit)!;
+          normSq.set(u.unit, rowNormsSq(g, p.rows.length, u.projection.from));
+          dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, g, p.rows.length));
+        }
+        if (weProjection) {
+          normSq.set(EMBEDDING_UNIT, Float64Array.from(we, (x) => rowNormsSq(x.values, 1, x.values.length)[0]));
+          await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
+        }
       }
-      const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length });
+      const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined, ...(normSq.size ? { normSq } : {}) }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length });
       shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
       computed++;
       ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
@@ -170,4 +180,15 @@ async function projectRows(projector: GradientProjector, spec: { unit: string; s
   const Y = await projector.project(spec, X, total);
   o = 0;
   for (const e of samples) { e.values = Y.slice(o * spec.to, (o + e.rows.length) * spec.to); o += e.rows.length; }
+}
+
+/** ‖row‖² of each of `rows` rows of length `d` (float64 sums). */
+function rowNormsSq(g: ArrayLike<number>, rows: number, d: number): Float64Array {
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let k = r * d; k < (r + 1) * d; k++) s += g[k] * g[k];
+    out[r] = s;
+  }
+  return out;
 }

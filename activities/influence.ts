@@ -79,9 +79,7 @@ export const influence: StageImpl<InfluenceSettings> = async (ctx) => {
     ctx.heartbeat({ phase: 'embedding', stage: ctx.stage });
     const [train, val] = [await readEmbeddingSet(store, index, 'train'), await readEmbeddingSet(store, index, 'influence')];
     const e = index.embedding;
-    const weLambda = method.influence === 'datainf' && e.projection
-      ? projectedDamping({ sumNormSq: train.samples.reduce((a, g) => a + sparseNormSq(g), 0), n: train.samples.length, originalD: originalD(e), scale: method.dampingScale, unit: e.unit })
-      : undefined;
+    const weLambda = method.influence === 'datainf' && e.projection ? lambda?.[e.unit] : undefined;
     matrices.push({ ...sparseInfluenceMatrix({ method: method.influence, train, validation: val, dampingScale: method.dampingScale, lambda: weLambda }), kind: 'embedding' });
   }
   const { n, m } = { n: index.sets.train.n, m: index.sets.influence.n };
@@ -117,13 +115,26 @@ export const influence: StageImpl<InfluenceSettings> = async (ctx) => {
  */
 export async function projectedLambdas(store: ArtifactStore, index: GradientIndex, scale: number): Promise<Record<string, number>> {
   const sums = new Map(index.units.map((u) => [u.unit, 0]));
+  const e = index.embedding;
+  let weSum = 0;
   for (const sh of index.sets.train.shards) {
-    for (const c of shardChunks(index, sh, await readShard(store, index, sh))) {
+    const d = await readShard(store, index, sh);
+    for (const c of shardChunks(index, sh, d)) {
+      // Exact: the shard's ‖g‖² of the unprojected rows (written since); else the projected rows' (an estimate).
+      const exact = d.normSq?.get(c.unit);
       let s = 0;
-      for (let i = 0; i < c.n; i++) s += rowNormSq(c.data, i, c.d);
+      if (exact) for (const x of exact) s += x;
+      else for (let i = 0; i < c.n; i++) s += rowNormSq(c.data, i, c.d);
       sums.set(c.unit, sums.get(c.unit)! + s);
+    }
+    if (e?.projection) {
+      const exact = d.normSq?.get(e.unit);
+      weSum += exact ? exact.reduce((a, x) => a + x, 0) : d.embedding!.reduce((a, g) => a + sparseNormSq(g), 0);
     }
   }
   const n = index.sets.train.n;
-  return Object.fromEntries(index.units.map((u) => [u.unit, projectedDamping({ sumNormSq: sums.get(u.unit)!, n, originalD: originalD(u), scale, unit: u.unit })]));
+  return {
+    ...Object.fromEntries(index.units.map((u) => [u.unit, projectedDamping({ sumNormSq: sums.get(u.unit)!, n, originalD: originalD(u), scale, unit: u.unit })])),
+    ...(e?.projection ? { [e.unit]: projectedDamping({ sumNormSq: weSum, n, originalD: originalD(e), scale, unit: e.unit }) } : {}),
+  };
 }

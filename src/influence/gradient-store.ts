@@ -123,6 +123,12 @@ export interface DecodedShard {
   losses: Float32Array;
   dense: Map<string, Float32Array>;
   embedding?: SparseRowGradient[];
+  /**
+   * Projected stores: per unit (and the embedding unit), each row's exact ‖g‖² of the gradient before
+   * its projection (`n2.<unit>`, F64 [rows]), so DataInf's λ is the unprojected one exactly. Absent in
+   * unprojected stores and in projected stores written before it.
+   */
+  normSq?: Map<string, Float64Array>;
 }
 
 /** A shard's bytes; `dtype` BF16 rounds the gradient values (not the losses) to bfloat16. */
@@ -150,6 +156,10 @@ export function encodeShard(s: DecodedShard, units: GradientUnit[], embeddingD?:
     t['we.counts'] = { dtype: 'I32', shape: [s.rows], data: new Uint8Array(counts.buffer) };
     t['we.ids'] = { dtype: 'I32', shape: [total], data: new Uint8Array(ids.buffer) };
     t['we.values'] = floats([total, D], values);
+  }
+  for (const [unit, v] of s.normSq ?? []) {
+    if (v.length !== s.rows) throw new DataError(`gradient shard: ‖g‖² of unit ${unit} has ${v.length} values; expected ${s.rows}`);
+    t[`n2.${unit}`] = { dtype: 'F64', shape: [s.rows], data: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) };
   }
   return serializeSafetensors(t, { format: GRADIENT_STORE_FORMAT });
 }
@@ -183,7 +193,13 @@ export function decodeShard(bytes: Uint8Array, units: GradientUnit[], what: stri
       o += c;
     }
   }
-  return { rows, losses, dense, embedding };
+  let normSq: Map<string, Float64Array> | undefined;
+  for (const [name, x] of tensors) {
+    if (!name.startsWith('n2.')) continue;
+    if (x.dtype !== 'F64' || x.shape.length !== 1 || x.shape[0] !== rows) throw new DataError(`${what}: ${name} is ${x.dtype} [${x.shape}]; expected F64 [${rows}]`);
+    (normSq ??= new Map()).set(name.slice(3), new Float64Array(Uint8Array.from(x.data).buffer));
+  }
+  return { rows, losses, dense, embedding, ...(normSq ? { normSq } : {}) };
 }
 
 /**

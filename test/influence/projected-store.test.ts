@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  checkGradientIndex, decodeShard, encodeShard, isProjected, originalD, readDenseSet, readEmbeddingSet, readGradientIndex,
+  checkGradientIndex, decodeShard, encodeShard, isProjected, originalD, readDenseSet, readEmbeddingSet, readGradientIndex, readShard,
   GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type DecodedShard, type GradientIndex, type GradientUnit,
 } from '../../src/influence/gradient-store.ts';
 import { PROJECTION_GENERATOR, projectedDamping, ProjectionSettings, projectRowsReference, unitProjection } from '../../src/influence/projection.ts';
@@ -91,12 +91,12 @@ function project(s: DecodedShard): DecodedShard {
 }
 
 /** Commit a gradient store (train shards of 5 rows, then influence shards) and its index; returns the ref. */
-async function commitStore(store: ArtifactStore, key: string, shards: Array<{ set: 'train' | 'influence'; s: DecodedShard }>, projected: boolean): Promise<{ ref: ArtifactRef; index: GradientIndex }> {
+async function commitStore(store: ArtifactStore, key: string, shards: Array<{ set: 'train' | 'influence'; s: DecodedShard }>, projected: boolean, keepNorms = false): Promise<{ ref: ArtifactRef; index: GradientIndex }> {
   const units = projected ? STORED : ORIGINAL, emb = projected ? EMB_STORED : EMB_ORIGINAL;
   const entries = [];
   const offsets = { train: 0, influence: 0 };
   for (const [i, { set, s }] of shards.entries()) {
-    const f = await store.commitShard(key, i, encodeShard(projected ? project(s) : s, units, emb.D));
+    const f = await store.commitShard(key, i, encodeShard(projected ? { ...project(s), ...(keepNorms && s.normSq ? { normSq: s.normSq } : {}) } : s, units, emb.D));
     entries.push({ ...f, index: i, set, rowOffset: offsets[set], rows: s.rows });
     offsets[set] += s.rows;
   }
@@ -216,6 +216,30 @@ test('the influence stage reads a projected store: λ from the original size, sc
   }
 });
 
+test('a projected store whose shards keep the exact ‖g‖² gives DataInf exactly the unprojected λ', async (t) => {
+  const home = await mkdtemp(join(tmpdir(), 'lf-proj-n2-'));
+  const store = new ArtifactStore(join(home, 'store'));
+  const rowsSq = (g: ArrayLike<number>, rows: number, d: number) => Float64Array.from({ length: rows }, (_, i) => { let x = 0; for (let k = 0; k < d; k++) x += g[i * d + k] ** 2; return x; });
+  // The projected shards as the gradients stage writes them: n2.<unit> = ‖g‖² of each original row.
+  const withNorms = SHARDS.map(({ set, s }) => ({ set, s: { ...s, normSq: new Map([
+    ...ORIGINAL.filter((u) => STORED.find((x) => x.unit === u.unit)!.projection).map((u) => [u.unit, rowsSq(s.dense.get(u.unit)!, s.rows, u.d)] as const),
+    ['emb', Float64Array.from(s.embedding!, (e) => sparseNormSq(e))] as const,
+  ]) } }));
+  const projectedShard = project(withNorms[0].s);
+  const back = decodeShard(encodeShard({ ...projectedShard, normSq: withNorms[0].s.normSq }, STORED, EMB_STORED.D), STORED, 'shard', EMB_STORED.D);
+  t.deepEqual([...back.normSq!.keys()].sort(), [...withNorms[0].s.normSq.keys()].sort());
+  for (const [k, v] of withNorms[0].s.normSq) t.deepEqual([...back.normSq!.get(k)!], [...v], k);
+  const units = [...STORED.map((u) => u.unit), 'emb'];
+  const { ref } = await commitStore(store, 'kn2', withNorms, true, true);
+  const { ref: ref1 } = await commitStore(store, 'kn1', SHARDS, false);
+  const lambdas = async (gradients: ArtifactRef) => {
+    const out = await run(influence, ctxOf(store, home, 'influence', InfluenceSettings.parse({}), { method: { id: 'd', influence: 'datainf', dampingScale: 0.1 } }, { gradients }));
+    return new Map((await store.readJson<ScoresMeta>(out, 'scores.json')).units.map((u) => [u.unit, u.lambda!]));
+  };
+  const [exact, original] = [await lambdas(ref), await lambdas(ref1)];
+  for (const u of units) t.true(Math.abs(exact.get(u)! / original.get(u)! - 1) < 1e-5, `${u}: ${exact.get(u)} vs ${original.get(u)}`);
+});
+
 test('the influence stage on an unprojected (format /1) store is unchanged: the engine’s own λ', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-proj-inf1-'));
   const store = new ArtifactStore(join(home, 'store'));
@@ -274,6 +298,21 @@ test('the gradients stage with projection and BF16 (tiny model): each stored row
       t.true(want.every((v, q) => Math.abs(pe.samples[i].values[q] - v) <= (2 ** -8 + 1e-5) * Math.abs(v) + 1e-5 * scale), `${set} WE sample ${i}`);
     });
   }
+  // The stage keeps each row's exact ‖g‖² beside the projected rows, so DataInf's λ on the projected
+  // store is the full store's (not an estimate): the stored norms equal the full rows' norms.
+  for (const set of ['train', 'influence'] as const) {
+    const f = await readDenseSet(store, fi, set), fe = await readEmbeddingSet(store, fi, set);
+    const shards = await Promise.all(pi.sets[set].shards.map((sh) => readShard(store, pi, sh)));
+    for (const u of pi.units) {
+      const stored = shards.flatMap((d) => [...d.normSq!.get(u.unit)!]);
+      const g = f.get(u.unit)!;
+      const want = Array.from({ length: g.n }, (_, i) => { let x = 0; for (let k = 0; k < g.d; k++) x += g.data[i * g.d + k] ** 2; return x; });
+      t.true(stored.length === want.length && stored.every((x, i) => Math.abs(x - want[i]) <= 1e-9 * (1 + want[i])), `${set} ${u.unit}`);
+    }
+    const storedWe = shards.flatMap((d) => [...d.normSq!.get(pi.embedding!.unit)!]);
+    t.true(storedWe.every((x, i) => Math.abs(x - sparseNormSq(fe.samples[i])) <= 1e-9 * (1 + x)), `${set} WE`);
+  }
+
   // ndr on either store: the cancellation effect of a projected store is named as the JL estimate it is.
   const method = { method: { id: 'tracin', influence: 'tracin', dampingScale: 0.1 } };
   const ndrOn = async (grads: ArtifactRef) => {
