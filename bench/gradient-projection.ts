@@ -27,7 +27,7 @@
  *            2 epochs; no WE, no head.
  *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
  *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
- * Environment: BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
+ * Environment: BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
  * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_TASKS [winowhy,spam], BENCH_THREADS
  * [all cores], LAYERFLOW_HOME [.layerflow], BENCH_HOME [a fresh temporary folder, removed after; a
  * folder given here is kept, and stages already in it are reused (marked "cached": not timings)].
@@ -63,6 +63,8 @@ const DTYPES = list('BENCH_DTYPES', 'BF16') as GradientDtype[];
 const STAGE_DTYPE = (process.env.BENCH_STAGE_DTYPE ?? 'BF16') as GradientDtype;
 for (const d of [...DTYPES, STAGE_DTYPE]) if (d !== 'F32' && d !== 'BF16') throw new Error(`BENCH_DTYPES / BENCH_STAGE_DTYPE: "${d}"; expected F32 or BF16`);
 const THREADS = envInt('BENCH_THREADS', availableParallelism());
+/** exact (default, what the gradients stage writes): DataInf λ from the rows' exact ‖g‖²; estimate: from the projected rows (stores written before). */
+const EXACT_NORMS = (process.env.BENCH_NORMS ?? 'exact') !== 'estimate';
 const METHODS = ['datainf', 'tracin'] as const;
 
 interface TaskSpec { label: string; task: Record<string, unknown>; data: unknown; finetune: unknown; gradients: Record<string, unknown> }
@@ -111,7 +113,17 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
   try {
     for (const sh of [...full.sets.train.shards, ...full.sets.influence.shards]) {
       const s = await readShard(store, full, sh);
-      for (const u of units) if (u.projection) s.dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, s.dense.get(u.unit)!, s.rows));
+      // As the stage does (unless BENCH_NORMS=estimate): each row's exact ‖g‖² kept beside its projection.
+      const normSq = new Map<string, Float64Array>();
+      const sq = (v: ArrayLike<number>, from: number, to: number) => { let x = 0; for (let k = from; k < to; k++) x += v[k] * v[k]; return x; };
+      for (const u of units) {
+        if (!u.projection) continue;
+        const g = s.dense.get(u.unit)!;
+        if (EXACT_NORMS) normSq.set(u.unit, Float64Array.from({ length: s.rows }, (_, r) => sq(g, r * u.projection!.from, (r + 1) * u.projection!.from)));
+        s.dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, g, s.rows));
+      }
+      if (EXACT_NORMS && weP && s.embedding) normSq.set(e!.unit, Float64Array.from(s.embedding, (x) => sq(x.values, 0, x.values.length)));
+      if (normSq.size) s.normSq = normSq;
       if (weP && s.embedding) {
         const total = s.embedding.reduce((a, x) => a + x.rows.length, 0);
         const X = new Float32Array(total * weP.from);
@@ -276,7 +288,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
 const ortVersion = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
 console.log(`# gradient projection benchmark ${new Date().toISOString().slice(0, 10)}`);
 console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}; onnxruntime-node ${ortVersion}; threads ${THREADS}`);
-console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1), k = ⌈d / factor⌉; WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
+console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1), k = ⌈d / factor⌉; WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d and ${EXACT_NORMS ? "each row's exact ‖g‖² (kept in the shard)" : "the projected rows' ‖Pg‖² (an estimate)"}; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
 for (const name of list('BENCH_TASKS', 'winowhy,spam')) {
   if (!TASKS[name]) throw new Error(`BENCH_TASKS: unknown task "${name}"; expected ${Object.keys(TASKS).join(', ')}`);
   await benchTask(name, TASKS[name]);
