@@ -18,9 +18,10 @@
  */
 import { z } from 'zod';
 import * as M from '../src/models/index.ts';
-import { sparseFromRowMap } from '../src/influence/sparse-rows.ts';
+import { sparseFromRowMap, sparseNormSq } from '../src/influence/sparse-rows.ts';
 import { encodeShard, resumeShard, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
 import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { rowNormSq } from '../src/influence/vector.ts';
 import { GradientProjector } from '../src/influence/projection-engine.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { withProgress } from '../src/runtime/progress.ts';
@@ -134,11 +135,11 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         for (const u of stored) {
           if (!u.projection) continue;
           const g = dense.get(u.unit)!;
-          normSq.set(u.unit, rowNormsSq(g, p.rows.length, u.projection.from));
+          normSq.set(u.unit, Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.projection!.from)));
           dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, g, p.rows.length));
         }
         if (weProjection) {
-          normSq.set(EMBEDDING_UNIT, Float64Array.from(we, (x) => rowNormsSq(x.values, 1, x.values.length)[0]));
+          normSq.set(EMBEDDING_UNIT, Float64Array.from(we, (x) => sparseNormSq(x)));
           await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
         }
       }
@@ -180,15 +181,4 @@ async function projectRows(projector: GradientProjector, spec: { unit: string; s
   const Y = await projector.project(spec, X, total);
   o = 0;
   for (const e of samples) { e.values = Y.slice(o * spec.to, (o + e.rows.length) * spec.to); o += e.rows.length; }
-}
-
-/** ‖row‖² of each of `rows` rows of length `d` (float64 sums). */
-function rowNormsSq(g: ArrayLike<number>, rows: number, d: number): Float64Array {
-  const out = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let k = r * d; k < (r + 1) * d; k++) s += g[k] * g[k];
-    out[r] = s;
-  }
-  return out;
 }

@@ -16,18 +16,14 @@
  * BENCH_TARGETS stages to run (default: the whole pipeline; e.g. `ndr` skips retrain/benchmark)
  * BENCH_REPS    cached re-runs per size, the median is reported (default 3)
  */
-import { mkdtemp, rm, symlink, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { tmpdir, cpus, availableParallelism } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { cpus, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection } from '@temporalio/client';
-import { startTemporal, startMlflow, stopService, freePort } from '../infra/services.ts';
-import { startWorkerPool } from '../infra/worker.ts';
-import { resolveEnv } from '../src/config/env.ts';
 import { planFile, submitSweep } from '../src/cli/sweeps.ts';
 import type { SweepResult } from '../workflows/sweep.ts';
+import { startBenchStack } from './stack.ts';
 import { envInt } from './common.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -59,17 +55,7 @@ axes:
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const dir = await mkdtemp(join(tmpdir(), 'lf-bench-cached-'));
-const home = join(dir, 'home');
-await mkdir(home, { recursive: true });
-const assets = process.env.LAYERFLOW_HOME ?? join(ROOT, '.layerflow');
-for (const sub of ['models', 'data']) if (existsSync(join(assets, sub))) await symlink(join(assets, sub), join(home, sub));
-const [tPort, uiPort, mPort] = [await freePort(), await freePort(), await freePort()];
-await Promise.all([startTemporal({ home, port: tPort, uiPort }), startMlflow({ home, port: mPort })]);
-const env = resolveEnv({ home, temporalAddress: `127.0.0.1:${tPort}`, mlflowUri: `http://127.0.0.1:${mPort}`, devices: ['cpu:0'], taskQueue: 'bench' });
-const pool = await startWorkerPool(env);
-const connection = await Connection.connect({ address: env.temporalAddress });
-const client = new Client({ connection });
+const { dir, env, client, stop } = await startBenchStack('lf-bench-cached-');
 try {
   console.log(`# cached sweep benchmark: tiny NDR pipeline${targets ? ` (targets: ${targets})` : ''}, sizes ${sizes.join(', ')}, ${reps} cached re-runs each`);
   console.log(`# ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, node ${process.version}`);
@@ -106,8 +92,5 @@ try {
     console.log(`growth ${a.n} → ${b.n} cells (×${(b.n / a.n).toFixed(1)}): cached re-run ×${(b.wall / a.wall).toFixed(2)}`);
   }
 } finally {
-  await pool.shutdown().catch(() => undefined);
-  await connection.close().catch(() => undefined);
-  await Promise.all([stopService(home, 'temporal'), stopService(home, 'mlflow')]);
-  await rm(dir, { recursive: true, force: true });
+  await stop();
 }

@@ -51,6 +51,8 @@ import { GradientProjector } from '../src/influence/projection-engine.ts';
 import { scoreVariant } from '../src/influence/layer-scores.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../src/weights/safetensors.ts';
 import { envInt } from './common.ts';
+import { rowNormSq } from '../src/influence/vector.ts';
+import { sparseNormSq } from '../src/influence/sparse-rows.ts';
 import { canonicalJson, sha256 } from '../src/store/hash.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -115,14 +117,13 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
       const s = await readShard(store, full, sh);
       // As the stage does (unless BENCH_NORMS=estimate): each row's exact ‖g‖² kept beside its projection.
       const normSq = new Map<string, Float64Array>();
-      const sq = (v: ArrayLike<number>, from: number, to: number) => { let x = 0; for (let k = from; k < to; k++) x += v[k] * v[k]; return x; };
       for (const u of units) {
         if (!u.projection) continue;
         const g = s.dense.get(u.unit)!;
-        if (EXACT_NORMS) normSq.set(u.unit, Float64Array.from({ length: s.rows }, (_, r) => sq(g, r * u.projection!.from, (r + 1) * u.projection!.from)));
+        if (EXACT_NORMS) normSq.set(u.unit, Float64Array.from({ length: s.rows }, (_, r) => rowNormSq(g, r, u.projection!.from)));
         s.dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, g, s.rows));
       }
-      if (EXACT_NORMS && weP && s.embedding) normSq.set(e!.unit, Float64Array.from(s.embedding, (x) => sq(x.values, 0, x.values.length)));
+      if (EXACT_NORMS && weP && s.embedding) normSq.set(e!.unit, Float64Array.from(s.embedding, (x) => sparseNormSq(x)));
       if (normSq.size) s.normSq = normSq;
       if (weP && s.embedding) {
         const total = s.embedding.reduce((a, x) => a + x.rows.length, 0);

@@ -13,19 +13,15 @@
  *
  *   npx tsx bench/ndr-pipeline.ts [sweep.yaml]
  */
-import { mkdtemp, rm, symlink, mkdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { tmpdir, cpus, availableParallelism } from 'node:os';
+import { cpus, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection } from '@temporalio/client';
-import { startTemporal, startMlflow, stopService, freePort } from '../infra/services.ts';
-import { startWorkerPool } from '../infra/worker.ts';
-import { resolveEnv, paths } from '../src/config/env.ts';
+import { paths } from '../src/config/env.ts';
 import { planFile, submitSweep } from '../src/cli/sweeps.ts';
 import { ArtifactStore, refOf } from '../src/store/artifacts.ts';
 import type { SweepResult } from '../workflows/sweep.ts';
+import { startBenchStack } from './stack.ts';
 import * as M from '../src/models/index.ts';
 import { loadModel } from '../src/models/load.ts';
 import { paramsToWeights } from '../src/train/lm.ts';
@@ -35,17 +31,7 @@ import type { GradientSettings } from '../activities/gradients.ts';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const file = process.argv[2] ?? join(ROOT, 'configs/quickstart.yaml');
 
-const dir = await mkdtemp(join(tmpdir(), 'lf-bench-ndr-'));
-const home = join(dir, 'home');
-await mkdir(home, { recursive: true });
-const models = join(process.env.LAYERFLOW_HOME ?? join(ROOT, '.layerflow'), 'models');
-if (existsSync(models)) await symlink(models, join(home, 'models'));
-const [tPort, uiPort, mPort] = [await freePort(), await freePort(), await freePort()];
-await Promise.all([startTemporal({ home, port: tPort, uiPort }), startMlflow({ home, port: mPort })]);
-const env = resolveEnv({ home, temporalAddress: `127.0.0.1:${tPort}`, mlflowUri: `http://127.0.0.1:${mPort}`, devices: ['cpu:0'], taskQueue: 'bench' });
-const pool = await startWorkerPool(env);
-const connection = await Connection.connect({ address: env.temporalAddress });
-const client = new Client({ connection });
+const { home, env, client, stop } = await startBenchStack('lf-bench-ndr-');
 try {
   console.log(`# NDR pipeline benchmark: ${file}`);
   console.log(`# ${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()}, node ${process.version}`);
@@ -100,8 +86,5 @@ try {
   const n = samples.length;
   console.log(`gradients: pipeline ${(n / gradSeconds).toFixed(2)} samples/s (${gradSeconds.toFixed(1)} s), bare loop ${(n / bare).toFixed(2)} samples/s (${bare.toFixed(1)} s); pipeline / bare = ${(bare / gradSeconds).toFixed(3)}`);
 } finally {
-  await pool.shutdown().catch(() => undefined);
-  await connection.close().catch(() => undefined);
-  await Promise.all([stopService(home, 'temporal'), stopService(home, 'mlflow')]);
-  await rm(dir, { recursive: true, force: true });
+  await stop();
 }

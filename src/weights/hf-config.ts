@@ -247,26 +247,35 @@ export function hfConfigJson(c: ModelConfig): Record<string, unknown> {
   return {
     architectures: [arch],
     model_type: c.modelType,
-    hidden_size: c.hiddenSize,
-    num_hidden_layers: c.numLayers,
-    num_attention_heads: c.numHeads,
-    num_key_value_heads: c.numKvHeads,
-    head_dim: c.headDim,
-    intermediate_size: c.intermediateSize,
-    vocab_size: c.vocabSize,
-    max_position_embeddings: c.maxPositions,
-    rms_norm_eps: c.normEps,
+    ...decoderSizes(c),
     rope_theta: c.ropeTheta,
     rope_scaling: c.ropeScaling,
     hidden_act: c.hiddenAct,
     tie_word_embeddings: c.tieWordEmbeddings,
     attention_bias: c.attentionBias,
     ...(c.slidingWindow !== null ? { sliding_window: c.slidingWindow } : {}),
-    bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds,
-    torch_dtype: 'float32',
+    ...specialTokens(c),
   };
 }
+
+/** The size fields every decoder config.json (Llama family, Gemma 3) writes the same way. */
+const decoderSizes = (c: ModelConfig) => ({
+  hidden_size: c.hiddenSize,
+  num_hidden_layers: c.numLayers,
+  num_attention_heads: c.numHeads,
+  num_key_value_heads: c.numKvHeads,
+  head_dim: c.headDim,
+  intermediate_size: c.intermediateSize,
+  vocab_size: c.vocabSize,
+  max_position_embeddings: c.maxPositions,
+  rms_norm_eps: c.normEps,
+});
+
+const specialTokens = (c: ModelConfig) => ({
+  bos_token_id: c.bosTokenId,
+  eos_token_id: c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds,
+  torch_dtype: 'float32',
+});
 
 /** Gemma3TextConfig JSON with both transformers 4.x (rope_theta, rope_local_base_freq, rope_scaling) and 5.x (rope_parameters) RoPE keys. */
 function gemma3ConfigJson(c: ModelConfig): Record<string, unknown> {
@@ -276,15 +285,7 @@ function gemma3ConfigJson(c: ModelConfig): Record<string, unknown> {
   return {
     architectures: ['Gemma3ForCausalLM'],
     model_type: 'gemma3_text',
-    hidden_size: c.hiddenSize,
-    num_hidden_layers: c.numLayers,
-    num_attention_heads: c.numHeads,
-    num_key_value_heads: c.numKvHeads,
-    head_dim: c.headDim,
-    intermediate_size: c.intermediateSize,
-    vocab_size: c.vocabSize,
-    max_position_embeddings: c.maxPositions,
-    rms_norm_eps: c.normEps,
+    ...decoderSizes(c),
     hidden_activation: c.hiddenAct,
     query_pre_attn_scalar: g.queryPreAttnScalar,
     sliding_window: c.slidingWindow,
@@ -297,8 +298,6 @@ function gemma3ConfigJson(c: ModelConfig): Record<string, unknown> {
     attn_logit_softcapping: null,
     tie_word_embeddings: c.tieWordEmbeddings,
     attention_bias: c.attentionBias,
-    bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds,
-    torch_dtype: 'float32',
+    ...specialTokens(c),
   };
 }
