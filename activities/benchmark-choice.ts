@@ -1,10 +1,12 @@
 /**
- * `benchmark_moe` / `benchmark_pruned` (LayerIF §3c; one implementation under two names): zero-shot
- * multiple-choice accuracy on the task's held-out test documents by option log-likelihood, as
- * lm-evaluation-harness computes it (acc: argmax of Σ log p(option tokens | context) is a gold
- * option; acc_norm: the same divided by the bare option's UTF-8 length), through LayerFlow's own
- * ONNX graph — for the LoRA-MoE model (base + routers + experts) or the pruned model (its own
- * weights). Pruned models also get perplexity on held-out Moby Dick text. Per-option
+ * `benchmark_base` / `benchmark_moe` / `benchmark_pruned` (LayerIF §3c; one implementation under
+ * three names): zero-shot multiple-choice accuracy on the task's held-out test documents by option
+ * log-likelihood, as lm-evaluation-harness computes it (acc: argmax of Σ log p(option tokens |
+ * context) is a gold option; acc_norm: the same divided by the bare option's UTF-8 length), through LayerFlow's own
+ * ONNX graph — for the LoRA-MoE model (base + routers + experts), the pruned model (its own
+ * weights) or, with neither input (`benchmark_base`, needs only `data`), the base model as loaded:
+ * the dense, not fine-tuned reference row of the LayerIF tables. Pruned and base models also get
+ * perplexity on held-out Moby Dick text (the dense reference of the perplexity table). Per-option
  * log-likelihoods are kept, so accuracies can be recomputed from the artifact.
  *
  * A generative task (dataset.generative) is scored instead by BIG-bench exact_str_match of the
@@ -35,7 +37,7 @@ export const ChoiceBenchmarkSettings = z.strictObject({
   delimiter: z.string().default(''),
   /** Longest scored input in tokens (contexts are left-truncated). */
   maxLength: z.number().int().min(8).default(512),
-  /** Pruned models: perplexity on this many held-out Moby Dick windows of `perplexityLength` tokens (0 = off). */
+  /** Pruned and base models: perplexity on this many held-out Moby Dick windows of `perplexityLength` tokens (0 = off). */
   perplexityWindows: z.number().int().min(0).default(16),
   perplexityLength: z.number().int().min(2).default(128),
   /** Generative tasks: most tokens generated per document (default 32; below maxLength). */
@@ -50,7 +52,7 @@ export const benchmarkChoice: StageImpl<ChoiceBenchmarkSettings> = async (ctx) =
   const docs = (ds as ChoiceDataset).evaluation;
   const model = await modelOf(ctx);
   let config: ModelConfig = model.config, weights: M.WeightMap = model.weights, moe: M.MoeSpec | undefined;
-  const which = ctx.inputs.moe_finetune ? 'moe' : ctx.inputs.prune ? 'pruned' : undefined;
+  const which = ctx.inputs.moe_finetune ? 'moe' : ctx.inputs.prune ? 'pruned' : 'base';
   if (which === 'moe') {
     const rec = await ctx.store.readJson<ClassifierRecord>(ctx.inputs.moe_finetune, 'classifier.json');
     const { params, shapes } = await readAdapter(ctx.store, ctx.inputs.moe_finetune);
@@ -61,7 +63,7 @@ export const benchmarkChoice: StageImpl<ChoiceBenchmarkSettings> = async (ctx) =
     config = parseHfConfig(await ctx.store.readJson(ctx.inputs.prune, 'config.json'), 'prune/config.json');
     const { tensors } = parseSafetensorsBytes(await ctx.store.read(ctx.inputs.prune, 'model.safetensors'), 'prune/model.safetensors');
     weights = new Map([...tensors].map(([k, t]) => [k, { dims: t.shape, data: rawToFloat32(t, k) }]));
-  } else throw new ConfigError(`${ctx.stage}: needs a moe_finetune or prune input`);
+  }
   const scorer = await LoglikelihoodScorer.create({ config, weights, moe, tokenizer: model.tokenizer, device: ctx.device, batchSize: s.batchSize, maxLength: s.maxLength });
   if ((ds as ChoiceDataset).generative) {
     const maxNewTokens = s.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
@@ -73,7 +75,7 @@ export const benchmarkChoice: StageImpl<ChoiceBenchmarkSettings> = async (ctx) =
       await scorer.release();
     }
     const metrics: Record<string, number> = { exact_match: g.exactMatch, documents: g.n };
-    if (which === 'pruned' && s.perplexityWindows > 0) metrics.perplexity = await heldOutPerplexity(config, weights, model.tokenizer, s.perplexityWindows, s.perplexityLength, ctx.device);
+    if (which !== 'moe' && s.perplexityWindows > 0) metrics.perplexity = await heldOutPerplexity(config, weights, model.tokenizer, s.perplexityWindows, s.perplexityLength, ctx.device);
     return {
       files: { 'benchmark.json': JSON.stringify({ model: which, generative: true, maxNewTokens, docs: g.docs }) },
       metrics,
@@ -92,7 +94,7 @@ export const benchmarkChoice: StageImpl<ChoiceBenchmarkSettings> = async (ctx) =
   }
   const r = multipleChoiceFromLoglikelihoods(docs, lls);
   const metrics: Record<string, number> = { acc: r.acc, acc_norm: r.accNorm, documents: r.n };
-  if (which === 'pruned' && s.perplexityWindows > 0) metrics.perplexity = await heldOutPerplexity(config, weights, model.tokenizer, s.perplexityWindows, s.perplexityLength, ctx.device);
+  if (which !== 'moe' && s.perplexityWindows > 0) metrics.perplexity = await heldOutPerplexity(config, weights, model.tokenizer, s.perplexityWindows, s.perplexityLength, ctx.device);
   return {
     files: { 'benchmark.json': JSON.stringify({ model: which, delimiter: s.delimiter, docs: docs.map((d, i) => ({ id: d.id, gold: d.gold, options: d.options, loglikelihoods: lls[i], acc: r.docs[i].acc, accNorm: r.docs[i].accNorm })) }) },
     metrics,

@@ -2,19 +2,22 @@
  * `prune` (LayerIF §3b): the base model's linear weights pruned block by block to the allocated
  * ratios, by magnitude or Wanda (calibration: 128 Moby Dick windows). The realised sparsity of every
  * block is checked against the allocation; the artifact is a normal HF model folder (config.json,
- * model.safetensors, tokenizer.json) that loads like any other model.
+ * model.safetensors, tokenizer.json) that loads like any other model. Heartbeats carry progress
+ * (calibration batches for Wanda, then blocks).
  */
 import { z } from 'zod';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pruneModel } from '../src/pruning/model.ts';
+import { checkPruneArgs, pruneBlock, type PruneArgs, type PrunedModel } from '../src/pruning/model.ts';
+import { withProgress } from '../src/runtime/progress.ts';
+import type * as M from '../src/models/index.ts';
 import { hfConfigJson } from '../src/weights/hf-config.ts';
 import { serializeSafetensors, type TensorInput } from '../src/weights/safetensors.ts';
 import { GgufReader } from '../src/weights/gguf.ts';
 import { tokenizerJsonFromGguf } from '../src/tokenize/gguf-vocab.ts';
 import { DataError } from '../src/errors.ts';
 import type { LoadedModel } from '../src/models/load.ts';
-import type { StageImpl } from '../src/store/stage-context.ts';
+import type { StageContext, StageImpl } from '../src/store/stage-context.ts';
 import { modelOf } from './shared.ts';
 import { blockModules } from '../src/models/lora.ts';
 import { calibrationNormsOf } from './sparsity.ts';
@@ -47,13 +50,35 @@ export async function tokenizerFiles(model: LoadedModel): Promise<Record<string,
   }
 }
 
+/**
+ * src/pruning/model.ts `pruneModel`, awaiting between blocks so the stage's heartbeats — with
+ * progress `{ done, total, unit: 'block' }` — go out and a cancellation is seen mid-way (one
+ * synchronous pass over a 135M model is over a minute). The result equals pruneModel's (tested).
+ */
+export async function pruneByBlock(ctx: Pick<StageContext<unknown>, 'stage' | 'heartbeat' | 'signal'>, a: PruneArgs): Promise<PrunedModel> {
+  checkPruneArgs(a);
+  const weights: M.WeightMap = new Map(a.weights);
+  const realised: number[] = [];
+  const modules: PrunedModel['modules'] = [];
+  const L = a.config.numLayers;
+  ctx.heartbeat(withProgress(ctx, 0, L, 'block', { phase: 'prune' }));
+  for (let l = 0; l < L; l++) {
+    const b = pruneBlock(a, l, weights);
+    realised.push(b.realised);
+    modules.push(...b.modules);
+    ctx.heartbeat(withProgress(ctx, l + 1, L, 'block', { phase: 'prune' }));
+    await new Promise<void>((r) => setImmediate(r));
+    ctx.signal.throwIfAborted();
+  }
+  return { weights, realised, modules };
+}
+
 export const prune: StageImpl<PruneSettings> = async (ctx) => {
   const s = ctx.settings;
   const model = await modelOf(ctx);
   const { ratios } = await ctx.store.readJson<{ ratios: number[] }>(ctx.inputs.allocate_sparsity, 'sparsity.json');
   const norms = s.criterion === 'wanda' ? await calibrationNormsOf(ctx, s.calibration, s.calibrationLength) : undefined;
-  ctx.heartbeat({ phase: 'prune' });
-  const p = pruneModel({ config: model.config, weights: model.weights, ratios, criterion: s.criterion, norms });
+  const p = await pruneByBlock(ctx, { config: model.config, weights: model.weights, ratios, criterion: s.criterion, norms });
   // Realised per block vs the allocation: each matrix rounds its own count (magnitude: ⌊φ·numel⌋,
   // Wanda: ⌊φ·in⌋ per row), so a block may fall short by less than one row per matrix.
   const tol = 1 / Math.min(...blockModules(model.config, 0).map((m) => m.inF)) + 1e-12;

@@ -22,7 +22,7 @@
  * AlphaPruning's EVALS_THRESH; AlphaLoRA's is 1e-4); if nothing is left, keep every eigenvalue
  * (AlphaPruning's fallback).
  * LayerFlow's behaviour before this alignment is `LEGACY_HILL_OPTIONS` = { fixFingers: 'scan',
- * filterZeros: true }.
+ * filterZeros: true }; sweeps select it with `alphaFit: legacy` (`hillOptionsFor`).
  * The authors compute in float32; this is float64 (their results agree to ~1e-6 relative).
  */
 import { ConfigError, DataError } from '../errors.ts';
@@ -52,6 +52,21 @@ export interface HillOptions {
 
 /** LayerFlow's α̂ before it was aligned with the authors' default path (kept as an option). */
 export const LEGACY_HILL_OPTIONS: Readonly<HillOptions> = Object.freeze({ fixFingers: 'scan', filterZeros: true });
+
+/**
+ * The α̂ fits a sweep can select (`alphaFit` of allocate_experts / allocate_sparsity):
+ * 'authors' (default) = the authors' default path (xmin_peak, no zero filter);
+ * 'legacy' = LayerFlow's behaviour before the alignment (`LEGACY_HILL_OPTIONS`).
+ */
+export const ALPHA_FITS = ['authors', 'legacy'] as const;
+export type AlphaFit = (typeof ALPHA_FITS)[number];
+
+/** The Hill options of a named α̂ fit. */
+export function hillOptionsFor(fit: AlphaFit = 'authors'): HillOptions {
+  if (fit === 'authors') return {};
+  if (fit === 'legacy') return { ...LEGACY_HILL_OPTIONS };
+  throw new ConfigError(`alphaFit = ${JSON.stringify(fit)}; expected one of ${ALPHA_FITS.join(', ')} (default authors)`);
+}
 
 /** Correctly rounded a·b + c in all but pathological cases (error-free transforms). */
 function fma(a: number, b: number, c: number): number {

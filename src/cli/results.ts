@@ -9,6 +9,7 @@
 import type { LayerflowEnv } from '../config/env.ts';
 import type { SweepPlan } from '../config/plan.ts';
 import { collectResults, type SweepResults } from '../results/collect.ts';
+import { blockScores } from '../allocation/block-scores.ts';
 
 /** `ndr.json` of the ndr stage (activities/ndr.ts). */
 export interface NdrJson {
@@ -61,21 +62,26 @@ export async function ndrResults(env: LayerflowEnv, plan: SweepPlan): Promise<st
   return tablesText(await ndrTables(await collectStages(env, plan, ['ndr', 'influence', 'benchmark'])));
 }
 
-/** The LayerIF tables as text (acc), then the layer-score tables; '' when no cell has either result. */
+/**
+ * The LayerIF tables as text — acc of both branches, then the pruned models' perplexity (lower is
+ * better), each with the base model's reference row where the sweep ran `benchmark_base` — then
+ * the layer-score tables; '' when no cell has any of these results.
+ */
 export async function layerifResults(env: LayerflowEnv, plan: SweepPlan): Promise<string> {
-  const r = await collectStages(env, plan, ['benchmark_moe', 'benchmark_pruned', 'layer_scores']);
-  return tablesText([...(await layerifTables(r)), ...(await layerScoreTables(r))]);
+  const r = await collectStages(env, plan, ['benchmark_moe', 'benchmark_pruned', 'benchmark_base', 'layer_scores']);
+  return tablesText([...(await layerifTables(r, 'acc')), ...(await layerifTables(r, 'perplexity')), ...(await layerScoreTables(r))]);
 }
 
 /**
  * Task-specific layer importance as text (LayerIF): one table per model × method × variant, a row per
  * task — the number of layers, the three layers with the highest S_l (the worst-trained, which get
  * the most experts and the most pruning) and the mean of S_l / max |S_l| over each quarter of the
- * depth, so models of different depths can be compared. Mean over seeds.
+ * depth, so models of different depths can be compared. Mean over seeds. Per-matrix scores are
+ * averaged per block first (src/allocation/block-scores.ts), as the allocators read them.
  */
 export async function layerScoreTables(r: CollectedResults): Promise<ResultTable[]> {
   const panels = new Map<string, Map<string, Map<string, number[]>>>(); // panel → task → key → scores
-  const read = new Map<string, Promise<{ method: string; variant: string; layers: Array<{ layer: number; score: number }> }>>();
+  const read = new Map<string, Promise<{ method: string; variant: string; grouping?: string; layers: Array<{ layer: number; score: number }> }>>();
   for (const c of r.cells) {
     const s = c.stages.layer_scores;
     if (!s?.ref) continue;
@@ -85,7 +91,8 @@ export async function layerScoreTables(r: CollectedResults): Promise<ResultTable
     const panel = `model ${c.params['model.id']} · ${ls.method} · ${ls.variant}`;
     const tasks = panels.get(panel) ?? new Map<string, Map<string, number[]>>();
     const keys = tasks.get(c.params['task.id']) ?? new Map<string, number[]>();
-    keys.set(s.ref.key, ls.layers.sort((a, b) => a.layer - b.layer).map((l) => l.score));
+    // Per-matrix scores (the ablation) are averaged per block, as the allocators read them.
+    keys.set(s.ref.key, blockScores(ls.layers, ls.grouping).scores);
     tasks.set(c.params['task.id'], keys);
     panels.set(panel, tasks);
   }
@@ -203,16 +210,33 @@ const BRANCHES: Record<LayerifMetric, { better: 'higher' | 'lower'; titles: Part
   perplexity: { better: 'lower', titles: { benchmark_pruned: 'Pruned-model perplexity (held-out text; lower is better)' } },
 };
 
+/** The reference row of each LayerIF table: the base model (`benchmark_base`), zero-shot, no fine-tuning and no pruning. */
+export const REFERENCE_LABEL = { benchmark_moe: 'base model (no fine-tuning)', benchmark_pruned: 'dense base model (S=0)' } as const;
+
 /**
  * The LayerIF tables (the shape of LayerIF Tables 1–2): rows = allocation (and criterion, S for
  * pruning), columns = tasks and their mean; each entry mean ± std of `metric` over seeds. A row
  * whose mean differs from the best row's by more than the two spreads together is marked `*`; the
- * note under each table states the ordering that came out. [] when no cell has a result.
+ * note under each table states the ordering that came out. Where the sweep ran `benchmark_base`,
+ * the base model's row comes first as a reference (`REFERENCE_LABEL`): it is not ranked or marked,
+ * and the note says whether the best row differs from it by more than both spreads. [] when no
+ * cell has a result of the branch.
  */
 export async function layerifTables(r: CollectedResults, metric: LayerifMetric = 'acc'): Promise<ResultTable[]> {
   const out: ResultTable[] = [];
   const spec = BRANCHES[metric];
   const higher = spec.better === 'higher';
+  // The base model's values (one per task × seed; the same stage key serves every allocation row).
+  const base = new Map<string, number[]>(); // task → values
+  const baseSeen = new Set<string>();
+  for (const c of r.cells) {
+    const s = c.stages.benchmark_base;
+    if (!s?.ref || typeof s.metrics[metric] !== 'number') continue;
+    const task = c.params['task.id'], id = `${c.params['model.id']}|${task}|${c.params.seed}`;
+    if (baseSeen.has(id)) continue;
+    baseSeen.add(id);
+    base.set(task, [...(base.get(task) ?? []), s.metrics[metric]]);
+  }
   for (const stage of ['benchmark_moe', 'benchmark_pruned'] as const) {
     const title = spec.titles[stage];
     if (!title) continue;
@@ -232,29 +256,39 @@ export async function layerifTables(r: CollectedResults, metric: LayerifMetric =
     if (!acc.size) continue;
     const tasks = [...new Set([...acc.values()].flatMap((m) => [...m.keys()]))];
     // Per row: the per-seed mean over tasks gives the row's mean ± std.
-    const rowMean = new Map([...acc].map(([row, m]) => {
+    const perSeedMean = (m: Map<string, number[]>) => {
       const seeds = Math.min(...tasks.map((t) => m.get(t)?.length ?? 0));
-      const perSeed = Array.from({ length: seeds }, (_, i) => mean(tasks.map((t) => m.get(t)![i])));
-      return [row, perSeed] as const;
-    }));
+      return Array.from({ length: seeds }, (_, i) => mean(tasks.map((t) => m.get(t)![i])));
+    };
+    const rowMean = new Map([...acc].map(([row, m]) => [row, perSeedMean(m)] as const));
     const ordered = [...rowMean].filter(([, v]) => v.length).sort((a, b) => (higher ? mean(b[1]) - mean(a[1]) : mean(a[1]) - mean(b[1])));
     const best = ordered[0];
     // A spread needs at least two seeds on both sides: with one seed nothing is marked.
     const spread = (v: readonly number[]) => v.length >= 2;
+    const beyondSpread = (a: number[], b: number[]) => spread(a) && spread(b) && Math.abs(mean(a) - mean(b)) > std(a) + std(b);
     const oneSeed = !best || !spread(best[1]) || ordered.every(([, v]) => !spread(v));
     const rows = [...acc].map(([row, m]) => {
       const v = rowMean.get(row)!;
-      const beyond = best && row !== best[0] && spread(v) && spread(best[1]) && Math.abs(mean(best[1]) - mean(v)) > std(best[1]) + std(v);
+      const beyond = best && row !== best[0] && beyondSpread(best[1], v);
       return [row, '', ...tasks.map((t) => fmt(m.get(t) ?? [])), `${fmt(v)}${beyond ? ' *' : ''}`];
     });
     const separated = ordered.filter(([row]) => rows.find((x) => x[0] === row)![tasks.length + 2].endsWith('*')).length;
+    let reference = '';
+    if (tasks.some((t) => base.has(t))) {
+      const label = REFERENCE_LABEL[stage];
+      const v = perSeedMean(base);
+      rows.unshift([label, '', ...tasks.map((t) => fmt(base.get(t) ?? [])), fmt(v)]);
+      reference = v.length
+        ? `; reference ${label} ${mean(v).toFixed(3)} (not ranked): the best row ${!best ? '—' : !spread(best[1]) || !spread(v) ? 'cannot be judged against it with one seed' : beyondSpread(best[1], v) ? `is ${(higher ? mean(best[1]) > mean(v) : mean(best[1]) < mean(v)) ? 'better' : 'worse'} by more than both spreads` : 'is within the spreads of it'}`
+        : `; reference ${label}: not every task has a result`;
+    }
     out.push({
       name: title,
       stage,
       title: `${title}, mean±std over seeds; * = differs from the best row by more than both spreads`,
       header: ['allocation', '', ...tasks, 'mean'],
       rows,
-      note: `  ordering by mean: ${ordered.map(([row, v]) => `${row} ${mean(v).toFixed(3)}`).join(higher ? ' > ' : ' < ')}; ${oneSeed ? 'one seed per row: no spread to judge the differences by (run more seeds)' : separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}`,
+      note: `  ordering by mean: ${ordered.map(([row, v]) => `${row} ${mean(v).toFixed(3)}`).join(higher ? ' > ' : ' < ')}; ${oneSeed ? 'one seed per row: no spread to judge the differences by (run more seeds)' : separated ? `${separated} row(s) separated from the best beyond the spread` : 'no difference exceeds the spread: the ordering is within noise'}${reference}`,
     });
   }
   return out;

@@ -3,7 +3,8 @@
  * pretrained Llama on a real BIG-bench task (english_proverbs, fetched from PyPI bigbench): both
  * branches complete; the test recomputes the layer scores from the stored influence tensors and
  * the expert counts from them with its own lines, recomputes the MoE model's accuracy from the
- * stored per-option log-likelihoods, reloads the pruned model and measures its sparsity per block;
+ * stored per-option log-likelihoods, reloads the pruned model and measures its sparsity per block,
+ * checks the base model's reference benchmark (benchmark_base) and the results text (acc, perplexity);
  * changing β or S re-runs only the allocation it belongs to and what follows (counted).
  */
 import anyTest, { type TestFn } from 'ava';
@@ -42,6 +43,7 @@ stages:
   allocate_sparsity: { allocator: layerif, sparsity: ${over.S ?? 0.5} }
   prune: { criterion: wanda, calibration: 8, calibrationLength: 32 }
   benchmark_pruned: { batchSize: 8, maxLength: 128, perplexityWindows: 4, perplexityLength: 32 }
+  benchmark_base: { batchSize: 8, maxLength: 128, perplexityWindows: 4, perplexityLength: 32 }
 `;
 
 async function run(stack: Stack, name: string, text: string): Promise<{ plan: SweepPlan; result: SweepResult }> {
@@ -120,9 +122,20 @@ test.serial('e2e LayerIF: both branches on tiny-llama + BIG-bench english_prover
   const bp = await man('benchmark_pruned');
   t.true(bp.metrics.perplexity > 1 && Number.isFinite(bp.metrics.perplexity));
 
+  // The base model (benchmark_base: same implementation, same documents, no adapters, no pruning):
+  // accuracy recomputed from its stored log-likelihoods, perplexity on the same windows as the pruned model's.
+  const bb = await man('benchmark_base');
+  const base = await store.readJson<{ model: string; docs: Array<{ id: string; gold: number[]; loglikelihoods: number[] }> }>(bb, 'benchmark.json');
+  t.is(base.model, 'base');
+  t.deepEqual(base.docs.map((d) => d.id), (await store.readJson<{ docs: Array<{ id: string }> }>(bm, 'benchmark.json')).docs.map((d) => d.id), 'the same held-out documents as the MoE benchmark');
+  t.is(bb.metrics.acc, base.docs.filter((d) => d.gold.includes(d.loglikelihoods.indexOf(Math.max(...d.loglikelihoods)))).length / base.docs.length);
+  t.true(bb.metrics.perplexity > 1 && bb.metrics.perplexity < bp.metrics.perplexity, `dense ${bb.metrics.perplexity} vs pruned at S = 0.5 ${bp.metrics.perplexity}`);
+
   const text = await layerifResults(stack.env, plan);
   t.regex(text, /layerif \+VE\s+\d\.\d{3}/);
   t.regex(text, /layerif \+VE \/ wanda \/ S=0\.5/);
+  t.regex(text, /\n {2}base model \(no fine-tuning\) +\d\.\d{3}/);
+  t.regex(text, /Pruned-model perplexity[^\n]*\n[^]*\n {2}dense base model \(S=0\) +\d+\.\d{3}/);
 });
 
 test.serial('e2e LayerIF: changing β re-runs only the expert branch; changing S only the pruning branch', async (t) => {
