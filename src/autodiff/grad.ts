@@ -4,7 +4,7 @@
  * appends the gradient subgraph, in standard ONNX ops, to the same graph.
  */
 import { ConfigError, DataError } from '../errors.ts';
-import { add, constantOfShape, isFloat, numel, shapeOf, type Value } from '../onnx/index.ts';
+import { add, constantOfShape, isFloat, numel, scatterElements, scatteredIntoZeros, shapeOf, type Node, type Value } from '../onnx/index.ts';
 
 export interface GradOptions {
   /** The value to differentiate. Scalar (one element) unless `seed` is given. */
@@ -48,10 +48,11 @@ export function grad({ loss, seed, wrt }: GradOptions): Value[] {
   }
 
   const adj = new Map<string, Value>([[loss.name, s]]);
+  const start = g.nodes.length;
   const accumulate = (v: Value, gv: Value): void => {
     checkShape(v, gv);
     const prev = adj.get(v.name);
-    adj.set(v.name, prev ? add(prev, gv) : gv);
+    adj.set(v.name, prev ? scatterInto(prev, gv) ?? scatterInto(gv, prev) ?? add(prev, gv) : gv);
   };
   for (let k = nodes.length - 1; k >= 0; k--) {
     const n = nodes[k];
@@ -66,7 +67,34 @@ export function grad({ loss, seed, wrt }: GradOptions): Value[] {
       if (i && needs[j] && gin[j]) accumulate(i, gin[j]!);
     });
   }
-  return wrt.map((w) => adj.get(w.name) ?? constantOfShape(shapeOf(w), 0, w.dtype));
+  const out = wrt.map((w) => adj.get(w.name) ?? constantOfShape(shapeOf(w), 0, w.dtype));
+  pruneSince(g.nodes, start, out);
+  return out;
+}
+
+/**
+ * `dense + scatter_add(zeros, i, u)` as `scatter_add(dense, i, u)`: the VJP of a gather (a loss
+ * picking target entries, an embedding lookup) scatters into a zero tensor of its input's shape;
+ * when that input also gets a dense gradient, adding the two would keep three full-size tensors
+ * alive (the zeros, the scatter and the sum). The unused zeros and scatter are pruned at the end.
+ */
+function scatterInto(dense: Value, sparse: Value): Value | null {
+  const sc = scatteredIntoZeros(sparse);
+  return sc ? scatterElements(dense, sc.indices, sc.updates, { axis: sc.axis, reduction: 'add' }) : null;
+}
+
+/** Removes the nodes appended since `start` whose outputs nothing reads (the gradients `keep` are read). */
+function pruneSince(nodes: Node[], start: number, keep: Value[]): void {
+  const read = new Set(keep.map((v) => v.name));
+  const live: boolean[] = [];
+  for (let j = nodes.length - 1; j >= start; j--) {
+    const n = nodes[j];
+    live[j] = n.outputs.some((o) => read.has(o.name)) || Object.values(n.attrs).some((a) => typeof a === 'object' && a !== null && 'nodes' in a);
+    if (live[j]) for (const i of n.inputs) if (i) read.add(i.name);
+  }
+  let w = start;
+  for (let j = start; j < nodes.length; j++) if (live[j]) nodes[w++] = nodes[j];
+  nodes.length = w;
 }
 
 /** Catches VJP shape bugs at build time wherever both shapes are static. */

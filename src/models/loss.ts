@@ -22,7 +22,11 @@ function shiftedTargets(labels: Value, dtype: Value['dtype']): { safe: Value; va
   return { safe: O.where(ignored, 0, shifted), valid: O.sub(1, O.cast(ignored, dtype)) };
 }
 
-/** Mean of -log p(target) over valid positions per sample, from logits [B, K, V], safe ids and valid [B, K]. */
+/**
+ * Mean of -log p(target) over valid positions per sample, from logits [B, K, V], safe ids and valid [B, K].
+ * The backward pass of this pick is softmax · (−Σg) with g scattered into the targets of that same
+ * tensor (LogSoftmax's VJP, src/onnx/ops/reduce.ts): no zeros + scatter + difference chain of [B, K, V].
+ */
 function meanNll(logits: Value, safe: Value, valid: Value): { perSample: Value; tokens: Value } {
   const picked = O.gatherElements(O.logSoftmax(logits, -1), O.unsqueeze(safe, [-1]), 2); // [B, K, 1]
   const sum = O.neg(O.reduceSum(O.mul(O.reshape(picked, [0, -1]), valid), [1], false)); // [B]

@@ -11,6 +11,7 @@ export class GraphBuilder {
   readonly initializers = new Map<string, Tensor>();
   private readonly names = new Set<string>();
   private readonly constCache = new Map<string, Value>();
+  private readonly producers = new Map<string, Node>();
   private counter = 0;
 
   /** Prefix of generated value names; give a subgraph (a Scan body) its own so its names cannot clash with the outer graph's. */
@@ -96,9 +97,14 @@ export class GraphBuilder {
     const infos = def.infer(inputs, attrs, this);
     const outputs = infos.map((o, i) =>
       this.value(this.claim(names?.[i] ?? this.uniqueName(def.type.toLowerCase())), o.dtype, o.shape, o.known));
-    this.nodes.push({ def, inputs, outputs, attrs });
+    const node: Node = { def, inputs, outputs, attrs };
+    this.nodes.push(node);
+    for (const o of outputs) this.producers.set(o.name, node);
     return outputs;
   }
+
+  /** The node that outputs `v` (undefined for inputs, initializers and outer values). */
+  producer(v: Value): Node | undefined { return this.producers.get(v.name); }
 
   /** Serialise to ONNX ModelProto bytes (opset 17, IR version 8). */
   toModel(opts: ModelOptions = {}): Uint8Array {

@@ -1,6 +1,7 @@
 /** Every differentiable op's VJP against central finite differences (float64 unless noted). */
 import test from 'ava';
 import * as O from '../../src/onnx/index.ts';
+import { grad } from '../../src/autodiff/index.ts';
 import { i64 } from '../../src/runtime/index.ts';
 import { fdCheck, param, type FdOptions } from './_fd.ts';
 
@@ -103,6 +104,20 @@ for (const axis of [-1, 1]) {
     return { y: O.logSoftmax(x.value, axis), params: [x] };
   });
 }
+// The loss head's form: a log-softmax and the gathered target entries. LogSoftmax's VJP sees the
+// gather's scatter-into-zeros and scatters into the softmax term instead (one tensor, no zeros).
+for (const axis of [-1, 1]) {
+  check(`cross-entropy pick: gatherElements(logSoftmax) axis=${axis}`, (g) => {
+    const x = param(g, 'x', [2, 3, 5], 'float64', -3, 3);
+    const ids = axis === -1 ? g.constant([4, 0, 4, 2, 1, 3], 'int64', [2, 3, 1]) : g.constant([2, 0, 1, 1, 2, 0, 0, 2, 1, 2], 'int64', [2, 1, 5]);
+    return { y: O.gatherElements(O.logSoftmax(x.value, axis), ids, axis === -1 ? 2 : 1), params: [x] };
+  });
+}
+check('gather result used twice: dense gradient plus a scatter-add into the same tensor', (g) => {
+  const x = param(g, 'x', [3, 4], 'float64', -2, 2);
+  const ids = g.constant([1, 1, 0, 3, 2, 2], 'int64', [3, 2]);
+  return { y: O.add(O.reduceSum(O.mul(x.value, x.value), [1], true), O.gatherElements(x.value, ids, 1)), params: [x] };
+});
 check('topK k=2 axis=-1 (values)', (g) => {
   const x = param(g, 'x', [3, 5]);
   return { y: O.topK(x.value, 2)[0], params: [x] };
@@ -207,3 +222,19 @@ for (const [name, f] of f32cases) {
     return { y: f(x.value, g), params: [x] };
   });
 }
+
+test('cross-entropy gradient graph: one scatter-add into the softmax term, no zeros tensor or difference', (t) => {
+  const g = new O.GraphBuilder();
+  const x = g.input('x', 'float32', [2, 3, 5]);
+  const ids = g.constant([4, 0, 4, 2, 1, 3], 'int64', [2, 3, 1]);
+  const nll = O.neg(O.reduceSum(O.gatherElements(O.logSoftmax(x, -1), ids, 2)));
+  const before = g.nodes.length;
+  const [gx] = grad({ loss: nll, wrt: [x] });
+  const made = g.nodes.slice(before).map((n) => n.def.type);
+  t.is(made.filter((k) => k === 'ScatterElements').length, 1, made.join(' '));
+  t.false(made.includes('ConstantOfShape'), made.join(' '));
+  t.false(made.includes('Sub'), made.join(' '));
+  const last = g.producer(gx);
+  t.is(last?.def.type, 'ScatterElements');
+  t.is(g.producer(last!.inputs[0]!)?.def.type, 'Mul');
+});

@@ -102,6 +102,20 @@ export const ScatterND: OpDef = {
   },
 };
 
+/**
+ * If `v` is `ScatterElements(zeros, indices, updates, reduction='add')` — what a GatherElements VJP
+ * makes — its parts, so a consumer can add the updates into another tensor instead (no zeros tensor).
+ */
+export function scatteredIntoZeros(v: Value): { indices: Value; updates: Value; axis: number } | null {
+  const n = v.graph.producer(v);
+  if (!n || n.def.type !== 'ScatterElements' || n.attrs.reduction !== 'add') return null;
+  const [zeros, indices, updates] = n.inputs;
+  const z = zeros ? v.graph.producer(zeros) : undefined;
+  const fill = z?.def.type === 'ConstantOfShape' ? (z.attrs.value as { data: ArrayLike<number | bigint> } | undefined) : undefined;
+  if (!fill || Number(fill.data[0]) !== 0) return null;
+  return { indices: indices!, updates: updates!, axis: normAxis((n.attrs.axis as number | undefined) ?? 0, v.shape.length, 'ScatterElements') };
+}
+
 export const gather = (d: Value, i: Value, axis = 0): Value => d.graph.apply(Gather, [d, i], { axis })[0];
 export const gatherElements = (d: Value, i: Value, axis = 0): Value => d.graph.apply(GatherElements, [d, i], { axis })[0];
 export const gatherND = (d: Value, i: Value): Value => d.graph.apply(GatherND, [d, i])[0];

@@ -2,8 +2,8 @@
 import { DataError } from '../../errors.ts';
 import { normAxis, numel } from '../shape.ts';
 import type { Attrs, Dim, OpDef, Value } from '../types.ts';
-import { cast, div, equal, exp, mul, sub } from './math.ts';
-import { scatterElements } from './indexing.ts';
+import { cast, div, equal, exp, mul, neg, sub } from './math.ts';
+import { scatterElements, scatteredIntoZeros } from './indexing.ts';
 import { expand, shapeOf, size, unsqueeze, zerosLike } from './shape.ts';
 
 function reducedShape(x: Value, axes: number[] | undefined, keep: boolean, what: string): { shape: Dim[]; axes: number[] } {
@@ -83,7 +83,17 @@ export const LogSoftmax: OpDef = {
   type: 'LogSoftmax',
   attrs: { axis: 'i' },
   infer: ([x], attrs) => { normAxis(attrs.axis as number, x!.shape.length, 'LogSoftmax'); return [{ dtype: x!.dtype, shape: x!.shape }]; },
-  vjp: ({ grads: [gy], outputs: [y], attrs }) => (gy ? [sub(gy, mul(exp(y), reduceSum(gy, [attrs.axis as number], true)))] : [null]),
+  vjp: ({ grads: [gy], outputs: [y], attrs }) => {
+    if (!gy) return [null];
+    const axis = attrs.axis as number;
+    // A cross-entropy pick (gy = scatter_add(zeros, i, u) along this axis, from GatherElements):
+    // gx = scatter_add(−softmax · Σu, i, u), with no zeros, scatter or difference tensor of y's size.
+    const sc = scatteredIntoZeros(gy);
+    if (sc && sc.axis === normAxis(axis, y.shape.length, 'LogSoftmax')) {
+      return [scatterElements(mul(exp(y), neg(reduceSum(sc.updates, [axis], true))), sc.indices, sc.updates, { axis: sc.axis, reduction: 'add' })];
+    }
+    return [sub(gy, mul(exp(y), reduceSum(gy, [axis], true)))];
+  },
 };
 
 // TopK (opset 11): K is a 1-element int64 input; outputs values and int64 indices.
