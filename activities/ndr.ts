@@ -3,7 +3,9 @@
  * rank, vote and their "-c" variants over the influence samples the checkpoint predicts correctly):
  * one score per training sample, the NDR curve, NDR@L and AUC-NDR; NDR@30 per block as a series
  * with step = layer index; the cancellation effect per group from the training gradients. The
- * cell's aggregation and group give scores.json, the ordering `retrain` drops from.
+ * cell's aggregation and group give scores.json, the ordering `retrain` drops from. Progress
+ * (src/runtime/progress.ts) in three phases: cancellation (gradient shards), ndr (layer group ×
+ * aggregation), layers (NDR@30 per layer).
  */
 import { z } from 'zod';
 import { aggregateInfluence, type AggregationMode } from '../src/influence/aggregation.ts';
@@ -15,6 +17,7 @@ import { isProjected, readShard, shardChunks, type GradientIndex } from '../src/
 import type { InfluenceMatrix, UnitRef } from '../src/influence/types.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../src/weights/safetensors.ts';
 import { ConfigError } from '../src/errors.ts';
+import { withProgress } from '../src/runtime/progress.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import type { NdrDataset } from './shared.ts';
 import type { ScoresMeta } from './influence.ts';
@@ -64,7 +67,10 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   if (!named.some((g) => g.alias === s.group)) throw new ConfigError(`stages.ndr.group: "${s.group}" is not a layer group of this run; expected one of ${named.map((g) => g.alias).join(', ')}`);
 
   const gradIndex = await store.readJson<GradientIndex>(ctx.inputs.gradients, 'index.json');
-  const cancel = await cancellationByUnit(ctx.store, gradIndex, () => ctx.heartbeat({ phase: 'cancellation' }));
+  const cancel = await cancellationByUnit(ctx.store, gradIndex, (done, total) => {
+    ctx.signal.throwIfAborted();
+    ctx.heartbeat(withProgress(ctx, done, total, 'shard', { phase: 'cancellation' }));
+  });
   // On a projected store the sums are of projected gradients: a Johnson–Lindenstrauss estimate of the
   // cancellation effect, reported under its own name so it is never compared as the exact one.
   const cancellationName = isProjected(gradIndex) ? 'cancellation_jl' : 'cancellation';
@@ -74,30 +80,36 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   const results: GroupResult[] = [];
   const metrics: Record<string, number> = {};
   let cellScores: Float64Array | undefined;
+  const aggregations = AGGREGATIONS.filter((a) => !a.endsWith('-c') || correct.some(Boolean)); // -c: none predicted correctly → none
+  const total = named.length * aggregations.length;
+  let done = 0;
   for (const g of named) {
-    ctx.heartbeat({ group: g.name });
+    ctx.heartbeat(withProgress(ctx, done, total, 'aggregation', { phase: 'ndr', group: g.name }));
     ctx.signal.throwIfAborted();
     const mats = g.units.map((u) => matrices.get(u)!);
     const parts = g.units.map((u) => cancel.get(u)).filter((x) => x !== undefined);
     const den = parts.reduce((a, p) => a + p.denominator, 0);
     const r: GroupResult = { group: g.name, units: mats.length, cancellation: den > 0 ? parts.reduce((a, p) => a + p.numerator, 0) / den : null, byAggregation: {} };
-    for (const a of AGGREGATIONS) {
-      if (a.endsWith('-c') && !correct.some(Boolean)) continue; // no correctly predicted influence sample
+    for (const a of aggregations) {
       const scores = aggregateInfluence({ matrices: mats, mode: mode(a), p: s.p, correct: mask(a) });
       const res = noiseDetectionRate({ scores, noisyIds: ds.noisyIds, Ls });
       r.byAggregation[a] = { at: res.at, auc: res.auc, curve: Array.from(res.curve) };
       metrics[`ndr30.${groupKey(g.name)}.${a}`] = res.at[30];
       metrics[`auc_ndr.${groupKey(g.name)}.${a}`] = res.auc;
       if (g.alias === s.group && a === s.aggregation) cellScores = scores;
+      ctx.heartbeat(withProgress(ctx, ++done, total, 'aggregation', { phase: 'ndr', group: g.name, aggregation: a }));
     }
     if (r.cancellation !== null) metrics[`${cancellationName}.${groupKey(g.name)}`] = r.cancellation;
     results.push(r);
   }
   if (!cellScores) throw new ConfigError(`stages.ndr.aggregation: "${s.aggregation}" cannot be computed: the fine-tuned model predicts no influence sample correctly, so the -c variants are empty`);
   // Per block: NDR@30 of each block's own units, as series over the layer index.
-  const series: Record<string, number[]> = {};
-  for (const a of ['mean', 'rank', 'vote'] as const) {
-    series[`ndr30_by_layer.${a}`] = meta.layers.map((l) => noiseDetectionRate({ scores: aggregateInfluence({ matrices: l.units.map((u) => matrices.get(u)!), mode: a, p: s.p }), noisyIds: ds.noisyIds, Ls: [30] }).at[30]);
+  const byLayer = ['mean', 'rank', 'vote'] as const;
+  const series: Record<string, number[]> = Object.fromEntries(byLayer.map((a) => [`ndr30_by_layer.${a}`, []]));
+  for (const [i, l] of meta.layers.entries()) {
+    ctx.signal.throwIfAborted();
+    for (const a of byLayer) series[`ndr30_by_layer.${a}`].push(noiseDetectionRate({ scores: aggregateInfluence({ matrices: l.units.map((u) => matrices.get(u)!), mode: a, p: s.p }), noisyIds: ds.noisyIds, Ls: [30] }).at[30]);
+    ctx.heartbeat(withProgress(ctx, i + 1, meta.layers.length, 'layer', { phase: 'layers' }));
   }
   const random = randomNdrBaseline({ n: ds.train.length, noisy: ds.noisyIds.length, Ls: [30] });
   const headline = results.find((r) => r.group === named.find((g) => g.alias === s.group)!.name)!.byAggregation[s.aggregation];
@@ -115,14 +127,16 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
 };
 
 /** Cancellation-effect sums per unit over the training gradients (SCIENCE.md §4). */
-async function cancellationByUnit(store: Parameters<typeof readShard>[0], index: GradientIndex, beat: () => void): Promise<Map<string, { numerator: number; denominator: number }>> {
+async function cancellationByUnit(store: Parameters<typeof readShard>[0], index: GradientIndex, beat: (done: number, total: number) => void): Promise<Map<string, { numerator: number; denominator: number }>> {
   const acc = new Map(index.units.map((u) => [u.unit, new CancellationAccumulator()]));
   const we = index.embedding ? new SparseCancellationAccumulator() : undefined;
-  for (const sh of index.sets.train.shards) {
-    beat();
+  const shards = index.sets.train.shards;
+  for (const [k, sh] of shards.entries()) {
+    beat(k, shards.length);
     const d = await readShard(store, index, sh);
     for (const c of shardChunks(index, sh, d)) acc.get(c.unit)!.add(c);
     if (we && index.embedding) we.add({ unit: index.embedding.unit, layer: -1, kind: 'embedding', D: index.embedding.D, vocab: index.embedding.vocab, samples: d.embedding! });
+    beat(k + 1, shards.length);
   }
   const out = new Map([...acc].map(([u, a]) => [u, a.parts()]));
   if (we && index.embedding) out.set(index.embedding.unit, we.parts());

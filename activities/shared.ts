@@ -93,7 +93,12 @@ export function encodeAnswer(tok: LoadedModel['tokenizer'], d: ChoiceDoc, maxLen
  * matches a target (BIG-bench exact_str_match), −1 otherwise — so `gold.includes(prediction)` is
  * its exact match wherever callers count correct predictions.
  */
-export async function choicePredictions(a: { model: LoadedModel; rec: ClassifierRecord; params: ParamMap; shapes: ShapeMap; docs: ChoiceDoc[]; device: string; delimiter?: string }): Promise<number[]> {
+export async function choicePredictions(a: {
+  model: LoadedModel; rec: ClassifierRecord; params: ParamMap; shapes: ShapeMap; docs: ChoiceDoc[]; device: string; delimiter?: string;
+  signal?: AbortSignal;
+  /** Called as documents finish: `done` of `total` (= docs.length). */
+  onProgress?: (done: number, total: number) => void;
+}): Promise<number[]> {
   const weights: M.WeightMap = new Map(a.model.weights);
   for (const [k, v] of a.params) weights.set(k, { dims: a.shapes.get(k)!, data: v });
   const maxLength = Math.max(a.rec.maxLength, 8);
@@ -102,12 +107,21 @@ export async function choicePredictions(a: { model: LoadedModel; rec: Classifier
     const gen = a.docs.flatMap((d, i) => (d.generative ? [i] : []));
     const choice = a.docs.flatMap((d, i) => (d.generative ? [] : [i]));
     const out = new Array<number>(a.docs.length);
-    if (choice.length) {
-      const lls = await scoreChoiceDocs(scorer, choice.map((i) => a.docs[i]), { delimiter: a.delimiter ?? '' });
-      lls.forEach((l, k) => { out[choice[k]] = l.indexOf(Math.max(...l)); });
+    // Scored a few documents at a time, so progress can be reported between them.
+    const CHUNK = 8;
+    for (let s = 0; s < choice.length; s += CHUNK) {
+      a.signal?.throwIfAborted();
+      const part = choice.slice(s, s + CHUNK);
+      const lls = await scoreChoiceDocs(scorer, part.map((i) => a.docs[i]), { delimiter: a.delimiter ?? '' });
+      lls.forEach((l, k) => { out[part[k]] = l.indexOf(Math.max(...l)); });
+      a.onProgress?.(s + part.length, a.docs.length);
     }
     if (gen.length) {
-      const r = await generateAnswers(scorer, gen.map((i) => a.docs[i]), { maxNewTokens: Math.min(DEFAULT_MAX_NEW_TOKENS, Math.floor(maxLength / 2)) });
+      const r = await generateAnswers(scorer, gen.map((i) => a.docs[i]), {
+        maxNewTokens: Math.min(DEFAULT_MAX_NEW_TOKENS, Math.floor(maxLength / 2)),
+        signal: a.signal,
+        onProgress: a.onProgress && ((done) => a.onProgress!(choice.length + done, a.docs.length)),
+      });
       r.docs.forEach((d, k) => { out[gen[k]] = d.match ? 0 : -1; });
     }
     return out;

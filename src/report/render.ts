@@ -25,6 +25,9 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
+/** An inline SVG (renderSvg) as a standalone .svg file: the SVG namespace back on its root. */
+export const standaloneSvg = (svg: string) => svg.replace(/^<svg/, '<svg xmlns="http://www.w3.org/2000/svg"');
+
 /** One drawn mark (role "mark": data marks, not axes or legends) and its items' data and fills. */
 export interface DrawnMark {
   marktype: string;

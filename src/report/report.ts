@@ -18,7 +18,7 @@ import { savedPlan } from '../cli/sweeps.ts';
 import { layerifTables, layerScoreTables, ndrTables, type ResultTable } from '../cli/results.ts';
 import { expertRows, layerScoreRows, ndrPlotRows, sparsityRows } from './data.ts';
 import { expertsPerLayer, layerScoreHeatmap, ndr30Bars, ndrCurves, sparsityPerLayer } from './specs.ts';
-import { renderSvg } from './render.ts';
+import { renderSvg, standaloneSvg } from './render.ts';
 import { pageHtml, type Section } from './html.ts';
 
 export interface Report {
@@ -102,11 +102,9 @@ export async function buildReport(results: SweepResults, now: Date = new Date())
     empty: sections.length ? undefined : 'No cell has finished a stage this report plots yet.',
   });
   const figures = sections.flatMap((s) => s.figures);
-  // Inlined SVG drops its namespace; a standalone .svg file needs it back.
-  const standalone = (svg: string) => svg.replace(/^<svg/, '<svg xmlns="http://www.w3.org/2000/svg"');
   return {
     sweep: plan.sweep, pipeline: plan.pipeline, html, sections: sections.map((s) => s.id), plots: figures.map((f) => f.id),
-    svgs: Object.fromEntries(figures.map((f) => [`${f.id}.svg`, standalone(f.svg)])),
+    svgs: Object.fromEntries(figures.map((f) => [`${f.id}.svg`, standaloneSvg(f.svg)])),
   };
 }
 

@@ -32,6 +32,14 @@ export interface NdrBarRow {
   ndr30: number;
 }
 
+/** NDR@30 of one layer's own units under one aggregation. */
+export interface NdrLayerRow {
+  panel: string;
+  aggregation: string;
+  layer: number;
+  ndr30: number;
+}
+
 /** Experts allocated to one layer by one allocator. */
 export interface ExpertRow {
   panel: string;
@@ -131,6 +139,20 @@ export function ndr30Bars(rows: NdrBarRow[]): TopLevelSpec {
       color: { field: 'aggregation', type: 'nominal', sort: aggs, title: 'aggregation' },
     },
   }, 2);
+}
+
+/** NDR@30 per layer: x = layer, y = NDR@30 of the layer's own units, a line + points per aggregation. */
+export function ndrByLayer(rows: NdrLayerRow[]): TopLevelSpec {
+  return panelled(rows, {
+    width: 300,
+    height: 150,
+    mark: { type: 'line', point: true, tooltip: false },
+    encoding: {
+      x: { field: 'layer', type: 'quantitative', title: 'layer', axis: { tickMinStep: 1, format: 'd' } },
+      y: { field: 'ndr30', type: 'quantitative', title: 'NDR@30', scale: { domain: [0, 1] } },
+      color: { field: 'aggregation', type: 'nominal', sort: unique(rows.map((r) => r.aggregation)), title: 'aggregation' },
+    },
+  }, 2, { ownX: true });
 }
 
 /** Experts per layer: per layer, one bar per allocator; a panel per model × task. */

@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
-import type { TrackingEvent } from './events.ts';
-import type { KeyValue, MlflowClient, MlflowRunInfo } from './mlflow.ts';
-import { headlineMetrics } from '../results/headline.ts';
+import type { StageEvent, TrackingEvent } from './events.ts';
+import type { KeyValue, Metric, MlflowClient, MlflowRunInfo } from './mlflow.ts';
+import { headlineMetrics, layerSeries } from '../results/headline.ts';
 import { refOf, type ArtifactStore } from '../store/artifacts.ts';
 
 /** run key → run info, experiment name → id: saves look-ups across events. */
@@ -33,8 +33,9 @@ const kv = (o: Record<string, string>): KeyValue[] => Object.entries(o).map(([ke
 /**
  * Send one event to MLflow: one experiment per sweep (tagged as a model-training experiment),
  * one parent run per cell (params: the resolved config; tags: sweep, cell, axis values, git
- * commit; metrics: the cell's headline metrics; artifact: config.yaml), a nested run per stage
- * (its metrics, per-layer series with step = layer index, and its small artifact files).
+ * commit; metrics: the cell's headline metrics and per-layer series; artifacts: config.yaml and
+ * the cell's plots under plots/), a nested run per stage (its metrics, series with step = layer
+ * index or optimiser step, and its small artifact files).
  * Idempotent: runs are found again by their `layerflow.run_key` tag, so an event re-sent after a
  * partial failure updates the same runs instead of making new ones.
  */
@@ -57,9 +58,13 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
     if (e.status !== 'RUNNING') await client.updateRun({ runId: parent.run_id, status: e.status, endTime: e.time });
     return;
   }
-  const headline = headlineMetrics(e.stage, e.metrics);
-  if (Object.keys(headline).length)
-    await client.logBatch(parent.run_id, { metrics: Object.entries(headline).map(([key, value]) => ({ key, value, timestamp: e.time })) });
+  // The cell's headline metrics and its per-layer series (step = layer index) on the parent run too,
+  // so the runs table compares cells and MLflow's charts overlay them.
+  const upToParent = [
+    ...Object.entries(headlineMetrics(e.stage, e.metrics)).map(([key, value]) => ({ key, value, timestamp: e.time })),
+    ...seriesPoints(layerSeries(e.stage, e.series ?? {}), e.time),
+  ];
+  if (upToParent.length) await client.logBatch(parent.run_id, { metrics: upToParent });
   const runKey = `${parentKey}/${e.stage}/${e.key}`;
   const run = await ensureRun(client, cache, experimentId, runKey, `${e.cellId}/${e.stage}`, e.startTime, {
     [TAG.parent]: parent.run_id,
@@ -72,8 +77,7 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
   await client.logBatch(run.run_id, {
     metrics: [
       ...Object.entries(e.metrics).map(([key, value]) => ({ key, value, timestamp: e.time })),
-      // A series may hold gaps (NaN, or null once it went through JSON): those steps are left out.
-      ...Object.entries(e.series ?? {}).flatMap(([key, values]) => values.flatMap((value, step) => (typeof value === 'number' && Number.isFinite(value) ? [{ key, value, step, timestamp: e.time }] : []))),
+      ...seriesPoints(e.series ?? {}, e.time),
     ],
     tags: kv({ [TAG.cached]: String(e.cached), ...(e.error ? { 'layerflow.error': e.error } : {}) }),
   });
@@ -85,8 +89,37 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
       for (const f of e.storeFiles) if (ref.files[f] && ref.files[f].size <= MAX_UPLOAD_BYTES) await client.uploadArtifact(run, f, await store.read(ref, f), contentType(f));
     }
   }
+  await publishCellPlots(client, parent, run, e, store);
   await client.updateRun({ runId: run.run_id, status: e.status, endTime: e.time });
 }
+
+/** Metric points of series, step = index. A series may hold gaps (NaN, or null once it went through JSON): those steps are left out. */
+function seriesPoints(series: Record<string, Array<number | null>>, timestamp: number): Metric[] {
+  return Object.entries(series).flatMap(([key, values]) => values.flatMap((value, step) => (typeof value === 'number' && Number.isFinite(value) ? [{ key, value, step, timestamp }] : [])));
+}
+
+/**
+ * The plots a finished stage gives its cell (src/report/cell.ts: layer scores, NDR curves and bars,
+ * experts / sparsity per layer), uploaded to the cell's parent run as `plots/<id>.svg`. A plot that
+ * cannot be drawn never holds back the delivery: the reason goes to the stage run's tag
+ * `layerflow.plot_error`. (The renderer is loaded on first use: vega is heavy, and most callers of
+ * this module never draw.)
+ */
+async function publishCellPlots(client: MlflowClient, parent: MlflowRunInfo, run: MlflowRunInfo, e: StageEvent, store?: ArtifactStore): Promise<void> {
+  if (e.status !== 'FINISHED' || !PLOTTED_STAGES.has(e.stage)) return;
+  let files: Record<string, string>;
+  try {
+    const { cellPlotFiles } = await import('../report/cell.ts');
+    files = await cellPlotFiles(e, store);
+  } catch (err) {
+    await client.setTag(run.run_id, 'layerflow.plot_error', String((err as Error)?.message ?? err).slice(0, 5000));
+    return;
+  }
+  for (const [path, svg] of Object.entries(files)) await client.uploadArtifact(parent, path, svg, contentType(path));
+}
+
+/** Stages whose events give their cell plots (src/report/cell.ts). */
+export const PLOTTED_STAGES = new Set(['layer_scores', 'ndr', 'allocate_experts', 'allocate_sparsity']);
 
 const contentType = (f: string) =>
   f.endsWith('.json') ? 'application/json' : f.endsWith('.yaml') ? 'text/yaml' : f.endsWith('.html') ? 'text/html' : f.endsWith('.svg') ? 'image/svg+xml' : f.endsWith('.png') ? 'image/png' : 'application/octet-stream';
@@ -110,7 +143,7 @@ async function experiment(client: MlflowClient, name: string, pipeline: string |
   if (typeof hit === 'string') return hit;
   const id = await client.ensureExperiment(name, kv({
     [TAG.experimentKind]: 'custom_model_development',
-    [TAG.note]: `LayerFlow sweep \`${name}\`${pipeline ? ` (pipeline \`${pipeline}\`)` : ''}: one parent run per cell (params = its resolved config, tags layerflow.axis.* = its axis values, metrics = its headline metrics), nested runs per stage. Per-layer quantities are metric series with step = layer index.`,
+    [TAG.note]: `LayerFlow sweep \`${name}\`${pipeline ? ` (pipeline \`${pipeline}\`)` : ''}: one parent run per cell (params = its resolved config, tags layerflow.axis.* = its axis values, metrics = its headline metrics and per-layer series, plots under plots/), nested runs per stage. Per-layer quantities are metric series with step = layer index (on the parent run as \`<stage>.<series>\`).`,
   }));
   cache.set(`exp:${name}`, id);
   return id;
