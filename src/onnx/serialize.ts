@@ -82,6 +82,15 @@ function graphProto(g: GraphBuilder): ProtoWriter {
   for (const [name, t] of g.initializers) graph.message(5, tensorProto(t, name));
   for (const v of g.inputs) graph.message(11, valueInfo(v));
   for (const v of g.outputs) graph.message(12, valueInfo(v));
+  // value_info for every intermediate value: ONNX shape inference alone loses dims after shape-computed
+  // ops (Reshape / Expand / ConstantOfShape fed by Shape→Concat), and ORT's allocation planner then
+  // scans its whole free list for every output whose dims it cannot match — quadratic in graph size
+  // (12 s of a 13 s session start for SmolLM2's per-example gradient graph, ~10k nodes). With the
+  // builder's shapes ('batch', 'seq', numbers) it reuses buffers and plans in well under a second.
+  const io = new Set([...g.inputs, ...g.outputs].map((v) => v.name));
+  for (const n of g.nodes) {
+    for (const o of n.outputs) if (!io.has(o.name) && !g.initializers.has(o.name)) graph.message(13, valueInfo(o));
+  }
   return graph;
 }
 
