@@ -1,3 +1,5 @@
+import { paths } from '../src/config/env.ts';
+import { setSessionCacheDir } from '../src/runtime/session-cache.ts';
 import { createStageActivities, type StageActivityDeps } from './stage.ts';
 import { createTrackingActivities } from './tracking.ts';
 import { createDeviceActivities, type TaskQueueService } from './devices.ts';
@@ -8,6 +10,8 @@ export interface ActivityDeps extends StageActivityDeps {
 }
 
 export function createActivities(deps: ActivityDeps) {
+  // Every worker process makes its activities here: its stage sessions reuse optimised models.
+  setSessionCacheDir(paths.ortCache(deps.home));
   return {
     ...createStageActivities(deps),
     ...createTrackingActivities(deps),

@@ -58,6 +58,7 @@ import { GgufReader } from '../src/weights/gguf.ts';
 import { gemma3ConfigFromGguf, modelConfigFromGemma3, readGgufModelConfig } from '../src/weights/gguf-hf.ts';
 import { parseHfConfig, type ModelConfig } from '../src/weights/hf-config.ts';
 import { cpuVectorIsa, envInt, runChild, lastLines } from './common.ts';
+import { GEMM_SHAPES, measureGemmPeak } from './gemm-peak.ts';
 
 const env = envInt;
 const BATCH = env('BENCH_BATCH', 8), SEQ = env('BENCH_SEQ', 128), THREADS = env('BENCH_THREADS', availableParallelism());
@@ -206,6 +207,25 @@ async function ortSide(name: string, exchange?: string): Promise<SideResult | st
   return JSON.parse(line.slice(7)) as SideResult;
 }
 
+/** torch.matmul fp32 GFLOP/s, best of the same shapes, in its own process with the same threads. */
+async function torchGemmPeak(): Promise<number> {
+  const code = `import json, time, torch
+torch.set_num_threads(${THREADS})
+best = 0.0
+for m, k, n in ${JSON.stringify(GEMM_SHAPES.map((g) => [g.m, g.k, g.n]))}:
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(2): a @ b
+    ts = []
+    for _ in range(10):
+        t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
+    ts.sort(); best = max(best, 2 * m * k * n / ts[len(ts) // 2] / 1e9)
+print(json.dumps(best))`;
+  const t = String(THREADS);
+  const r = await runChild(PYTHON, ['-c', code], { OMP_NUM_THREADS: t, MKL_NUM_THREADS: t, OPENBLAS_NUM_THREADS: t }, 300);
+  const v = Number(r.out.trim().split('\n').pop());
+  return r.code === 0 && Number.isFinite(v) ? v : NaN;
+}
+
 let pySkip = '';
 async function probePython(): Promise<string> {
   const r = await runChild(PYTHON, ['-c', 'import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__, torch.backends.cpu.get_cpu_capability())'], {}, 120);
@@ -248,7 +268,13 @@ async function main(): Promise<void> {
   console.log(pySkip || `PyTorch: ${PYTHON} (torch ${tv} / transformers ${trv} / peft ${pv}; torch CPU capability ${cap}), torch.set_num_threads(${THREADS}), OMP/MKL threads ${THREADS}`);
   const targets = TARGETS === SEQ ? 'all tokens targets' : `the last ${TARGETS} tokens targets`;
   console.log(`workload: batch ${BATCH}, seq ${SEQ} (${targets}), float32, LoRA r=${LORA.r} alpha=${LORA.alpha} on ${LORA.targets.join(', ')}, loss = mean token CE per sample; both sides apply the LM head at the ${Math.min(TARGETS, SEQ - 1)} target positions only`);
-  console.log('FLOPs/sample = 4·P_mm·T + 6·P_lora·T + 12·L·T²·qd (forward + backward, no base weight gradients; see header)\n');
+  console.log('FLOPs/sample = 4·P_mm·T + 6·P_lora·T + 12·L·T²·qd (forward + backward, no base weight gradients; see header)');
+  // This CPU's fp32 GEMM peak, measured now with the same threads: ORT's MatMul (MLAS) and, when
+  // torch is importable, torch.matmul (oneDNN / MKL); the higher is the ceiling the % column uses.
+  const ortGemm = await measureGemmPeak({ threads: THREADS, device: DEVICE });
+  const torchGemm = pySkip ? NaN : await torchGemmPeak();
+  const peak = Math.max(ortGemm.peak, Number.isFinite(torchGemm) ? torchGemm : 0);
+  console.log(`fp32 GEMM peak, ${THREADS} threads, best of ${GEMM_SHAPES.map((g) => `[${g.m}×${g.k}]·[${g.k}×${g.n}]`).join(', ')}: ORT MatMul ${ortGemm.peak.toFixed(1)} GFLOP/s (${ortGemm.results.map((r) => r.gflops.toFixed(0)).join(' / ')}), torch.matmul ${Number.isFinite(torchGemm) ? `${torchGemm.toFixed(1)} GFLOP/s` : 'not measured'}; peak used below: ${peak.toFixed(1)} GFLOP/s\n`);
 
   const rows: string[][] = [];
   for (const name of names) {
@@ -279,13 +305,14 @@ async function main(): Promise<void> {
       const ratio = label.startsWith('LayerFlow') ? '1.00' : (oursSps / sps).toFixed(2);
       const rss = `${(r.max_rss_kib / 1024).toFixed(0)}${r.load_rss_kib === undefined ? '' : ` (${(r.load_rss_kib / 1024).toFixed(0)} after load)`}`;
       const diff = label.startsWith('LayerFlow') ? '—' : r.max_rel_diff === undefined ? 'n/a' : r.max_rel_diff.toExponential(1);
-      const row = [name, label, sps.toFixed(2), med.toFixed(3), ratio, ((sps * flops) / 1e9).toFixed(1), rss, String(r.threads), r.warmup_s.toFixed(1), diff, `min ${Math.min(...r.times).toFixed(3)} / max ${Math.max(...r.times).toFixed(3)} s`];
+      const gf = (sps * flops) / 1e9;
+      const row = [name, label, sps.toFixed(2), med.toFixed(3), ratio, `${gf.toFixed(1)} (${((100 * gf) / peak).toFixed(0)} %)`, rss, String(r.threads), r.warmup_s.toFixed(1), diff, `min ${Math.min(...r.times).toFixed(3)} / max ${Math.max(...r.times).toFixed(3)} s`];
       rows.push(row);
       console.log(`  ${label}: ${sps.toFixed(2)} samples/s (median ${med.toFixed(3)} s per batch of ${BATCH}; ${r.times.map((x) => x.toFixed(3)).join(', ')}), ${row[5]} GFLOP/s, peak RSS ${rss} MiB, LayerFlow/this ${ratio}; ${r.detail}`);
     }
     console.log(`  (${((performance.now() - t0) / 1000).toFixed(0)} s for this model)\n`);
   }
-  console.log('| model | implementation | samples/s | s/batch (median) | LayerFlow ÷ this | GFLOP/s | peak RSS (MiB) | threads | warm-up batch (s) | max rel. diff vs LayerFlow | spread |');
+  console.log('| model | implementation | samples/s | s/batch (median) | LayerFlow ÷ this | GFLOP/s (% of GEMM peak) | peak RSS (MiB) | threads | warm-up batch (s) | max rel. diff vs LayerFlow | spread |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
   console.log('\nLayerFlow ÷ this > 1 means LayerFlow is faster. max rel. diff (real-weight models only; random-weight models differ between the sides): max over LoRA tensors of max |LayerFlow − PyTorch| / max |PyTorch| over the batch.');

@@ -65,6 +65,8 @@ export const paths = {
   events: (home: string, sweep: string) => join(home, 'sweeps', sweep, 'events.jsonl'),
   /** Beat files of the device workers (src/runtime/devices.ts). */
   devices: (home: string) => join(home, 'run', 'devices'),
+  /** ORT's optimised models of large graphs, by model hash, ORT version and CPU (src/runtime/session-cache.ts). */
+  ortCache: (home: string) => join(home, 'cache', 'ort'),
   cellStage: (home: string, sweep: string, cell: string, stage: string) =>
     join(home, 'sweeps', sweep, 'cells', encodeURIComponent(cell), `${stage}.json`),
 };

@@ -27,6 +27,7 @@ import { ConfigError, DataError } from '../errors.ts';
 import { parseDevice, type Device } from './device.ts';
 import { deviceThreads } from './devices.ts';
 import { asOutOfMemory, checkMemoryBudget, isOutOfMemory } from './oom.ts';
+import { createCachedCpuSession } from './session-cache.ts';
 
 export type HostArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 export interface HostTensor { data: HostArray; dims: readonly number[]; /** needed only for 'bool' (Uint8Array) */ dtype?: 'bool' }
@@ -67,6 +68,9 @@ export async function createSession(opts: CreateSessionOptions): Promise<Session
   const so: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', interOpNumThreads: 1 };
   if (device.kind === 'cpu') {
     so.executionProviders = ['cpu'];
+    // No memory pattern: ORT would pre-plan one block per input shape for all intermediates — on the
+    // 135M per-example gradient graph peak RSS 5.37 → 3.84 GB without it, batch time within 2 %.
+    so.enableMemPattern = false;
     so.intraOpNumThreads = opts.threads ?? deviceThreads(opts.device.trim()) ?? availableParallelism();
   } else {
     const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
@@ -79,7 +83,7 @@ export async function createSession(opts: CreateSessionOptions): Promise<Session
   }
   let s: ort.InferenceSession;
   try {
-    s = await ort.InferenceSession.create(opts.model, so);
+    s = (device.kind === 'cpu' ? await createCachedCpuSession(opts.model, so) : null) ?? await ort.InferenceSession.create(opts.model, so);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     if (isOutOfMemory(e)) throw asOutOfMemory(e, `device ${opts.device}: creating a session`);
