@@ -90,8 +90,21 @@ const llc = lastLevelCacheBytes();
 console.log(`LayerFlow: device ${DEVICE}, ORT intra-op threads ${THREADS}, norm/dot row blocks of ${(rowBlockBytesFor(llc) / 1024).toFixed(0)} KiB (last-level cache ${llc === undefined ? 'unknown' : `${(llc / 2 ** 20).toFixed(0)} MiB`})`);
 
 // ---- NumPy baseline process (same gradients via raw float32 files) ----
-interface PyInfo { numpy: string; python: string; blas: string; threads: string }
+interface PyInfo { numpy: string; python: string; blas: string; threads: string; blas_kernel?: string; openblas_env?: Record<string, string> }
 const dir = mkdtempSync(join(tmpdir(), 'layerflow-bench-'));
+/**
+ * The NumPy side's environment: same thread count, and without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE —
+ * some machines of this project set them, pinning OpenBLAS to its Haswell kernels even on AVX-512
+ * CPUs, which would make the baseline unfairly slow. Only the baseline's command drops them.
+ */
+function baselineEnv(t: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: t, OMP_NUM_THREADS: t, MKL_NUM_THREADS: t };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return env;
+}
+const pinned = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
+
 let info: PyInfo | undefined;
 let skipped = '';
 let ask: ((cmd: string) => Promise<{ seconds?: number }>) | undefined;
@@ -107,7 +120,7 @@ if (probe.error || probe.status !== 0) {
   writeFileSync(join(dir, 'meta.json'), JSON.stringify({ units: names, n: N, m: M, d: D, reps: REPS, methods: METHODS, association: ASSOC }));
   const t = String(THREADS);
   const py = spawn(PYTHON, [join(import.meta.dirname, 'influence_baseline.py'), dir, '--serve'], {
-    stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, OPENBLAS_NUM_THREADS: t, OMP_NUM_THREADS: t, MKL_NUM_THREADS: t },
+    stdio: ['pipe', 'pipe', 'pipe'], env: baselineEnv(t),
   });
   let stderr = '';
   py.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
@@ -190,12 +203,14 @@ try {
     }
   }
   await engine.release();
+  // A plain streaming read of 1 GiB (one sgemv) in the same run: the memory roofline of the mean-gradient path.
+  const readGbps = ask && runs('mean') ? ((await ask('readbw')) as { gbps?: number }).gbps : undefined;
   quit();
 
   // ---- table ----
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(info
-    ? `NumPy ${info.numpy} (Python ${info.python}, BLAS ${info.blas}), ${info.threads} BLAS threads`
+    ? `NumPy ${info.numpy} (Python ${info.python}, BLAS ${info.blas}), ${info.threads} BLAS threads; BLAS kernel in use: ${info.blas_kernel ?? 'unknown'}; ${pinned.length ? `this shell sets ${pinned.join(' ')}, unset for the baseline's command` : 'OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE not set'}${info.openblas_env && Object.keys(info.openblas_env).length ? ` (still seen by Python: ${JSON.stringify(info.openblas_env)})` : ''}`
     : `NumPy baseline skipped: ${skipped}`);
   console.log('');
   console.log('| path | method | LayerFlow (units·samples/s) | ms/unit | NumPy (units·samples/s) | ms/unit | LayerFlow / NumPy | max rel. diff | first call (s) |');
@@ -233,6 +248,9 @@ try {
       const np = numpy.get(`mean:${m}`);
       return `${m} ${rate(median(ours.get(`mean:${m}`)!))} / ${rate(np && median(np))}`;
     }).join(', ')}`);
+    if (readGbps !== undefined) {
+      console.log(`plain read of 1 GiB (x @ ones, one sgemv), same run: ${readGbps.toFixed(1)} GB/s; LayerFlow's mean-gradient rate as % of it: ${METHODS.map((m) => `${m} ${((100 * bytes) / median(ours.get(`mean:${m}`)!) / 1e9 / readGbps).toFixed(0)} %`).join(', ')}`);
+    }
   }
   console.log('');
   console.log(`Median of ${REPS} runs over all units (plain TS: 1 run). max rel. diff: max |LayerFlow − NumPy| / max |NumPy| on unit 0.`);
