@@ -5,15 +5,20 @@ import { arange } from './ops.ts';
 
 export const IGNORE_INDEX = -100;
 const BIG = 2 ** 62;
-/** ONNX TopK over the last axis with a computed K (its size named 'targets'); used for indices only, never differentiated. */
-const TopKLast: OpDef = {
+/**
+ * ONNX TopK over the last axis with a computed K (its size named 'targets'); used for indices only,
+ * never differentiated. The leading dims are given (the labels' batch dim), since the key they are
+ * computed from passed through ops whose output dims the builder cannot name; with every dim named,
+ * ORT's planner can reuse the [B, K, V] buffers of the loss head.
+ */
+const topKLast = (lead: Value['shape']): OpDef => ({
   type: 'TopK',
   attrs: { axis: 'i' },
   infer: ([x]) => {
-    const shape = [...x!.shape.slice(0, -1), 'targets'];
+    const shape = [...(lead.length === x!.shape.length - 1 ? lead : x!.shape.slice(0, -1)), 'targets'];
     return [{ dtype: x!.dtype, shape }, { dtype: 'int64', shape }];
   },
-};
+});
 
 /** labels[:, 1:] followed by one ignored position: `safe` ids (0 where ignored) and `valid` [B, T] (1 = target) in `dtype`. */
 function shiftedTargets(labels: Value, dtype: Value['dtype']): { safe: Value; valid: Value } {
@@ -63,7 +68,7 @@ export function causalLmLossAtTargets(hidden: Value, labels: Value, head: (h: Va
   const key = O.sub(O.mul(validF, 2 ** 24), O.unsqueeze(t, [0]));
   const most = O.reduceMax(O.reduceSum(validF, [1], false), [0], true); // [1]
   const k = O.cast(O.add(most, O.cast(O.equal(most, 0), 'float32')), 'int64');
-  const idx = g.apply(TopKLast, [key, k], { axis: -1 })[1]; // [B, K]
+  const idx = g.apply(topKLast(labels.shape.slice(0, 1)), [key, k], { axis: -1 })[1]; // [B, K]
   const rows = O.expand(O.unsqueeze(idx, [-1]), O.concat([O.shapeOf(idx), O.slice(O.shapeOf(hidden), { starts: [2], ends: [3] })], 0));
   const logits = head(O.gatherElements(hidden, rows, 1)); // [B, K, V]
   return meanNll(logits, O.gatherElements(safe, idx, 1), O.gatherElements(valid, idx, 1));
