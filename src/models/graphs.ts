@@ -61,7 +61,12 @@ function build(g: GraphBuilder, o: ModelOptions, extra: Pick<ContextOptions, 'pe
     return { ctx, logits, embeds: t.embeds, labels, perSample: classificationLoss(logits, labels) };
   }
   const labels = withLoss ? g.input('labels', 'int64', ['batch', 'seq']) : undefined;
-  if (!withLogits && labels) return { ctx, embeds: t.embeds, labels, ...causalLmLossAtTargets(t.hidden, labels, (h) => lmHead(ctx, h)) };
+  if (!withLogits && labels) {
+    // A frozen head (not a per-example unit) runs fused with its backward, one sample at a time (headNllPerSample).
+    const name = lmHeadName(ctx);
+    const head = [...(extra.perExample ?? [])].includes(name) ? (h: Value) => lmHead(ctx, h) : { weight: ctx.param(name, [o.config.vocabSize, o.config.hiddenSize]) };
+    return { ctx, embeds: t.embeds, labels, ...causalLmLossAtTargets(t.hidden, labels, head) };
+  }
   const logits = lmHead(ctx, t.hidden);
   if (!labels) return { ctx, logits, embeds: t.embeds };
   const { perSample, tokens } = causalLmLoss(logits, labels);

@@ -1,5 +1,7 @@
 /** Per-sample losses: causal-LM token cross-entropy (HF shift) and sequence-classification cross-entropy. */
 import * as O from '../onnx/index.ts';
+import { GraphBuilder, Scan } from '../onnx/index.ts';
+import { DataError } from '../errors.ts';
 import type { OpDef, Value } from '../onnx/index.ts';
 import { arange } from './ops.ts';
 
@@ -59,7 +61,7 @@ export function causalLmLoss(logits: Value, labels: Value): { perSample: Value; 
  * which matters for large vocabularies (Gemma 3: 262,144).
  * @param hidden [B, T, D]  @param labels int64 [B, T]  @param head [B, K, D] → logits [B, K, V]
  */
-export function causalLmLossAtTargets(hidden: Value, labels: Value, head: (h: Value) => Value): { perSample: Value; tokens: Value } {
+export function causalLmLossAtTargets(hidden: Value, labels: Value, head: ((h: Value) => Value) | { weight: Value }): { perSample: Value; tokens: Value } {
   const g = hidden.graph;
   const { safe, valid } = shiftedTargets(labels, hidden.dtype);
   // Valid positions first, each sample's in increasing order: key = valid · 2^24 − t (exact in float32 for T < 2^24).
@@ -70,9 +72,76 @@ export function causalLmLossAtTargets(hidden: Value, labels: Value, head: (h: Va
   const k = O.cast(O.add(most, O.cast(O.equal(most, 0), 'float32')), 'int64');
   const idx = g.apply(topKLast(labels.shape.slice(0, 1)), [key, k], { axis: -1 })[1]; // [B, K]
   const rows = O.expand(O.unsqueeze(idx, [-1]), O.concat([O.shapeOf(idx), O.slice(O.shapeOf(hidden), { starts: [2], ends: [3] })], 0));
-  const logits = head(O.gatherElements(hidden, rows, 1)); // [B, K, V]
-  return meanNll(logits, O.gatherElements(safe, idx, 1), O.gatherElements(valid, idx, 1));
+  const h = O.gatherElements(hidden, rows, 1); // [B, K, D]
+  const ids = O.gatherElements(safe, idx, 1), ok = O.gatherElements(valid, idx, 1);
+  return typeof head === 'function' ? meanNll(head(h), ids, ok) : headCrossEntropy(h, ids, ok, head.weight);
 }
+
+/** Rows of the LM head per chunk of the fused cross-entropy: the batch × a chunk of target positions. */
+export const HEAD_CHUNK_TARGETS = 32;
+
+/**
+ * Mean token cross-entropy per sample through a frozen LM head W [V, D], fused with its backward and
+ * chunked over the target positions: an ONNX Scan over n = ⌈K / 32⌉ chunks of C = ⌈K / n⌉ positions
+ * (all samples at once, B·C rows per GEMM) whose body makes the chunk's logits, its nll and, at once,
+ * the gradient of each nll row w.r.t. its hidden state, (softmax − onehot) · W. The Scan's VJP scales
+ * those rows by the incoming gradient, so backpropagation never holds the [B, K, V] logits: the live
+ * logits-sized tensors are a chunk's [B·C, V] (SmolLM2, 127 targets, batch 8: 4 chunks of 50 MB
+ * instead of 200 MB tensors). Positions past K (when C·n > K) repeat the last one with weight 0.
+ * W is read by the body from the outer graph and gets no gradient (frozen, as in LoRA graphs).
+ * @param h [B, K, D]  @param ids int64 [B, K]  @param valid [B, K] (1 = target)  @param weight [V, D]
+ */
+function headCrossEntropy(h: Value, ids: Value, valid: Value, weight: Value): { perSample: Value; tokens: Value } {
+  const g = h.graph;
+  const one = g.ints([1]);
+  const K = O.slice(O.shapeOf(h), { starts: [1], ends: [2] }); // [1]
+  const n = O.div(O.add(K, HEAD_CHUNK_TARGETS - 1), HEAD_CHUNK_TARGETS); // ⌈K / 32⌉
+  const C = O.div(O.sub(O.add(K, n), one), n); // ⌈K / n⌉
+  const Kp = O.mul(n, C);
+  const pos = arange(O.reshape(Kp, [])); // [Kp]
+  const at = O.where(O.less(pos, O.reshape(K, [])), pos, O.reshape(O.sub(K, one), [])); // clamped to K − 1
+  const inside = O.cast(O.less(pos, O.reshape(K, [])), h.dtype); // [Kp]
+  const B = O.slice(O.shapeOf(h), { starts: [0], ends: [1] });
+  const D = O.slice(O.shapeOf(h), { starts: [2], ends: [3] });
+  const hs = O.transpose(O.reshape(O.gather(h, at, 1), O.concat([B, n, C, D], 0)), [1, 0, 2, 3]); // [n, B, C, D]
+  const is = O.transpose(O.reshape(O.gather(ids, at, 1), O.concat([B, n, C], 0)), [1, 0, 2]); // [n, B, C]
+  const [nllS] = g.apply(HeadScan, [hs, is], { body: headChunkBody(g, hs, is, weight), num_scan_inputs: 2 });
+  const nll = O.reshape(O.transpose(nllS, [1, 0, 2]), O.concat([B, Kp], 0)); // [B, Kp]
+  return meanOf(nll, O.mul(O.gather(valid, at, 1), O.unsqueeze(inside, [0])));
+}
+
+/** Scan body: a chunk hb [B, C, D], ib [B, C] → nll [B, C] and d nll / d hb [B, C, D]. */
+function headChunkBody(g: GraphBuilder, hs: Value, is: Value, weight: Value): GraphBuilder {
+  const body = new GraphBuilder({ name: 'lm_head_ce', prefix: `${g.uniqueName('lmce')}_` });
+  const hb = body.input(body.uniqueName('h'), hs.dtype, hs.shape.slice(1));
+  const ib = body.input(body.uniqueName('ids'), 'int64', is.shape.slice(1));
+  const W = body.outer(weight);
+  const rows = O.reshape(hb, O.concat([body.ints([-1]), O.slice(O.shapeOf(hb), { starts: [2], ends: [3] })], 0)); // [B·C, D]
+  const logp = O.logSoftmax(O.gemm(rows, W, null, { transB: 1 }), -1); // [B·C, V] (Gemm: no transposed copy of W)
+  const at = O.reshape(ib, [-1, 1]);
+  const picked = O.gatherElements(logp, at, 1); // [B·C, 1]
+  body.output(O.reshape(O.neg(picked), O.shapeOf(ib))); // nll [B, C]
+  const dlogits = O.scatterElements(O.exp(logp), at, O.constantOfShape(O.shapeOf(picked), -1, hs.dtype), { axis: 1, reduction: 'add' });
+  body.output(O.reshape(O.matMul(dlogits, W), O.shapeOf(hb))); // [B, C, D]
+  return body;
+}
+
+/** Mean over valid positions per sample of a per-position nll [B, K]; valid [B, K]. */
+function meanOf(nll: Value, valid: Value): { perSample: Value; tokens: Value } {
+  const sum = O.reduceSum(O.mul(nll, valid), [1], false); // [B]
+  const tokens = O.reduceSum(valid, [1], false);
+  const denom = O.add(tokens, O.cast(O.equal(tokens, 0), nll.dtype));
+  return { perSample: O.div(sum, denom), tokens };
+}
+
+/** ONNX Scan of headChunkBody: outputs nll [n, B, C] and its row gradients [n, B, C, D]; VJP w.r.t. the chunks = rows · g. */
+const HeadScan: OpDef = {
+  ...Scan,
+  vjp: ({ grads: [gNll, gRows], outputs: [, rows] }) => {
+    if (gRows) throw new DataError('lm head cross-entropy: its row gradients are not differentiable');
+    return [gNll ? O.mul(rows, O.unsqueeze(gNll, [-1])) : null, null];
+  },
+};
 
 /** Cross-entropy per sample for class logits [B, C] and int64 labels [B]. Returns [B]. */
 export function classificationLoss(logits: Value, labels: Value): Value {
