@@ -203,8 +203,22 @@ export const ConstantOfShape: OpDef = {
 
 export const reshape = (x: Value, shape: readonly number[] | Value, o: { allowZero?: boolean } = {}): Value =>
   x.graph.apply(Reshape, [x, shapeArg(x, shape)], o.allowZero ? { allowzero: 1 } : {})[0];
-export const transpose = (x: Value, perm?: number[]): Value =>
-  x.graph.apply(Transpose, [x], { perm: perm ?? [...Array(x.shape.length).keys()].reverse() })[0];
+/**
+ * Transpose, composed with a Transpose that made `x` (one node from the original, or none when the
+ * two cancel — e.g. the VJP of x·Wᵀ transposing Wᵀ back): fewer nodes for ORT to optimise away.
+ */
+export function transpose(x: Value, perm?: number[]): Value {
+  let p = perm ?? [...Array(x.shape.length).keys()].reverse();
+  let src = x;
+  const prev = x.graph.producer(x);
+  if (prev?.def.type === 'Transpose' && prev.inputs[0]) {
+    const p1 = prev.attrs.perm as number[];
+    p = p.map((i) => p1[i]);
+    src = prev.inputs[0];
+  }
+  if (p.every((v, i) => v === i) && src.shape.length === p.length) return src;
+  return x.graph.apply(Transpose, [src], { perm: p })[0];
+}
 export const concat = (xs: Value[], axis: number): Value => xs[0].graph.apply(Concat, xs, { axis })[0];
 /** Split along `axis` into parts of the given static sizes. */
 export const split = (x: Value, sizes: number[], axis: number): Value[] => x.graph.apply(Split, [x, x.graph.ints(sizes)], { axis });
