@@ -86,7 +86,14 @@ export async function publishEvent(client: MlflowClient, e: TrackingEvent, cache
     const hit = await store.lookup(e.key);
     if (hit.status === 'hit') {
       const ref = refOf(hit.manifest);
-      for (const f of e.storeFiles) if (ref.files[f] && ref.files[f].size <= MAX_UPLOAD_BYTES) await client.uploadArtifact(run, f, await store.read(ref, f), contentType(f));
+      const kept: string[] = [];
+      for (const f of e.storeFiles) {
+        if (!ref.files[f]) continue;
+        if (ref.files[f].size <= MAX_UPLOAD_BYTES) await client.uploadArtifact(run, f, await store.read(ref, f), contentType(f));
+        else kept.push(`${f} (${(ref.files[f].size / 2 ** 20).toFixed(1)} MiB)`);
+      }
+      // Larger files stay in the artifact store only; the run says which and where, never silently.
+      if (kept.length) await client.setTag(run.run_id, 'layerflow.not_uploaded', `over ${MAX_UPLOAD_BYTES / 2 ** 20} MiB, in the store under key ${e.key}: ${kept.join(', ')}`.slice(0, 5000));
     }
   }
   await publishCellPlots(client, parent, run, e, store);

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { parse } from 'yaml';
-import { configYaml, publishEvent, TAG, type PublishCache } from '../../src/tracking/publish.ts';
+import { configYaml, MAX_UPLOAD_BYTES, publishEvent, TAG, type PublishCache } from '../../src/tracking/publish.ts';
 import type { Metric, MlflowClient, MlflowRunInfo } from '../../src/tracking/mlflow.ts';
 import type { StageEvent } from '../../src/tracking/events.ts';
 import type { ArtifactStore } from '../../src/store/artifacts.ts';
@@ -90,4 +90,18 @@ test('publishEvent: per-layer series (step = layer index) and the stage\'s plots
   t.is(child('ndr').tags['layerflow.plot_error'], 'store unreadable');
   t.deepEqual(points(parent, 'ndr.ndr30.all.vote'), [[undefined, 0.5]]);
   t.deepEqual(points(parent, 'ndr.ndr30_by_layer.vote'), [[0, 0.5]]);
+});
+
+test('publishEvent: store files up to MAX_UPLOAD_BYTES are uploaded to the stage run; larger ones are named in a tag, with the store key', async (t) => {
+  const { client, runs } = fakeMlflow();
+  const files = { 'scores.json': { size: 10, sha256: 'a' }, 'grads.safetensors': { size: MAX_UPLOAD_BYTES + 1, sha256: 'b' } };
+  const store = {
+    lookup: async () => ({ status: 'hit', manifest: { key: 'k-influence', stage: 'influence', kind: 'scores', files } }),
+    read: async (_ref: unknown, f: string) => new TextEncoder().encode(`content of ${f}`),
+  } as unknown as ArtifactStore;
+  await publishEvent(client, stageEvent('influence', { storeFiles: ['scores.json', 'grads.safetensors'] }), new Map(), store);
+  const run = [...runs.values()].find((r) => r.tags[TAG.stage] === 'influence')!;
+  t.deepEqual([...run.artifacts.keys()], ['scores.json']);
+  t.regex(run.tags['layerflow.not_uploaded'], /grads\.safetensors \(8\.0 MiB\)/);
+  t.regex(run.tags['layerflow.not_uploaded'], /k-influence/);
 });
