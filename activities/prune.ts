@@ -8,9 +8,8 @@
 import { z } from 'zod';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkPruneArgs, pruneBlock, type PruneArgs, type PrunedModel } from '../src/pruning/model.ts';
+import { pruneSteps, type PruneArgs, type PrunedModel } from '../src/pruning/model.ts';
 import { withProgress } from '../src/runtime/progress.ts';
-import type * as M from '../src/models/index.ts';
 import { hfConfigJson } from '../src/weights/hf-config.ts';
 import { serializeSafetensors, type TensorInput } from '../src/weights/safetensors.ts';
 import { GgufReader } from '../src/weights/gguf.ts';
@@ -56,21 +55,16 @@ export async function tokenizerFiles(model: LoadedModel): Promise<Record<string,
  * synchronous pass over a 135M model is over a minute). The result equals pruneModel's (tested).
  */
 export async function pruneByBlock(ctx: Pick<StageContext<unknown>, 'stage' | 'heartbeat' | 'signal'>, a: PruneArgs): Promise<PrunedModel> {
-  checkPruneArgs(a);
-  const weights: M.WeightMap = new Map(a.weights);
-  const realised: number[] = [];
-  const modules: PrunedModel['modules'] = [];
   const L = a.config.numLayers;
+  const steps = pruneSteps(a);
   ctx.heartbeat(withProgress(ctx, 0, L, 'block', { phase: 'prune' }));
-  for (let l = 0; l < L; l++) {
-    const b = pruneBlock(a, l, weights);
-    realised.push(b.realised);
-    modules.push(...b.modules);
-    ctx.heartbeat(withProgress(ctx, l + 1, L, 'block', { phase: 'prune' }));
-    await new Promise<void>((r) => setImmediate(r));
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    ctx.heartbeat(withProgress(ctx, r.value, L, 'block', { phase: 'prune' }));
+    await new Promise<void>((res) => setImmediate(res));
     ctx.signal.throwIfAborted();
   }
-  return { weights, realised, modules };
 }
 
 export const prune: StageImpl<PruneSettings> = async (ctx) => {

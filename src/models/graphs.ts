@@ -62,7 +62,7 @@ function build(g: GraphBuilder, o: ModelOptions, extra: Pick<ContextOptions, 'pe
   }
   const labels = withLoss ? g.input('labels', 'int64', ['batch', 'seq']) : undefined;
   if (!withLogits && labels) {
-    // A frozen head (not a per-example unit) runs fused with its backward, one sample at a time (headNllPerSample).
+    // A frozen head (not a per-example unit) runs fused with its backward, chunked over target positions (loss.ts headCrossEntropy).
     const name = lmHeadName(ctx);
     const head = [...(extra.perExample ?? [])].includes(name) ? (h: Value) => lmHead(ctx, h) : { weight: ctx.param(name, [o.config.vocabSize, o.config.hiddenSize]) };
     return { ctx, embeds: t.embeds, labels, ...causalLmLossAtTargets(t.hidden, labels, head) };

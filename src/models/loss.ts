@@ -36,10 +36,7 @@ function shiftedTargets(labels: Value, dtype: Value['dtype']): { safe: Value; va
  */
 function meanNll(logits: Value, safe: Value, valid: Value): { perSample: Value; tokens: Value } {
   const picked = O.gatherElements(O.logSoftmax(logits, -1), O.unsqueeze(safe, [-1]), 2); // [B, K, 1]
-  const sum = O.neg(O.reduceSum(O.mul(O.reshape(picked, [0, -1]), valid), [1], false)); // [B]
-  const tokens = O.reduceSum(valid, [1], false);
-  const denom = O.add(tokens, O.cast(O.equal(tokens, 0), logits.dtype));
-  return { perSample: O.div(sum, denom), tokens };
+  return meanOf(O.neg(O.reshape(picked, [0, -1])), valid);
 }
 
 /**
@@ -59,7 +56,9 @@ export function causalLmLoss(logits: Value, labels: Value): { perSample: Value; 
  * targets any sample has, at least 1; the rest of a shorter sample's K rows are masked out) and only
  * those [B, K, D] go through the LM head. Same values; with answer-only labels K is a few tokens,
  * which matters for large vocabularies (Gemma 3: 262,144).
- * @param hidden [B, T, D]  @param labels int64 [B, T]  @param head [B, K, D] → logits [B, K, V]
+ * @param hidden [B, T, D]  @param labels int64 [B, T]
+ * @param head [B, K, D] → logits [B, K, V]; or `{ weight }` [V, D], a frozen head whose cross-entropy
+ *   runs fused with its backward, chunked (headCrossEntropy: no [B, K, V] logits at all)
  */
 export function causalLmLossAtTargets(hidden: Value, labels: Value, head: ((h: Value) => Value) | { weight: Value }): { perSample: Value; tokens: Value } {
   const g = hidden.graph;
@@ -99,15 +98,15 @@ function headCrossEntropy(h: Value, ids: Value, valid: Value, weight: Value): { 
   const C = O.div(O.sub(O.add(K, n), one), n); // ⌈K / n⌉
   const Kp = O.mul(n, C);
   const pos = arange(O.reshape(Kp, [])); // [Kp]
-  const at = O.where(O.less(pos, O.reshape(K, [])), pos, O.reshape(O.sub(K, one), [])); // clamped to K − 1
-  const inside = O.cast(O.less(pos, O.reshape(K, [])), h.dtype); // [Kp]
+  const within = O.less(pos, O.reshape(K, []));
+  const at = O.where(within, pos, O.reshape(O.sub(K, one), [])); // clamped to K − 1
   const B = O.slice(O.shapeOf(h), { starts: [0], ends: [1] });
   const D = O.slice(O.shapeOf(h), { starts: [2], ends: [3] });
   const hs = O.transpose(O.reshape(O.gather(h, at, 1), O.concat([B, n, C, D], 0)), [1, 0, 2, 3]); // [n, B, C, D]
   const is = O.transpose(O.reshape(O.gather(ids, at, 1), O.concat([B, n, C], 0)), [1, 0, 2]); // [n, B, C]
   const [nllS] = g.apply(HeadScan, [hs, is], { body: headChunkBody(g, hs, is, weight), num_scan_inputs: 2 });
   const nll = O.reshape(O.transpose(nllS, [1, 0, 2]), O.concat([B, Kp], 0)); // [B, Kp]
-  return meanOf(nll, O.mul(O.gather(valid, at, 1), O.unsqueeze(inside, [0])));
+  return meanOf(nll, O.mul(O.gather(valid, at, 1), O.unsqueeze(O.cast(within, h.dtype), [0])));
 }
 
 /** Scan body: a chunk hb [B, C, D], ib [B, C] → nll [B, C] and d nll / d hb [B, C, D]. */

@@ -78,41 +78,38 @@ export interface PrunedModel {
 /** Prune every block's linear modules to its ratio. */
 export interface PruneArgs { config: ModelConfig; weights: M.WeightMap; ratios: number[]; criterion: PruneCriterion; norms?: Map<string, Float64Array> }
 
-/** Checks the arguments of a pruning pass (ratios per block, norms for Wanda). */
-export function checkPruneArgs(a: PruneArgs): void {
+/**
+ * A pruning pass block by block: each linear module of block l pruned to φ_l. Yields the number of
+ * blocks done after each one (a caller may await between blocks), returns the pruned model.
+ */
+export function* pruneSteps(a: PruneArgs): Generator<number, PrunedModel> {
   if (a.ratios.length !== a.config.numLayers) throw new DataError(`pruneModel: ${a.ratios.length} ratios for ${a.config.numLayers} blocks`);
   if (a.criterion === 'wanda' && !a.norms) throw new ConfigError('pruneModel: Wanda needs calibration activation norms');
-}
-
-/**
- * Block l of a pruning pass: each linear module of block l pruned to φ_l, written into `out`.
- * Returns the block's realised sparsity and its modules (a caller may await between blocks).
- */
-export function pruneBlock(a: PruneArgs, l: number, out: M.WeightMap): { realised: number; modules: PrunedModel['modules'] } {
-  let zero = 0, size = 0;
-  const modules: PrunedModel['modules'] = [];
-  for (const m of M.blockModules(a.config, l)) {
-    const w = matrixOf(a.weights, m);
-    const r = a.criterion === 'magnitude' ? magnitudePrune({ weight: w, sparsity: a.ratios[l] }) : wandaPrune({ weight: w, inputNorms: a.norms!.get(m.name)!, sparsity: a.ratios[l] });
-    out.set(`${m.name}.weight`, { dims: [m.outF, m.inF], data: r.pruned });
-    zero += r.sparsity * w.data.length;
-    size += w.data.length;
-    modules.push({ name: m.name, layer: l, sparsity: r.sparsity });
-  }
-  return { realised: zero / size, modules };
-}
-
-export function pruneModel(a: PruneArgs): PrunedModel {
-  checkPruneArgs(a);
   const weights: M.WeightMap = new Map(a.weights);
   const realised: number[] = [];
   const modules: PrunedModel['modules'] = [];
   for (let l = 0; l < a.config.numLayers; l++) {
-    const b = pruneBlock(a, l, weights);
-    realised.push(b.realised);
-    modules.push(...b.modules);
+    let zero = 0, size = 0;
+    for (const m of M.blockModules(a.config, l)) {
+      const w = matrixOf(a.weights, m);
+      const r = a.criterion === 'magnitude' ? magnitudePrune({ weight: w, sparsity: a.ratios[l] }) : wandaPrune({ weight: w, inputNorms: a.norms!.get(m.name)!, sparsity: a.ratios[l] });
+      weights.set(`${m.name}.weight`, { dims: [m.outF, m.inF], data: r.pruned });
+      zero += r.sparsity * w.data.length;
+      size += w.data.length;
+      modules.push({ name: m.name, layer: l, sparsity: r.sparsity });
+    }
+    realised.push(zero / size);
+    yield l + 1;
   }
   return { weights, realised, modules };
+}
+
+export function pruneModel(a: PruneArgs): PrunedModel {
+  const steps = pruneSteps(a);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
 }
 
 /** Measured sparsity per block of a model's weights: the fraction of exact zeros in its linear modules. */

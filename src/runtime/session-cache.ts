@@ -27,7 +27,6 @@ export function setSessionCacheDir(dir: string | undefined, opts: { minBytes?: n
   cacheDir = dir;
   minBytes = opts.minBytes ?? MIN_CACHED_BYTES;
 }
-export function sessionCacheDir(): string | undefined { return cacheDir; }
 
 let hostKey: string | undefined;
 function cpuKey(): string {
