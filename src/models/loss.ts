@@ -97,7 +97,7 @@ function headCrossEntropy(h: Value, ids: Value, valid: Value, weight: Value): { 
   const n = O.div(O.add(K, HEAD_CHUNK_TARGETS - 1), HEAD_CHUNK_TARGETS); // ⌈K / 32⌉
   const C = O.div(O.sub(O.add(K, n), one), n); // ⌈K / n⌉
   const Kp = O.mul(n, C);
-  const pos = arange(O.reshape(Kp, [])); // [Kp]
+  const pos = arange(O.reshape(Kp, []), 'padded_targets'); // [Kp]
   const within = O.less(pos, O.reshape(K, []));
   const at = O.where(within, pos, O.reshape(O.sub(K, one), [])); // clamped to K − 1
   const B = O.slice(O.shapeOf(h), { starts: [0], ends: [1] });

@@ -5,21 +5,26 @@
  */
 import { ConfigError } from '../errors.ts';
 import * as O from '../onnx/index.ts';
-import type { Dim, OpDef, Value } from '../onnx/index.ts';
+import type { OpDef, Value } from '../onnx/index.ts';
+import { unknownDim } from '../onnx/shape.ts';
 
-const rangeShape = (lim: Value | null): Dim => {
-  const k = lim?.known?.[0];
-  return k !== undefined ? k : 'seq';
-};
-/** ONNX Range(start, limit, delta) on scalars; the length takes the limit's known (symbolic) size. */
-const RangeDef: OpDef = { type: 'Range', infer: ([s, l]) => [{ dtype: s!.dtype, shape: [rangeShape(l)] }] };
+/**
+ * ONNX Range(start, limit, delta) on scalars; the length takes the limit's known (symbolic) size, else
+ * the name the caller gives, else an unknown dim. (Never a guessed name: value_info that names two
+ * different sizes alike makes ORT's planner try buffers of the wrong size — "Shape mismatch attempting
+ * to re-use buffer" — and fall back.)
+ */
+const rangeDef = (name?: string): OpDef => ({
+  type: 'Range',
+  infer: ([s, l]) => [{ dtype: s!.dtype, shape: [l?.known?.[0] ?? name ?? unknownDim()] }],
+});
 const CosDef: OpDef = { type: 'Cos', infer: ([x]) => [{ dtype: x!.dtype, shape: x!.shape }] };
 const SinDef: OpDef = { type: 'Sin', infer: ([x]) => [{ dtype: x!.dtype, shape: x!.shape }] };
 
-/** [0, 1, ..., n-1] as int64, n a scalar int64 Value (e.g. gather(shapeOf(ids), scalar 1)). */
-export function arange(n: Value): Value {
+/** [0, 1, ..., n-1] as int64, n a scalar int64 Value (e.g. gather(shapeOf(ids), scalar 1)); `dim` names its length when n's value is not known. */
+export function arange(n: Value, dim?: string): Value {
   const g = n.graph;
-  return g.apply(RangeDef, [g.constant(0, 'int64'), n, g.constant(1, 'int64')])[0];
+  return g.apply(rangeDef(dim), [g.constant(0, 'int64'), n, g.constant(1, 'int64')])[0];
 }
 export const cos = (x: Value): Value => x.graph.apply(CosDef, [x])[0];
 export const sin = (x: Value): Value => x.graph.apply(SinDef, [x])[0];
