@@ -15,12 +15,20 @@
  * written: a compressed store (index format /2, the projection recorded per unit) that the influence
  * stage reads like any other. `dtype: BF16` stores the values as bfloat16 (half the bytes). Both
  * settings are part of the key (absent: the key is what it was before).
+ *
+ * With `projection.calibration: N` (src/influence/calibration-basis.ts) each dense unit keeps the
+ * coordinates of its gradient in the span of the first N training samples' gradients exactly and
+ * randomly projects only the rest: the first training shards wait in memory until N rows exist, the
+ * basis is committed (like a shard, numbered after the last one, in the store's dtype), then they and
+ * every later shard are projected with exactly the stored basis. A retry reuses a basis that
+ * verifies; without one it recomputes every shard, since those committed were projected with it.
  */
 import { z } from 'zod';
 import * as M from '../src/models/index.ts';
 import { sparseFromRowMap, sparseNormSq } from '../src/influence/sparse-rows.ts';
-import { encodeShard, resumeShard, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
-import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { decodeBasis, encodeBasis, encodeShard, resumeShard, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { calibratedRank, ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { calibrationBasis } from '../src/influence/calibration-basis.ts';
 import { rowNormSq } from '../src/influence/vector.ts';
 import { GradientProjector } from '../src/influence/projection-engine.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
@@ -67,12 +75,15 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   const units: GradientUnit[] = M.loraUnits(config, lora).map((u) => ({ unit: u.key, layer: u.layer, kind: 'block' as const, d: u.shape[0] * u.shape[1], shape: u.shape }));
   if (head) units.push({ unit: 'score.weight', layer: config.numLayers, kind: 'classifier', d: numLabels! * config.hiddenSize, shape: [numLabels!, config.hiddenSize] });
   const embedding = s.embedding ? { unit: EMBEDDING_UNIT, layer: -1, kind: 'embedding' as const, d: config.vocabSize * config.hiddenSize, shape: [config.vocabSize, config.hiddenSize], D: config.hiddenSize, vocab: config.vocabSize } : null;
-  // What the shards store: each unit as computed, or projected (its record says how).
+  // What the shards store: each unit as computed, or projected (its record says how). A calibrated
+  // store's records get their basis ranks once the basis exists (from the first training shards).
   const pr = s.projection;
-  const stored: GradientUnit[] = units.map((u) => {
-    const projection = pr ? unitProjection(u.unit, u.d, pr) : undefined;
+  const calibration = pr?.calibration !== undefined ? Math.min(pr.calibration, ds.train.length) : 0;
+  const recordsWith = (ranks?: Map<string, number>): GradientUnit[] => units.map((u) => {
+    const projection = pr ? unitProjection(u.unit, u.d, pr, calibration ? 'calibrated' : 'rademacher', ranks?.get(u.unit)) : undefined;
     return projection ? { ...u, d: projection.to, projection } : u;
   });
+  let stored = recordsWith();
   const weProjection = pr && embedding && pr.embedding ? unitProjection(embedding.unit, embedding.D, pr, 'rademacher-rows') : undefined;
   const storedEmbedding = embedding && weProjection ? { ...embedding, D: weProjection.to, d: embedding.vocab * weProjection.to, projection: weProjection } : embedding;
 
@@ -87,17 +98,91 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   for (const p of plan) samplesBefore.push(samplesBefore[samplesBefore.length - 1] + p.rows.length);
   const totalSamples = samplesBefore[plan.length];
 
+  // A calibrated store's basis is committed like a shard, numbered after the last gradient shard,
+  // before any shard projected with it. A retry reuses it when it verifies; without it, shards
+  // committed earlier were projected with a basis that is gone, so they are all recomputed.
+  const basisIndex = plan.length;
+  let basis: Map<string, Float32Array> | undefined;
+  let basisEntry: BasisEntry | undefined;
+  let trustShards = true;
+  if (calibration) {
+    const b = await ctx.store.shardStatus(ctx.key, basisIndex);
+    if (b.status === 'ok' && b.file.meta?.set === 'basis' && b.file.meta.rows === calibration) {
+      const ranks = new Map(Object.entries((b.file.meta.ranks ?? {}) as Record<string, number>));
+      stored = recordsWith(ranks);
+      basis = decodeBasis(await ctx.store.readBlob(b.file, 'gradient basis'), stored, 'gradient basis');
+      basisEntry = { ...b.file, index: basisIndex, samples: calibration };
+    } else {
+      trustShards = false;
+    }
+  }
+
   let runner: M.PerExampleGradRunner | undefined;
   let projector: GradientProjector | undefined;
   const shards: ShardEntry[] = [];
   let computed = 0, reused = 0, rejected = 0;
+  interface Computed { i: number; dense: Map<string, Float32Array>; losses: Float32Array; we: ReturnType<typeof sparseFromRowMap>[] }
+  const pending: Computed[] = []; // shards computed before the basis exists (calibration)
+  let calibrationRows = 0;
+
+  /** Project (when asked) and commit one computed shard. */
+  const commit = async ({ i, dense, losses, we }: Computed): Promise<void> => {
+    const p = plan[i];
+    // A projected store keeps each row's exact ‖g‖² of every projected unit: DataInf's λ stays exact.
+    const normSq = new Map<string, Float64Array>();
+    if (pr) {
+      projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
+      for (const u of stored) {
+        if (!u.projection) continue;
+        const g = dense.get(u.unit)!;
+        normSq.set(u.unit, Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.projection!.from)));
+        dense.set(u.unit, u.projection.kind === 'calibrated'
+          ? await projector.projectCalibrated(u.unit, u.projection, basis!.get(u.unit)!, g, p.rows.length)
+          : await projector.project({ unit: u.unit, ...u.projection }, g, p.rows.length));
+      }
+      if (weProjection) {
+        normSq.set(EMBEDDING_UNIT, Float64Array.from(we, (x) => sparseNormSq(x)));
+        await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
+      }
+    }
+    const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined, ...(normSq.size ? { normSq } : {}) }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length });
+    shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
+    computed++;
+    ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
+  };
+
+  /** The basis from the first `calibration` training rows of the pending shards; committed, then those shards. */
+  const makeBasis = async (): Promise<void> => {
+    const bases = new Map<string, Float64Array>(), ranks = new Map<string, number>();
+    for (const u of stored) {
+      if (u.projection?.kind !== 'calibrated') continue;
+      const G = new Float32Array(calibration * u.projection.from);
+      let o = 0;
+      for (const c of pending) {
+        const g = c.dense.get(u.unit)!, take = Math.min(plan[c.i].rows.length, calibration - o);
+        G.set(g.subarray(0, take * u.projection.from), o * u.projection.from);
+        o += take;
+        if (o === calibration) break;
+      }
+      const b = calibrationBasis(G, calibration, u.projection.from, calibratedRank(u.projection.to, calibration));
+      bases.set(u.unit, b.U);
+      ranks.set(u.unit, b.rank);
+    }
+    stored = recordsWith(ranks);
+    const bytes = encodeBasis(bases, stored, s.dtype ?? 'F32', calibration);
+    basis = decodeBasis(bytes, stored, 'gradient basis'); // project with exactly what is stored (BF16-rounded when BF16)
+    const file = await ctx.store.commitShard(ctx.key, basisIndex, bytes, { set: 'basis', rows: calibration, ranks: Object.fromEntries(ranks) });
+    basisEntry = { ...file, index: basisIndex, samples: calibration };
+    for (const c of pending.splice(0)) await commit(c);
+  };
+
   try {
     for (let i = 0; i < plan.length; i++) {
       ctx.signal.throwIfAborted();
       const p = plan[i];
       // A committed shard is reused only once it verifies byte for byte; a missing, torn or
       // corrupt one is recomputed here (and rewritten under its hash), never trusted.
-      const decision = await resumeShard(ctx.store, ctx.key, i, { set: p.set, rows: p.rows.length });
+      const decision = trustShards ? await resumeShard(ctx.store, ctx.key, i, { set: p.set, rows: p.rows.length }) : { compute: 'new' as const };
       if ('reuse' in decision) {
         shards.push({ ...decision.reuse, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
         reused++;
@@ -128,26 +213,17 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         ctx.heartbeat(withProgress(ctx, samplesBefore[i] + b + chunk.length, totalSamples, 'sample', { key: ctx.key, done: i, rows: b + chunk.length }));
       }
       for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
-      // A projected store keeps each row's exact ‖g‖² of every projected unit: DataInf's λ stays exact.
-      const normSq = new Map<string, Float64Array>();
-      if (pr) {
-        projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
-        for (const u of stored) {
-          if (!u.projection) continue;
-          const g = dense.get(u.unit)!;
-          normSq.set(u.unit, Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.projection!.from)));
-          dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, g, p.rows.length));
-        }
-        if (weProjection) {
-          normSq.set(EMBEDDING_UNIT, Float64Array.from(we, (x) => sparseNormSq(x)));
-          await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
-        }
+      const c: Computed = { i, dense, losses, we };
+      if (calibration && !basis) {
+        // The calibration samples are the first training rows: hold their shards until the basis exists.
+        pending.push(c);
+        calibrationRows += p.set === 'train' ? p.rows.length : 0;
+        if (calibrationRows >= calibration) await makeBasis();
+        continue;
       }
-      const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined, ...(normSq.size ? { normSq } : {}) }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length });
-      shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
-      computed++;
-      ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
+      await commit(c);
     }
+    if (pending.length) throw new DataError(`gradients: ${pending.length} shard(s) computed but the calibration basis was never made (calibration ${calibration}, training rows ${calibrationRows})`);
   } finally {
     await runner?.release();
     await projector?.release();
@@ -155,6 +231,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   const index: GradientIndex = {
     format: pr || (s.dtype ?? 'F32') !== 'F32' ? GRADIENT_STORE_FORMAT_COMPRESSED : GRADIENT_STORE_FORMAT, dtype: s.dtype ?? 'F32', shardSize: s.shardSize, units: stored, embedding: storedEmbedding,
     ...(pr ? { projection: pr } : {}),
+    ...(basisEntry ? { basis: basisEntry } : {}),
     sets: {
       train: { n: ds.train.length, shards: shards.filter((x) => x.set === 'train') },
       influence: { n: ds.influence.length, shards: shards.filter((x) => x.set === 'influence') },
@@ -168,6 +245,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     metrics: {
       shards: plan.length, shards_computed: computed, shards_reused: reused, shards_rejected: rejected, units: units.length + (embedding ? 1 : 0), samples: ds.train.length + ds.influence.length,
       ...(pr ? { dense_values_stored: stored.reduce((a, u) => a + u.d, 0), dense_values_original: units.reduce((a, u) => a + u.d, 0), projection_seconds: projector?.seconds ?? 0 } : {}),
+      ...(basisEntry ? { basis_bytes: basisEntry.size, basis_directions: stored.reduce((a, u) => a + (u.projection?.rank ?? 0), 0) } : {}),
     },
   };
 };

@@ -74,6 +74,57 @@ export interface GradientIndex {
   loss: string;
   /** The gradients stage's projection settings (format /2); absent or null: nothing projected. */
   projection?: ProjectionSettings | null;
+  /** Calibrated stores (projection `calibration`): the file with every calibrated unit's basis U (encodeBasis). */
+  basis?: BasisEntry;
+}
+
+/** The basis file of a calibrated store: committed like a shard (record number `index`, after the last gradient shard), from the first `samples` training samples. */
+export interface BasisEntry extends ArtifactFile {
+  index: number;
+  samples: number;
+}
+
+export const GRADIENT_BASIS_FORMAT = 'layerflow.gradient-basis/1';
+
+/**
+ * The basis file: safetensors `U.<unit>` [from × rank] per calibrated unit with rank ≥ 1 (row-major:
+ * column c is direction c), in the store's dtype. BF16 rounds U; the stage projects with the decoded
+ * (rounded) U, so what is stored is exactly what was used.
+ */
+export function encodeBasis(bases: Map<string, Float32Array | Float64Array>, units: GradientUnit[], dtype: GradientDtype, samples: number): Uint8Array {
+  const t: Record<string, TensorInput> = {};
+  for (const u of units) {
+    const pr = u.projection;
+    if (pr?.kind !== 'calibrated' || !pr.rank) continue;
+    const U = bases.get(u.unit);
+    if (!U || U.length !== pr.from * pr.rank) throw new DataError(`gradient basis: unit ${u.unit} has ${U?.length ?? 0} values; expected ${pr.from} × ${pr.rank}`);
+    t[`U.${u.unit}`] = { dtype, shape: [pr.from, pr.rank], values: U };
+  }
+  return serializeSafetensors(t, { format: GRADIENT_BASIS_FORMAT, samples: String(samples) });
+}
+
+/** Every calibrated unit's U [from × rank] as float32 (units of rank 0 get an empty array). */
+export function decodeBasis(bytes: Uint8Array, units: GradientUnit[], what: string): Map<string, Float32Array> {
+  const { tensors, metadata } = parseSafetensorsBytes(bytes, what);
+  if (metadata.format !== GRADIENT_BASIS_FORMAT) throw new DataError(`${what}: format "${metadata.format}"; expected ${GRADIENT_BASIS_FORMAT}`);
+  const out = new Map<string, Float32Array>();
+  for (const u of units) {
+    const pr = u.projection;
+    if (pr?.kind !== 'calibrated') continue;
+    if (!pr.rank) { out.set(u.unit, new Float32Array(0)); continue; }
+    const x = tensors.get(`U.${u.unit}`);
+    if (!x) throw new DataError(`${what}: no basis "U.${u.unit}"; the gradient store index and the basis file disagree`);
+    if (x.shape[0] !== pr.from || x.shape[1] !== pr.rank) throw new DataError(`${what}: U.${u.unit} is [${x.shape}]; expected [${pr.from}, ${pr.rank}]`);
+    out.set(u.unit, rawToFloat32(x, `${what}: U.${u.unit}`));
+  }
+  return out;
+}
+
+/** The basis of a calibrated store, hash-verified by the store. */
+export async function readBasis(store: ArtifactStore, index: GradientIndex): Promise<Map<string, Float32Array>> {
+  if (!index.basis) throw new DataError('gradient store: no basis file (the store is not calibrated)');
+  const what = `gradient basis (record ${index.basis.index})`;
+  return decodeBasis(await store.readBlob(index.basis, what), index.units, what);
 }
 
 /** Unprojected values per sample of a unit (the d_l of DataInf's λ); for the embedding vocab · D. */
@@ -106,7 +157,8 @@ export function checkGradientIndex(index: GradientIndex, what = 'gradient store 
     if (!u.projection) continue;
     if (index.format === GRADIENT_STORE_FORMAT) throw new DataError(`${what}: unit ${u.unit} has a projection record, but format ${GRADIENT_STORE_FORMAT} stores none`);
     const isEmbedding = u === index.embedding;
-    if ((u.projection.kind === 'rademacher-rows') !== isEmbedding) throw new DataError(`${what}: unit ${u.unit} has projection kind ${u.projection.kind}; expected ${isEmbedding ? 'rademacher-rows' : 'rademacher'}`);
+    if ((u.projection.kind === 'rademacher-rows') !== isEmbedding) throw new DataError(`${what}: unit ${u.unit} has projection kind ${u.projection.kind}; expected ${isEmbedding ? 'rademacher-rows' : 'rademacher or calibrated'}`);
+    if (u.projection.kind === 'calibrated' && !(index.basis && Number.isInteger(index.basis.index) && typeof index.basis.sha256 === 'string')) throw new DataError(`${what}: unit ${u.unit} is calibrated, but the index has no basis file record`);
     checkUnitProjection(u.unit, u.projection, isEmbedding ? index.embedding!.D : u.d);
     if (isEmbedding && u.d !== index.embedding!.vocab * index.embedding!.D) throw new DataError(`${what}: embedding unit ${u.unit} has d = ${u.d}; expected vocab · D = ${index.embedding!.vocab * index.embedding!.D}`);
   }

@@ -16,7 +16,17 @@
 import { GraphBuilder, gemm } from '../onnx/index.ts';
 import { createSession, type HostTensor, type Session } from '../runtime/index.ts';
 import { ConfigError, DataError } from '../errors.ts';
-import { checkSpec, projectionRows, type ProjectionSpec } from './projection.ts';
+import { checkSpec, projectionRows, randomPart, type ProjectionSpec, type UnitProjection } from './projection.ts';
+
+/** R = X − C Uᵀ: the part of each row of X outside span(U) (C = X U its coordinates), one Gemm. */
+export function buildResidualGraph(): Uint8Array {
+  const g = new GraphBuilder({ name: 'gradient_residual' });
+  const C = g.input('C', 'float32', ['rows', 'rank']);
+  const U = g.input('U', 'float32', ['cols', 'rank']);
+  const X = g.input('X', 'float32', ['rows', 'cols']);
+  g.output(gemm(C, U, X, { transB: 1, alpha: -1, beta: 1 }), 'R');
+  return g.toModel();
+}
 
 export function buildProjectionGraph(): Uint8Array {
   const g = new GraphBuilder({ name: 'gradient_projection' });
@@ -41,13 +51,39 @@ export class GradientProjector {
   seconds = 0;
   private readonly cache = new Map<string, Float32Array>();
   private cached = 0;
-  private constructor(private readonly session: Session, private readonly blockBytes: number, private readonly cacheBytes: number) {}
+  private residual?: Session;
+  private constructor(private readonly session: Session, private readonly blockBytes: number, private readonly cacheBytes: number, private readonly device: string, private readonly threads?: number) {}
 
   static async create({ device, threads, blockBytes = 32 << 20, cacheBytes = 256 << 20 }: ProjectorOptions): Promise<GradientProjector> {
     if (!(Number.isInteger(blockBytes) && blockBytes > 0) || !(Number.isInteger(cacheBytes) && cacheBytes >= 0)) {
       throw new ConfigError(`gradient projector: blockBytes ${blockBytes}, cacheBytes ${cacheBytes}; expected a positive and a non-negative integer`);
     }
-    return new GradientProjector(await createSession({ model: buildProjectionGraph(), device, threads }), blockBytes, cacheBytes);
+    return new GradientProjector(await createSession({ model: buildProjectionGraph(), device, threads }), blockBytes, cacheBytes, device, threads);
+  }
+
+  /**
+   * The calibrated projection (calibration-basis.ts) of X [rows × from] with the unit's stored basis U
+   * [from × rank] (row-major, float32): [X U, (X − X U Uᵀ) Pᵀ] → [rows × to], P the unit's random part.
+   */
+  async projectCalibrated(unit: string, pr: UnitProjection, U: Float32Array, X: Float32Array, rows: number): Promise<Float32Array> {
+    const r = pr.rank ?? 0, { from: d, to: k } = pr;
+    if (pr.kind !== 'calibrated' || U.length !== d * r) throw new DataError(`calibrated projection of unit ${unit}: basis of ${U.length} values for ${d} × ${r} (${pr.kind})`);
+    if (!Number.isInteger(rows) || rows < 0 || X.length !== rows * d) throw new DataError(`projection of unit ${unit}: ${X.length} values for ${rows} rows of ${d}`);
+    const spec = randomPart(unit, pr);
+    if (r === 0) return this.project(spec, X, rows);
+    if (rows === 0) return new Float32Array(0);
+    const t0 = performance.now();
+    const C = await this.run(X, rows, d, U, r, new Float32Array(rows * r));
+    this.residual ??= await createSession({ model: buildResidualGraph(), device: this.device, threads: this.threads });
+    const R = (await this.residual.run({ C: { data: C, dims: [rows, r] }, U: { data: U, dims: [d, r] }, X: { data: X, dims: [rows, d] } }, ['R'])).R.data as Float32Array;
+    this.seconds += (performance.now() - t0) / 1000;
+    const Z = await this.project(spec, R, rows);
+    const Y = new Float32Array(rows * k), k2 = k - r;
+    for (let q = 0; q < rows; q++) {
+      Y.set(C.subarray(q * r, (q + 1) * r), q * k);
+      Y.set(Z.subarray(q * k2, (q + 1) * k2), q * k + r);
+    }
+    return Y;
   }
 
   /** Y = X Pᵀ: X [rows × from] row-major (float32) → [rows × to]. */
@@ -77,6 +113,7 @@ export class GradientProjector {
   async release(): Promise<void> {
     this.cache.clear();
     await this.session.release();
+    await this.residual?.release();
   }
 
   /** Pᵀ of a unit that fits one block: from the cache, or generated (and cached while under cacheBytes). */

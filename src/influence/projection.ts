@@ -59,6 +59,12 @@ export const ProjectionSettings = z.strictObject({
   factor: z.number().min(1).optional(),
   /** Project the word-embedding rows too (false: store them unprojected). */
   embedding: z.boolean().default(true),
+  /**
+   * Calibrated projection (calibration-basis.ts): the gradients of the first N training samples span a
+   * basis per dense unit (up to min(N, ⌊k/2⌋) directions) whose coordinates are stored exactly; the
+   * rest of the k values randomly project what lies outside it. Absent: a plain random projection.
+   */
+  calibration: z.number().int().min(1).optional(),
 }).refine((p) => (p.dim === undefined) !== (p.factor === undefined), {
   message: 'expected exactly one of dim (stored values per unit, e.g. 144) or factor (shrink factor per unit, e.g. 16)',
 });
@@ -69,14 +75,18 @@ export interface UnitProjection {
   /**
    * `rademacher`: y = P g of the flattened per-sample gradient, P [to × from].
    * `rademacher-rows`: every token row of the sparse word-embedding gradient, P [to × from] with from = D.
+   * `calibrated`: y = [Uᵀg ; P (g − UUᵀg)], U [from × rank] the store's basis (calibration-basis.ts),
+   * P [(to − rank) × from] generated as for `rademacher` with to − rank rows.
    */
-  kind: 'rademacher' | 'rademacher-rows';
+  kind: 'rademacher' | 'rademacher-rows' | 'calibrated';
   generator: typeof PROJECTION_GENERATOR;
   seed: number;
   /** Original values per sample (per token row for `rademacher-rows`). */
   from: number;
   /** Stored values per sample (per token row). */
   to: number;
+  /** `calibrated`: how many of the stored values are coordinates in the basis (U's columns; 0 ≤ rank < to). */
+  rank?: number;
 }
 
 /** The matrix of one unit: enough to regenerate it. */
@@ -190,22 +200,34 @@ export function projectedSize(d: number, p: Pick<ProjectionSettings, 'dim' | 'fa
   return Math.min(k, d);
 }
 
-/** A unit's projection record, or undefined when it is stored as it is (k ≥ d). */
-export function unitProjection(unit: string, d: number, p: ProjectionSettings, kind: UnitProjection['kind'] = 'rademacher'): UnitProjection | undefined {
+/**
+ * A unit's projection record, or undefined when it is stored as it is (k ≥ d). A dense unit under
+ * `calibration` is `calibrated` with the rank its basis got (`rank`, ≤ ⌊k/2⌋; calibratedRank).
+ */
+export function unitProjection(unit: string, d: number, p: ProjectionSettings, kind: UnitProjection['kind'] = 'rademacher', rank?: number): UnitProjection | undefined {
   const to = projectedSize(d, p);
   if (to >= d) return undefined;
-  const u: UnitProjection = { kind, generator: PROJECTION_GENERATOR, seed: p.seed, from: d, to };
-  checkSpec({ unit, ...u });
+  const u: UnitProjection = { kind, generator: PROJECTION_GENERATOR, seed: p.seed, from: d, to, ...(kind === 'calibrated' ? { rank: rank ?? 0 } : {}) };
+  checkSpec(randomPart(unit, u));
   return u;
+}
+
+/** Most basis directions a calibrated unit of stored size k keeps from N calibration samples: half of k at most, so the random part keeps ≥ k/2 values. */
+export const calibratedRank = (k: number, samples: number): number => Math.min(samples, Math.floor(k / 2));
+
+/** The random part of a unit's projection: P [(to − rank) × from] (the whole P for the Rademacher kinds). */
+export function randomPart(unit: string, pr: UnitProjection): ProjectionSpec {
+  return { unit, seed: pr.seed, from: pr.from, to: pr.to - (pr.kind === 'calibrated' ? pr.rank! : 0) };
 }
 
 /** Check a projection record read from an index (a store written by another version, or edited). */
 export function checkUnitProjection(unit: string, pr: UnitProjection, storedWidth: number): void {
   if (pr.generator !== PROJECTION_GENERATOR) throw new DataError(`gradient store: unit ${unit} was projected by generator "${pr.generator}"; this version knows "${PROJECTION_GENERATOR}"`);
-  if (pr.kind !== 'rademacher' && pr.kind !== 'rademacher-rows') throw new DataError(`gradient store: unit ${unit} has projection kind "${String(pr.kind)}"; expected rademacher or rademacher-rows`);
+  if (pr.kind !== 'rademacher' && pr.kind !== 'rademacher-rows' && pr.kind !== 'calibrated') throw new DataError(`gradient store: unit ${unit} has projection kind "${String(pr.kind)}"; expected rademacher, rademacher-rows or calibrated`);
   if (pr.to !== storedWidth) throw new DataError(`gradient store: unit ${unit} is projected to ${pr.to} values but stores ${storedWidth}`);
+  if (pr.kind === 'calibrated' && !(Number.isInteger(pr.rank) && pr.rank! >= 0 && pr.rank! < pr.to)) throw new DataError(`gradient store: calibrated unit ${unit} has rank ${String(pr.rank)}; expected an integer in [0, ${pr.to - 1}]`);
   try {
-    checkSpec({ unit, ...pr });
+    checkSpec(randomPart(unit, pr));
   } catch (e) {
     throw new DataError(`gradient store: ${(e as Error).message}`);
   }

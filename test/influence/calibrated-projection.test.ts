@@ -1,0 +1,202 @@
+/**
+ * The calibrated projection (src/influence/calibration-basis.ts): the basis of the first N training
+ * gradients (orthonormal, spanning them, by decreasing eigenvalue, numerical rank), inner products
+ * exact on its span, the ONNX projector equal to the plain-TS reference, and the `gradients` stage
+ * with `projection.calibration` on the tiny model: the basis committed like a shard before the shards
+ * projected with it, every stored row the calibrated projection of the full gradient with the stored
+ * basis, a retry reusing basis and shards, and a retry without the basis recomputing every shard.
+ */
+import test from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { calibratedProjectReference, calibrationBasis } from '../../src/influence/calibration-basis.ts';
+import { GradientProjector } from '../../src/influence/projection-engine.ts';
+import { calibratedRank, ProjectionSettings, projectionRows, randomPart, unitProjection } from '../../src/influence/projection.ts';
+import { checkGradientIndex, readBasis, readDenseSet, readGradientIndex, type GradientIndex } from '../../src/influence/gradient-store.ts';
+import { createRng } from '../../src/data/random.ts';
+import { ArtifactStore, refOf, type ArtifactRef } from '../../src/store/artifacts.ts';
+import type { StageContext, StageImpl } from '../../src/store/stage-context.ts';
+import { data, DataSettings } from '../../activities/data.ts';
+import { finetune, FinetuneSettings } from '../../activities/finetune.ts';
+import { gradients, GradientSettings } from '../../activities/gradients.ts';
+import { influence, InfluenceSettings } from '../../activities/influence.ts';
+import { DataError } from '../../src/errors.ts';
+
+const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
+
+/** rows × d, each row Σ_c coef · b_c over `rank` random directions (+ noise when given). */
+function lowRank(rows: number, d: number, rank: number, seed: number, noise = 0): Float64Array {
+  const r = createRng(seed);
+  const dirs = Array.from({ length: rank }, () => Float64Array.from({ length: d }, () => r.normal()));
+  const out = new Float64Array(rows * d);
+  for (let i = 0; i < rows; i++) {
+    const c = dirs.map(() => r.normal());
+    for (let j = 0; j < d; j++) out[i * d + j] = dirs.reduce((a, b, q) => a + c[q] * b[j], 0) + noise * r.normal();
+  }
+  return out;
+}
+const dot = (a: ArrayLike<number>, ao: number, b: ArrayLike<number>, bo: number, n: number) => { let s = 0; for (let j = 0; j < n; j++) s += a[ao + j] * b[bo + j]; return s; };
+
+test('calibration basis: orthonormal columns by decreasing eigenvalue, spanning the calibration rows, numerical rank', (t) => {
+  const d = 40;
+  const G = lowRank(6, d, 3, 1); // 6 rows in a 3-dim subspace
+  const { U, rank, eigenvalues } = calibrationBasis(G, 6, d, 5);
+  t.is(rank, 3, 'rank-3 rows give 3 directions, not the 5 allowed');
+  t.true(eigenvalues.every((x, i) => i === 0 || x <= eigenvalues[i - 1]));
+  for (let p = 0; p < rank; p++) for (let q = 0; q < rank; q++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) s += U[j * rank + p] * U[j * rank + q];
+    t.true(Math.abs(s - (p === q ? 1 : 0)) < 1e-12, `UᵀU[${p},${q}] = ${s}`);
+  }
+  // each calibration row is in span(U): ‖g − UUᵀg‖ ≈ 0
+  for (let i = 0; i < 6; i++) {
+    const c = Array.from({ length: rank }, (_, q) => { let s = 0; for (let j = 0; j < d; j++) s += G[i * d + j] * U[j * rank + q]; return s; });
+    let res = 0, nrm = 0;
+    for (let j = 0; j < d; j++) { const x = G[i * d + j] - c.reduce((a, cq, q) => a + cq * U[j * rank + q], 0); res += x * x; nrm += G[i * d + j] ** 2; }
+    t.true(Math.sqrt(res / nrm) < 1e-10, `row ${i} residual ${Math.sqrt(res / nrm)}`);
+  }
+  // the leading direction: the top eigenvector of GᵀG (power iteration as an independent check)
+  let v = Float64Array.from({ length: d }, (_, j) => Math.sin(j + 1));
+  for (let it = 0; it < 500; it++) {
+    const Gv = Array.from({ length: 6 }, (_, i) => dot(G, i * d, v, 0, d));
+    const w = new Float64Array(d);
+    for (let i = 0; i < 6; i++) for (let j = 0; j < d; j++) w[j] += G[i * d + j] * Gv[i];
+    const n = Math.hypot(...w);
+    v = w.map((x) => x / n);
+  }
+  const u0 = Array.from({ length: d }, (_, j) => U[j * rank]);
+  t.true(Math.abs(Math.abs(dot(u0, 0, v, 0, d)) - 1) < 1e-9, 'first column = leading eigenvector');
+  // maxRank keeps the leading ones; all-zero rows give rank 0
+  const two = calibrationBasis(G, 6, d, 2);
+  t.is(two.rank, 2);
+  t.deepEqual(two.eigenvalues, eigenvalues.slice(0, 2));
+  t.is(calibrationBasis(new Float64Array(3 * d), 3, d, 3).rank, 0);
+  t.throws(() => calibrationBasis(new Float64Array(5), 2, 3, 1), { instanceOf: DataError });
+  t.throws(() => calibrationBasis(Float64Array.from([1, NaN, 0]), 1, 3, 1), { instanceOf: DataError });
+});
+
+test('calibrated projection: inner products exact inside the span, the random part only sees the residual; ONNX equals the reference', async (t) => {
+  const d = 64, k = 16, N = 5, unit = 'u';
+  const G = lowRank(N + 7, d, N, 3, 0.02); // calibration rows first, then others near the same span
+  const b = calibrationBasis(G.subarray(0, N * d), N, d, calibratedRank(k, N));
+  t.is(b.rank, 5);
+  const pr = unitProjection(unit, d, ProjectionSettings.parse({ dim: k, seed: 9, calibration: N }), 'calibrated', b.rank)!;
+  t.deepEqual(pr, { kind: 'calibrated', generator: 'layerflow.rademacher/1', seed: 9, from: d, to: k, rank: 5 });
+  const spec = randomPart(unit, pr);
+  t.is(spec.to, k - 5);
+  const Pt = projectionRows(spec);
+  const rows = N + 7;
+  const Y = calibratedProjectReference(G, rows, d, b.U, b.rank, Pt, k);
+  // calibration rows lie in span(U) up to the noise: their inner products are (almost) exact
+  for (let i = 0; i < N; i++) for (let j = 0; j < N; j++) {
+    const want = dot(G, i * d, G, j * d, d), got = dot(Y, i * k, Y, j * k, k);
+    t.true(Math.abs(got - want) < 1e-9 * Math.abs(dot(G, i * d, G, i * d, d)), `⟨y${i}, y${j}⟩ ${got} vs ${want}`);
+  }
+  // for a row orthogonal to the span the coordinates vanish and the rest is the plain JL of the row
+  const x = Float64Array.from({ length: d }, (_, j) => Math.cos(3 * j));
+  for (let q = 0; q < b.rank; q++) { let c = 0; for (let j = 0; j < d; j++) c += x[j] * b.U[j * b.rank + q]; for (let j = 0; j < d; j++) x[j] -= c * b.U[j * b.rank + q]; }
+  const yx = calibratedProjectReference(x, 1, d, b.U, b.rank, Pt, k);
+  t.true(Array.from(yx.subarray(0, b.rank)).every((v) => Math.abs(v) < 1e-12));
+  const jl = Array.from({ length: k - b.rank }, (_, i) => { let s = 0; for (let j = 0; j < d; j++) s += x[j] * Pt[j * (k - b.rank) + i]; return s; });
+  t.true(jl.every((v, i) => Math.abs(yx[b.rank + i] - v) < 1e-12));
+  // the ONNX projector (float32) equals the float64 reference
+  const proj = await GradientProjector.create({ device: 'cpu:0', threads: 1 });
+  try {
+    const U32 = Float32Array.from(b.U);
+    const X32 = Float32Array.from(G);
+    const got = await proj.projectCalibrated(unit, pr, U32, X32, rows);
+    const want = calibratedProjectReference(X32, rows, d, U32, b.rank, Pt, k);
+    const scale = Math.max(...want.map(Math.abs));
+    t.true(want.every((v, q) => Math.abs(got[q] - v) <= 1e-5 * scale), 'ONNX vs reference');
+    await t.throwsAsync(proj.projectCalibrated(unit, pr, new Float32Array(3), X32, rows), { instanceOf: DataError });
+  } finally {
+    await proj.release();
+  }
+});
+
+let keyCount = 0;
+function ctxOf<S>(store: ArtifactStore, home: string, stage: string, s: S, slice: Record<string, unknown>, inputs: Record<string, ArtifactRef>, key = `k-${stage}-${++keyCount}`): StageContext<S> {
+  return { sweep: 's', cellId: 'c', stage, key, inputs, store, home, device: 'cpu:0', threads: 1, attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, settings: s, slice };
+}
+async function run<S>(impl: StageImpl<S>, ctx: StageContext<S>): Promise<ArtifactRef> {
+  const r = await impl(ctx);
+  return refOf(await ctx.store.commit({ key: ctx.key, parts: { stage: ctx.stage, version: 1, slice: {}, upstream: {} }, kind: ctx.stage, files: r.files }));
+}
+
+test('the gradients stage with projection.calibration (tiny model): basis committed first, rows = calibrated projection of the full gradients, retries', async (t) => {
+  const home = await mkdtemp(join(tmpdir(), 'lf-calib-stage-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
+  const store = new ArtifactStore(join(home, 'store'));
+  const task = join(home, 'task.jsonl');
+  const words = ['free money', 'meeting at noon', 'win a prize now', 'lunch tomorrow', 'cheap pills', 'project notes', 'claim your reward', 'see you soon'];
+  await writeFile(task, Array.from({ length: 16 }, (_, i) => JSON.stringify({ text: `${words[i % 8]} ${i}`, label: i % 2 ? 'ham' : 'spam' })).join('\n'));
+  const slice = { task: { id: 't', source: 'jsonl', path: task }, seed: 0, model: { id: 'tiny', path: TINY } };
+  const ds = await run(data, ctxOf(store, home, 'data', DataSettings.parse({ noise: 0.2, trainSize: 8, influenceSize: 4, evaluationSize: 4 }), slice, {}));
+  const ft = await run(finetune, ctxOf(store, home, 'finetune', FinetuneSettings.parse({ epochs: 1, batchSize: 8, maxLength: 12 }), slice, { data: ds }));
+  const full = await run(gradients, ctxOf(store, home, 'gradients', GradientSettings.parse({ shardSize: 3 }), slice, { data: ds, finetune: ft }));
+  // calibration 5 > shardSize 3: the first two training shards wait for the basis
+  const settings = GradientSettings.parse({ shardSize: 3, projection: { factor: 4, seed: 3, calibration: 5 } });
+  const key = 'k-calibrated';
+  const first = await gradients(ctxOf(store, home, 'gradients', settings, slice, { data: ds, finetune: ft }, key));
+  const proj = refOf(await store.commit({ key, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: first.files }));
+  const [fi, pi] = [await readGradientIndex(store, full), await readGradientIndex(store, proj)];
+  const plan = pi.sets.train.shards.length + pi.sets.influence.shards.length;
+  t.is(pi.basis?.index, plan, 'the basis record is numbered after the last shard');
+  t.is(pi.basis?.samples, 5);
+  t.is((await store.lookup(key)).status, 'hit', 'the manifest lists (and verifies) the basis with the shards');
+  // every unit calibrated; rank ≥ 1 exactly where its calibration rows are not all zero (LoRA A
+  // gradients vanish while B is still zero), at most min(N, ⌊k/2⌋)
+  const fullTrain = await readDenseSet(store, fi, 'train');
+  for (const u of pi.units) {
+    const g = fullTrain.get(u.unit)!;
+    const nonzero = g.data.subarray(0, 5 * g.d).some((x) => x !== 0);
+    t.is(u.projection?.kind, 'calibrated');
+    t.true(nonzero ? u.projection!.rank! >= 1 && u.projection!.rank! <= calibratedRank(u.d, 5) : u.projection!.rank === 0, `${u.unit}: rank ${u.projection!.rank}`);
+  }
+  t.true(pi.units.some((u) => u.projection!.rank! > 0));
+  t.is(first.metrics!.basis_directions, pi.units.reduce((a, u) => a + u.projection!.rank!, 0));
+  const basis = await readBasis(store, pi);
+  for (const set of ['train', 'influence'] as const) {
+    const [f, p] = [await readDenseSet(store, fi, set), await readDenseSet(store, pi, set)];
+    for (const u of pi.units) {
+      const g = f.get(u.unit)!, pr = u.projection!;
+      const want = calibratedProjectReference(g.data, g.n, pr.from, basis.get(u.unit)!, pr.rank!, projectionRows(randomPart(u.unit, pr)), pr.to);
+      const got = p.get(u.unit)!.data;
+      const scale = Math.max(1e-30, ...want.map(Math.abs));
+      t.true(want.every((v, q) => Math.abs(got[q] - v) <= 1e-4 * scale), `${set} ${u.unit}`);
+    }
+  }
+  // the calibration samples' inner products are kept: ⟨y_i, y_j⟩ = ⟨g_i, g_j⟩ for i, j < 5
+  const [ft5, pt5] = [await readDenseSet(store, fi, 'train'), await readDenseSet(store, pi, 'train')];
+  let worst = 0;
+  for (const u of pi.units) {
+    const g = ft5.get(u.unit)!, y = pt5.get(u.unit)!;
+    for (let i = 0; i < 5; i++) for (let j = 0; j < 5; j++) {
+      const want = dot(g.data, i * g.d, g.data, j * g.d, g.d), norm = Math.sqrt(dot(g.data, i * g.d, g.data, i * g.d, g.d) * dot(g.data, j * g.d, g.data, j * g.d, g.d));
+      if (norm > 0) worst = Math.max(worst, Math.abs(dot(y.data, i * y.d, y.data, j * y.d, y.d) - want) / norm);
+    }
+  }
+  t.true(worst < 1e-4, `calibration inner products off by ${worst} of ‖g_i‖‖g_j‖`);
+  // the influence stage reads it
+  const method = { method: { id: 'tracin', influence: 'tracin', dampingScale: 0.1 } };
+  await t.notThrowsAsync(run(influence, ctxOf(store, home, 'influence', InfluenceSettings.parse({}), { ...slice, ...method }, { gradients: proj })));
+
+  // a retry reuses the basis and every shard
+  const again = await gradients(ctxOf(store, home, 'gradients', settings, slice, { data: ds, finetune: ft }, key));
+  t.is(again.metrics!.shards_reused, plan);
+  t.is(again.files['index.json'], first.files['index.json']);
+  // without its basis record, shards projected with it cannot be trusted: all recomputed, same store
+  await rm(store.shardPath(key, plan));
+  const rebuilt = await gradients(ctxOf(store, home, 'gradients', settings, slice, { data: ds, finetune: ft }, key));
+  t.is(rebuilt.metrics!.shards_computed, plan);
+  t.is(rebuilt.metrics!.shards_reused, 0);
+  const ri = JSON.parse(rebuilt.files['index.json'] as string) as GradientIndex;
+  t.deepEqual(ri.units, pi.units);
+  t.is(ri.basis!.sha256, pi.basis!.sha256, 'the same basis again (deterministic)');
+
+  // an index whose calibrated units have no basis record is refused
+  const { basis: _b, ...noBasis } = pi;
+  t.throws(() => checkGradientIndex(noBasis as GradientIndex), { instanceOf: DataError, message: /calibrated.*no basis/ });
+});
