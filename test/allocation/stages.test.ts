@@ -6,8 +6,8 @@
  * allocator reads them (one count / ratio per block, as moe_finetune and prune expect); the long
  * loops heartbeat progress; pruning block by block equals `pruneModel`.
  */
-import test from 'ava';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,8 +36,9 @@ import { createRng } from '../../src/data/random.ts';
 const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
 const ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-async function ctxWith<S>(stage: string, settings: S, slice: Record<string, unknown>, files: Record<string, string | Uint8Array> = {}): Promise<StageContext<S> & { beats: unknown[] }> {
+async function ctxWith<S>(t: ExecutionContext, stage: string, settings: S, slice: Record<string, unknown>, files: Record<string, string | Uint8Array> = {}): Promise<StageContext<S> & { beats: unknown[] }> {
   const home = await mkdtemp(join(tmpdir(), 'lf-alloc-stage-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const store = new ArtifactStore(join(home, 'store'));
   const inputs: StageContext<S>['inputs'] = {};
   const byStage = new Map<string, Record<string, string | Uint8Array>>();
@@ -71,7 +72,7 @@ test('alphaFit: legacy changes α̂ (AlphaLoRA and AlphaPruning), each fit recom
   t.true(authors.some((a, l) => Math.abs(a - legacy[l]) > 1e-6 * Math.abs(a)), `the two fits give different α̂ on the tiny model: ${authors} vs ${legacy}`);
 
   const experts = async (alphaFit?: 'authors' | 'legacy') => {
-    const ctx = await ctxWith('allocate_experts', ExpertSettings.parse({ allocator: 'alphalora', total: 12, ...(alphaFit ? { alphaFit } : {}) }), { model });
+    const ctx = await ctxWith(t, 'allocate_experts', ExpertSettings.parse({ allocator: 'alphalora', total: 12, ...(alphaFit ? { alphaFit } : {}) }), { model });
     const out = await allocate_experts(ctx);
     return { file: json(out.files['experts.json']), beats: ctx.beats };
   };
@@ -88,7 +89,7 @@ test('alphaFit: legacy changes α̂ (AlphaLoRA and AlphaPruning), each fit recom
   t.true(prog.some((p) => p.done === 28));
 
   const sparsity = async (alphaFit?: 'legacy') => {
-    const ctx = await ctxWith('allocate_sparsity', SparsitySettings.parse({ allocator: 'alphapruning', sparsity: 0.5, ...(alphaFit ? { alphaFit } : {}) }), { model, 'stages.prune.criterion': 'magnitude' });
+    const ctx = await ctxWith(t, 'allocate_sparsity', SparsitySettings.parse({ allocator: 'alphapruning', sparsity: 0.5, ...(alphaFit ? { alphaFit } : {}) }), { model, 'stages.prune.criterion': 'magnitude' });
     return json((await allocate_sparsity(ctx)).files['sparsity.json']);
   };
   const sd = await sparsity(), sl = await sparsity('legacy');
@@ -102,6 +103,7 @@ const SWEEP = (stages: string, axes = '') => `sweep: s\npipeline: layerif\nmodel
 
 test('alphaFit: an invalid value is a plan-time error naming the field and the choices; in the cache key only when set', async (t) => {
   const d = await mkdtemp(join(tmpdir(), 'lf-alphafit-'));
+  t.teardown(() => rm(d, { recursive: true, force: true }));
   const file = join(d, 'sweep.yaml');
   await writeFile(file, '');
   for (const stage of ['allocate_experts', 'allocate_sparsity']) {
@@ -141,14 +143,14 @@ test('per-matrix layer scores: the LayerIF allocators average them per block (on
   const ls = JSON.stringify({ variant: '+VE', grouping: 'per-matrix', method: 'datainf', convention: 'positive = helpful', layers: PER_MATRIX });
   t.deepEqual(blockScores(PER_MATRIX, 'per-matrix'), { scores: BLOCK_MEANS, aggregation: 'mean-of-matrices' });
 
-  const ex = await allocate_experts(await ctxWith('allocate_experts', ExpertSettings.parse({ allocator: 'layerif', total: 12 }), { model }, { 'layer_scores:layer-scores.json': ls }));
+  const ex = await allocate_experts(await ctxWith(t, 'allocate_experts', ExpertSettings.parse({ allocator: 'layerif', total: 12 }), { model }, { 'layer_scores:layer-scores.json': ls }));
   const e = json(ex.files['experts.json']);
   t.is(e.experts.length, 4, 'one expert count per block, as moe_finetune expects');
   t.deepEqual(e.experts, allocateExperts({ scores: BLOCK_MEANS, total: 12, beta: 3 }).experts);
   t.deepEqual(e.scores, { grouping: 'per-matrix', aggregation: 'mean-of-matrices', scores: BLOCK_MEANS });
 
   const tiny = await loadModel(model);
-  const sp = await allocate_sparsity(await ctxWith('allocate_sparsity', SparsitySettings.parse({ allocator: 'layerif', sparsity: 0.5 }), { model, 'stages.prune.criterion': 'magnitude' }, { 'layer_scores:layer-scores.json': ls }));
+  const sp = await allocate_sparsity(await ctxWith(t, 'allocate_sparsity', SparsitySettings.parse({ allocator: 'layerif', sparsity: 0.5 }), { model, 'stages.prune.criterion': 'magnitude' }, { 'layer_scores:layer-scores.json': ls }));
   const s = json(sp.files['sparsity.json']);
   t.is(s.ratios.length, 4);
   t.deepEqual(s.ratios, layerIfSparsity({ scores: BLOCK_MEANS, sizes: blockSizes(tiny.config), target: 0.5, epsilon: 0.3, clip: 'clip' }).sparsity);
@@ -159,9 +161,9 @@ test('per-matrix layer scores: the LayerIF allocators average them per block (on
   const units = [0, 1, 2, 3].flatMap((l) => ['q', 'v'].map((x) => ({ unit: `model.layers.${l}.self_attn.${x}_proj`, layer: l, kind: 'block', tensor: `t${l}${x}`, lambda: 0.1 })));
   const tensors: Record<string, TensorInput> = Object.fromEntries(units.map((u) => [u.tensor, { dtype: 'F32', shape: [m, n], values: Float32Array.from({ length: m * n }, () => rng.normal()) }]));
   const inf = { 'influence:scores.json': JSON.stringify({ n, m, method: 'datainf', convention: 'positive = helpful', units }), 'influence:scores.safetensors': serializeSafetensors(tensors) };
-  const lsOut = await layer_scores(await ctxWith('layer_scores', LayerScoreSettings.parse({ grouping: 'per-matrix' }), {}, inf));
+  const lsOut = await layer_scores(await ctxWith(t, 'layer_scores', LayerScoreSettings.parse({ grouping: 'per-matrix' }), {}, inf));
   t.is(json(lsOut.files['layer-scores.json']).layers.length, 8);
-  const ex2 = await allocate_experts(await ctxWith('allocate_experts', ExpertSettings.parse({ allocator: 'layerif', total: 12 }), { model }, { 'layer_scores:layer-scores.json': lsOut.files['layer-scores.json'] as string }));
+  const ex2 = await allocate_experts(await ctxWith(t, 'allocate_experts', ExpertSettings.parse({ allocator: 'layerif', total: 12 }), { model }, { 'layer_scores:layer-scores.json': lsOut.files['layer-scores.json'] as string }));
   t.is(json(ex2.files['experts.json']).experts.length, 4);
 });
 
@@ -174,7 +176,7 @@ test('block scores: a missing block, or several entries per block in per-block s
 
 test('layer scores covering fewer blocks than the model: a clear DataError in the allocator, not a shape error downstream', async (t) => {
   const ls = JSON.stringify({ variant: '+VE', grouping: 'per-block', method: 'datainf', convention: 'c', layers: [0, 1, 2].map((l) => ({ layer: l, score: l + 1, units: [] })) });
-  const err = await t.throwsAsync(allocate_experts(await ctxWith('allocate_experts', ExpertSettings.parse({ allocator: 'layerif', total: 12 }), { model }, { 'layer_scores:layer-scores.json': ls })), { instanceOf: DataError });
+  const err = await t.throwsAsync(allocate_experts(await ctxWith(t, 'allocate_experts', ExpertSettings.parse({ allocator: 'layerif', total: 12 }), { model }, { 'layer_scores:layer-scores.json': ls })), { instanceOf: DataError });
   t.regex(err!.message, /cover 3 blocks; the model has 4/);
 });
 
@@ -199,7 +201,7 @@ test('prune: block by block equals pruneModel (magnitude and Wanda), with progre
   const cancelled = pruneByBlock({ stage: 'prune', heartbeat: (d) => { if (progressOf(d)?.done === 2) ac.abort(new Error('cancelled by test')); }, signal: ac.signal }, { config: tiny.config, weights: tiny.weights, ratios, criterion: 'magnitude' });
   await t.throwsAsync(cancelled, { message: 'cancelled by test' });
   // The stage (magnitude: no calibration) records the same realised sparsity.
-  const ctx = await ctxWith('prune', PruneSettings.parse({ criterion: 'magnitude' }), { model }, { 'allocate_sparsity:sparsity.json': JSON.stringify({ ratios }) });
+  const ctx = await ctxWith(t, 'prune', PruneSettings.parse({ criterion: 'magnitude' }), { model }, { 'allocate_sparsity:sparsity.json': JSON.stringify({ ratios }) });
   const out = await prune(ctx);
   t.deepEqual(json(out.files['pruning.json']).realised, pruneModel({ config: tiny.config, weights: tiny.weights, ratios, criterion: 'magnitude' }).realised);
   t.true(ctx.beats.map(progressOf).some((p) => p?.unit === 'block' && p.done === 4));

@@ -9,7 +9,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -245,7 +245,9 @@ function render(c: { base: number; ops: Op[]; style: 'original' | 'block' | 'flo
 }
 
 // The sweep "lives" in an empty sandbox a few folders deep: relative input paths resolve inside it.
-const sandbox = join(await mkdtemp(join(tmpdir(), 'lf-fuzz-')), 'a', 'b', 'c');
+const sandboxRoot = await mkdtemp(join(tmpdir(), 'lf-fuzz-'));
+test.after.always(() => rm(sandboxRoot, { recursive: true, force: true }));
+const sandbox = join(sandboxRoot, 'a', 'b', 'c');
 const FILE = join(sandbox, 'sweep.yaml');
 
 /** Checks of one parse; returns 'valid' or 'invalid'. */

@@ -2,8 +2,8 @@
  * Planning the LayerIF DAG: which stages a cell runs (`targets`) and what keys them (`uses`: the
  * allocators that ignore the layer scores are keyed without them, so cells share them).
  */
-import test from 'ava';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSweep } from '../../src/config/sweep.ts';
@@ -29,8 +29,9 @@ axes:
   seed: [1, 2]
 `;
 
-async function plan(yaml: string) {
+async function plan(t: ExecutionContext, yaml: string) {
   const dir = await mkdtemp(join(tmpdir(), 'lf-plan-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const sweep = await parseSweep(join(dir, 'sweep.yaml'), yaml, defs);
   return { sweep, plan: planSweep(sweep, defs.layerif) };
 }
@@ -38,7 +39,7 @@ const stage = (c: CellPlan, name: string) => c.stages.find((s) => s.name === nam
 const keysOf = (cells: CellPlan[], name: string) => new Set(cells.map((c) => stage(c, name)?.key));
 
 test('allocators that ignore the layer scores are keyed without them and start at once', async (t) => {
-  const { plan: p } = await plan(SWEEP);
+  const { plan: p } = await plan(t, SWEEP);
   const by = (alloc: string) => p.cells.filter((c) => c.params['stages.allocate_experts.allocator'] === alloc);
   // LayerIF: one allocation per task × seed (its layer scores differ).
   t.is(keysOf(by('layerif'), 'allocate_experts').size, 4);
@@ -60,7 +61,7 @@ test('allocators that ignore the layer scores are keyed without them and start a
 });
 
 test('targets keep only the named stages and what they need', async (t) => {
-  const { sweep, plan: p } = await plan(`${SWEEP}targets: [benchmark_moe]\n`);
+  const { sweep, plan: p } = await plan(t, `${SWEEP}targets: [benchmark_moe]\n`);
   t.deepEqual(sweep.targets, ['benchmark_moe']);
   const names = (c: CellPlan) => c.stages.map((s) => s.name);
   const lif = p.cells.find((c) => c.params['stages.allocate_experts.allocator'] === 'layerif')!;
@@ -69,19 +70,19 @@ test('targets keep only the named stages and what they need', async (t) => {
   const uni = p.cells.find((c) => c.params['stages.allocate_experts.allocator'] === 'uniform')!;
   t.deepEqual(names(uni), ['data', 'allocate_experts', 'moe_finetune', 'benchmark_moe']);
   // Same keys as without targets: a targeted sweep shares its artifacts with a full one.
-  const full = (await plan(SWEEP)).plan.cells.find((c) => c.cellId === lif.cellId)!;
+  const full = (await plan(t, SWEEP)).plan.cells.find((c) => c.cellId === lif.cellId)!;
   t.is(stage(full, 'benchmark_moe')!.key, stage(lif, 'benchmark_moe')!.key);
 });
 
 test('an unknown target is a typed error naming the field and the stages', async (t) => {
-  const err = await t.throwsAsync(plan(`${SWEEP}targets: [benchmark]\n`), { instanceOf: SweepConfigError });
+  const err = await t.throwsAsync(plan(t, `${SWEEP}targets: [benchmark]\n`), { instanceOf: SweepConfigError });
   t.is(err!.issues[0].field, 'targets[0]');
   t.regex(err!.issues[0].message, /benchmark_moe/);
   t.is(err!.issues[0].line, 14);
 });
 
 test('a stage that uses a need it does not declare is refused', async (t) => {
-  const { sweep } = await plan(SWEEP);
+  const { sweep } = await plan(t, SWEEP);
   const def: PipelineDef = { ...defs.layerif, stages: defs.layerif.stages.map((s) => (s.name === 'prune' ? { ...s, uses: () => ['influence'] } : s)) };
   t.throws(() => planCell('s', sweep.cells[0], def), { message: /stage prune uses influence, which it does not declare in needs/ });
 });

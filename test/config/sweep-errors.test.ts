@@ -1,5 +1,5 @@
-import test from 'ava';
-import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, writeFile, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -25,14 +25,15 @@ axes:
   seed: [1, 2]
 `;
 
-async function dir(): Promise<string> {
+async function dir(t: ExecutionContext): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'lf-cfg-'));
+  t.teardown(() => rm(d, { recursive: true, force: true }));
   await writeFile(join(d, 'data.txt'), 'hello\nworld\n');
   return d;
 }
 
-async function issuesOf(yaml: string) {
-  const d = await dir();
+async function issuesOf(t: ExecutionContext, yaml: string) {
+  const d = await dir(t);
   const file = join(d, 'sweep.yaml');
   await writeFile(file, yaml);
   try {
@@ -45,7 +46,7 @@ async function issuesOf(yaml: string) {
 }
 
 test('a valid sweep expands to deterministic cells with defaults applied', async (t) => {
-  const d = await dir();
+  const d = await dir(t);
   await writeFile(join(d, 'sweep.yaml'), VALID);
   const s = await loadSweep(join(d, 'sweep.yaml'), pipelineDefs);
   t.deepEqual(s.cells.map((c) => c.id), ['model=a,task=t,seed=1', 'model=a,task=t,seed=2', 'model=b,task=t,seed=1', 'model=b,task=t,seed=2']);
@@ -55,7 +56,7 @@ test('a valid sweep expands to deterministic cells with defaults applied', async
 });
 
 test('zip, exclude and stage-setting axes', async (t) => {
-  const d = await dir();
+  const d = await dir(t);
   const yaml = VALID.replace('axes:\n  model: [a, b]\n  seed: [1, 2]\n', 'axes:\n  model: [a, b]\n  seed: [1, 2]\n  stages.profile.top: [3, 4]\nzip: [[model, seed]]\nexclude:\n  - { model: b, stages.profile.top: 4 }\n');
   await writeFile(join(d, 'sweep.yaml'), yaml);
   const s = await loadSweep(join(d, 'sweep.yaml'), pipelineDefs);
@@ -85,7 +86,7 @@ const cases: Array<{ name: string; yaml: string; line: number; field: string; me
 
 for (const c of cases) {
   test(`invalid sweep: ${c.name} → file:line, field, expectation`, async (t) => {
-    const { file, issues, message } = await issuesOf(c.yaml);
+    const { file, issues, message } = await issuesOf(t, c.yaml);
     const hit = issues.find((i) => i.field === c.field);
     t.truthy(hit, `expected an issue on ${c.field}; got:\n${message}`);
     t.is(hit!.file, file);
@@ -97,7 +98,7 @@ for (const c of cases) {
 }
 
 test('the CLI prints invalid sweeps as one clear message, exit code 2, no stack trace', async (t) => {
-  const d = await dir();
+  const d = await dir(t);
   await mkdir(join(d, 'home'));
   const file = join(d, 'bad.yaml');
   await writeFile(file, VALID.replace('model: [a, b]', 'model: [a, zz]'));

@@ -1,6 +1,6 @@
 /** The gradient store's shard format: dense units and sparse word-embedding rows round-trip exactly; mismatches are DataErrors. */
 import test from 'ava';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeShard, encodeShard, readDenseSet, readEmbeddingSet, GRADIENT_STORE_FORMAT, type GradientIndex, type GradientUnit, type DecodedShard } from '../../src/influence/gradient-store.ts';
@@ -43,7 +43,9 @@ test('a shard whose unit has the wrong width, or misses a unit, is a DataError',
 });
 
 test('whole sets from committed shards: rows in order across shards', async (t) => {
-  const store = new ArtifactStore(await mkdtemp(join(tmpdir(), 'lf-gs-')));
+  const dir = await mkdtemp(join(tmpdir(), 'lf-gs-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new ArtifactStore(dir);
   const s0 = shard(3, 3), s1 = shard(2, 4);
   const f0 = await store.commitShard('k', 0, encodeShard(s0, units, D));
   const f1 = await store.commitShard('k', 1, encodeShard(s1, units, D));

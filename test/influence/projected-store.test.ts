@@ -7,7 +7,7 @@
  * follows; absent, keys are what they were).
  */
 import test from 'ava';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,7 +127,9 @@ test('a shard with projected units round-trips; the index says stored and origin
   const back = decodeShard(encodeShard(s, STORED, EMB_STORED.D), STORED, 'shard', EMB_STORED.D);
   for (const u of STORED) t.deepEqual(back.dense.get(u.unit), s.dense.get(u.unit));
   t.deepEqual(back.embedding!.map((e) => [...e.values]), s.embedding!.map((e) => [...e.values]));
-  const store = new ArtifactStore(await mkdtemp(join(tmpdir(), 'lf-proj-')));
+  const dir = await mkdtemp(join(tmpdir(), 'lf-proj-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new ArtifactStore(dir);
   const { ref, index } = await commitStore(store, 'kp', SHARDS, true);
   const read = await readGradientIndex(store, ref);
   t.true(isProjected(read));
@@ -152,7 +154,9 @@ test('BF16 values: half the bytes, every value within bfloat16 rounding (2⁻⁸
 });
 
 test('index checks: format /1 is read as before; inconsistent or unknown records are DataErrors', async (t) => {
-  const store = new ArtifactStore(await mkdtemp(join(tmpdir(), 'lf-proj-')));
+  const dir = await mkdtemp(join(tmpdir(), 'lf-proj-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new ArtifactStore(dir);
   const { index: plain } = await commitStore(store, 'k1', SHARDS, false);
   t.is(checkGradientIndex(plain), plain);
   t.false(isProjected(plain));
@@ -180,6 +184,7 @@ test('index checks: format /1 is read as before; inconsistent or unknown records
 
 test('the influence stage reads a projected store: λ from the original size, scores from the stored rows; layer_scores follows', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-proj-inf-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const store = new ArtifactStore(join(home, 'store'));
   const { ref, index } = await commitStore(store, 'kg', SHARDS, true);
   const [train, val] = [await readDenseSet(store, index, 'train'), await readDenseSet(store, index, 'influence')];
@@ -220,6 +225,7 @@ test('the influence stage reads a projected store: λ from the original size, sc
 
 test('a projected store whose shards keep the exact ‖g‖² gives DataInf exactly the unprojected λ', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-proj-n2-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const store = new ArtifactStore(join(home, 'store'));
   const rowsSq = (g: ArrayLike<number>, rows: number, d: number) => Float64Array.from({ length: rows }, (_, i) => { let x = 0; for (let k = 0; k < d; k++) x += g[i * d + k] ** 2; return x; });
   // The projected shards as the gradients stage writes them: n2.<unit> = ‖g‖² of each original row.
@@ -244,6 +250,7 @@ test('a projected store whose shards keep the exact ‖g‖² gives DataInf exac
 
 test('the influence stage on an unprojected (format /1) store is unchanged: the engine’s own λ', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-proj-inf1-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const store = new ArtifactStore(join(home, 'store'));
   const { ref, index } = await commitStore(store, 'kg1', SHARDS, false);
   const train = await readDenseSet(store, index, 'train'), val = await readDenseSet(store, index, 'influence');
@@ -259,6 +266,7 @@ test('the influence stage on an unprojected (format /1) store is unchanged: the 
 
 test('the gradients stage with projection and BF16 (tiny model): each stored row is the projection of the full gradient', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-proj-stage-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const store = new ArtifactStore(join(home, 'store'));
   const task = join(home, 'task.jsonl');
   const words = ['free money', 'meeting at noon', 'win a prize now', 'lunch tomorrow', 'cheap pills', 'project notes', 'claim your reward', 'see you soon'];
@@ -330,6 +338,7 @@ test('the gradients stage with projection and BF16 (tiny model): each stored row
 
 test('cache key: projection keys gradients and what follows, not what precedes; absent, the slice has no trace of it', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'lf-proj-plan-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const yaml = (grad: string) => `sweep: k
 pipeline: ndr
 models:

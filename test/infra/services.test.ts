@@ -1,6 +1,6 @@
 /** The embedded services bind 127.0.0.1 by default, and their status says who can reach them. */
 import test from 'ava';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bindNote, serviceStatus } from '../../infra/services.ts';
@@ -19,7 +19,9 @@ test('the default addresses are loopback, and a status carries its bind note', a
   const e = resolveEnv({}, {});
   t.is(e.temporalAddress, '127.0.0.1:7233');
   t.is(e.mlflowUri, 'http://127.0.0.1:5000');
-  const s = await serviceStatus(await mkdtemp(join(tmpdir(), 'lf-svc-')), 'mlflow', e.mlflowUri);
+  const home = await mkdtemp(join(tmpdir(), 'lf-svc-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
+  const s = await serviceStatus(home, 'mlflow', e.mlflowUri);
   t.false(s.running);
   t.is(s.bind, 'bound to 127.0.0.1 (this machine only)');
 });

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError, MissingArtifactError } from '../../src/errors.ts';
@@ -97,6 +97,7 @@ test('GGUF: SmolLM2-135M-Instruct loads with its config and tokenizer and predic
 
 test('missing or unreadable models: MissingArtifactError naming the id, the path and what was expected', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'lf-load-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const nowhere = join(dir, 'nope');
   await t.throwsAsync(M.loadModel({ id: 'ghost', path: nowhere }), {
     instanceOf: MissingArtifactError,

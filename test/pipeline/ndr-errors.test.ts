@@ -4,8 +4,8 @@
  * model path), at the stage otherwise (too few samples per class, a task file with a bad line, a
  * packaged model that was never fetched). Stages run here alone, on a fake context: no services.
  */
-import test from 'ava';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,8 +32,9 @@ stages:
   ${over.stages ?? 'data: { noise: 0.2 }'}
 `;
 
-async function planError(yaml: string): Promise<SweepConfigError> {
+async function planError(t: ExecutionContext, yaml: string): Promise<SweepConfigError> {
   const d = await mkdtemp(join(tmpdir(), 'lf-ndr-bad-'));
+  t.teardown(() => rm(d, { recursive: true, force: true }));
   await writeFile(join(d, 'sweep.yaml'), yaml);
   const err = await loadSweep(join(d, 'sweep.yaml'), { ndr: ndrDef }).then(() => undefined, (e: unknown) => e);
   if (!(err instanceof SweepConfigError)) throw new Error(`expected a SweepConfigError, got ${String(err)}`);
@@ -41,38 +42,39 @@ async function planError(yaml: string): Promise<SweepConfigError> {
 }
 
 test('plan: an unknown influence method names the methods entry, its line and the choices', async (t) => {
-  const e = await planError(sweep({ methods: '- { id: magic, influence: magic }' }));
+  const e = await planError(t, sweep({ methods: '- { id: magic, influence: magic }' }));
   t.is(e.issues[0].field, 'methods[0].influence');
   t.is(e.issues[0].line, 8);
   t.regex(e.message, /tracin.*cosine.*datainf/);
 });
 
 test('plan: an unknown aggregation names stages.ndr.aggregation and the choices', async (t) => {
-  const e = await planError(sweep({ stages: 'ndr: { aggregation: median }' }));
+  const e = await planError(t, sweep({ stages: 'ndr: { aggregation: median }' }));
   t.is(e.issues[0].field, 'stages.ndr.aggregation');
   t.regex(e.message, /vote/);
 });
 
 test('plan: noise outside [0, 1) names stages.data.noise', async (t) => {
   for (const noise of ['1', '-0.1', '1.5']) {
-    const e = await planError(sweep({ stages: `data: { noise: ${noise} }` }));
+    const e = await planError(t, sweep({ stages: `data: { noise: ${noise} }` }));
     t.is(e.issues[0].field, 'stages.data.noise', noise);
   }
 });
 
 test('plan: a model path that does not exist names models[0].path', async (t) => {
-  const e = await planError(sweep({ model: '{ id: gone, path: nowhere/model.gguf }' }));
+  const e = await planError(t, sweep({ model: '{ id: gone, path: nowhere/model.gguf }' }));
   t.is(e.issues[0].field, 'models[0].path');
   t.regex(e.message, /nowhere\/model\.gguf does not exist/);
 });
 
 test('plan: an unknown packaged model names models[0].source', async (t) => {
-  const e = await planError(sweep({ model: '{ id: big, source: llama-70b }' }));
+  const e = await planError(t, sweep({ model: '{ id: big, source: llama-70b }' }));
   t.is(e.issues[0].field, 'models[0].source');
 });
 
-async function fakeContext<S>(over: Partial<StageContext<S>> & { settings: S; slice: Record<string, unknown> }): Promise<StageContext<S>> {
+async function fakeContext<S>(t: ExecutionContext, over: Partial<StageContext<S>> & { settings: S; slice: Record<string, unknown> }): Promise<StageContext<S>> {
   const home = await mkdtemp(join(tmpdir(), 'lf-ndr-ctx-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   return {
     sweep: 's', cellId: 'c', stage: 'data', key: 'k', inputs: {}, store: new ArtifactStore(join(home, 'store')), home, device: 'cpu:0',
     attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, ...over,
@@ -81,26 +83,28 @@ async function fakeContext<S>(over: Partial<StageContext<S>> & { settings: S; sl
 
 test('stage data: a task file with a bad line fails with file:line and the field', async (t) => {
   const d = await mkdtemp(join(tmpdir(), 'lf-ndr-jsonl-'));
+  t.teardown(() => rm(d, { recursive: true, force: true }));
   const file = join(d, 'task.jsonl');
   await writeFile(file, ['{"text": "a", "label": 0}', '{"text": "b", "label": 1}', '{"text": "c", "label": -3}'].join('\n'));
-  const ctx = await fakeContext({ settings: DataSettings.parse({}), slice: { task: { id: 't', source: 'jsonl', path: { path: file, sha256: 'x' } }, seed: 0 } });
+  const ctx = await fakeContext(t, { settings: DataSettings.parse({}), slice: { task: { id: 't', source: 'jsonl', path: { path: file, sha256: 'x' } }, seed: 0 } });
   const err = await t.throwsAsync(data(ctx), { instanceOf: DataError });
   t.regex(err!.message, /task\.jsonl:3:.*label/);
 });
 
 test('stage data: too few samples per class is a ConfigError naming the class and the split', async (t) => {
   const d = await mkdtemp(join(tmpdir(), 'lf-ndr-jsonl-'));
+  t.teardown(() => rm(d, { recursive: true, force: true }));
   const file = join(d, 'task.jsonl');
   const rows = [...Array.from({ length: 20 }, (_, i) => ({ text: `ham ${i}`, label: 0 })), { text: 'spam 0', label: 1 }, { text: 'spam 1', label: 1 }];
   await writeFile(file, rows.map((r) => JSON.stringify(r)).join('\n'));
-  const ctx = await fakeContext({ settings: DataSettings.parse({}), slice: { task: { id: 't', source: 'jsonl', path: file }, seed: 0 } });
+  const ctx = await fakeContext(t, { settings: DataSettings.parse({}), slice: { task: { id: 't', source: 'jsonl', path: file }, seed: 0 } });
   const err = await t.throwsAsync(data(ctx), { instanceOf: ConfigError });
   t.regex(err!.message, /too few samples per class/);
   t.regex(err!.message, /class 1/);
 });
 
 test('stage data: with enough data, the splits, the noisy ids and the duplicates removed are in the artifact', async (t) => {
-  const ctx = await fakeContext({ settings: DataSettings.parse({ trainSize: 50, influenceSize: 10, evaluationSize: 10 }), slice: { task: { id: 'spam', source: 'spam-assassin' }, seed: 3 } });
+  const ctx = await fakeContext(t, { settings: DataSettings.parse({ trainSize: 50, influenceSize: 10, evaluationSize: 10 }), slice: { task: { id: 'spam', source: 'spam-assassin' }, seed: 3 } });
   const r = await data(ctx);
   const ds = JSON.parse(r.files['dataset.json'] as string) as { train: Array<{ label: number; cleanLabel: number }>; noisyIds: number[]; duplicatesRemoved: number };
   t.is(ds.train.length, 50);
@@ -110,7 +114,7 @@ test('stage data: with enough data, the splits, the noisy ids and the duplicates
 });
 
 test('a packaged model that was never fetched: MissingArtifactError naming the model id and the path', async (t) => {
-  const ctx = await fakeContext({ settings: {}, slice: { model: { id: 'smol', source: 'smollm2-135m-instruct' } } });
+  const ctx = await fakeContext(t, { settings: {}, slice: { model: { id: 'smol', source: 'smollm2-135m-instruct' } } });
   const err = await t.throwsAsync(modelOf(ctx), { instanceOf: MissingArtifactError });
   t.regex(err!.message, /smol/);
   t.true(err!.message.includes(join(ctx.home, 'models')), err!.message);

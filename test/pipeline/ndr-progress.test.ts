@@ -7,7 +7,7 @@
  * progress changes no number: the classifier logits equal one predictor call over every sample.
  */
 import test from 'ava';
-import { mkdtemp, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,7 @@ function countsUp(t: import('ava').ExecutionContext, stage: string, beats: Beat[
 
 test('ndr and benchmark (classification): progress per phase, shard, aggregation, layer and batch; numbers unchanged', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-ndr-progress-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const store = new ArtifactStore(join(home, 'store'));
   const task = join(home, 'task.jsonl');
   const words = ['free money', 'meeting at noon', 'win a prize now', 'lunch tomorrow', 'cheap pills', 'project notes', 'claim your reward', 'see you soon'];
@@ -109,6 +110,7 @@ test('ndr and benchmark (classification): progress per phase, shard, aggregation
 test('benchmark (multiple choice, BIG-bench): progress per few documents of each model up to 2 × documents', async (t) => {
   if (!existsSync(join(ASSETS, 'data', 'bigbench', 'english_proverbs'))) return t.fail(`no BIG-bench data under ${ASSETS}: run infra/install.sh`);
   const home = await mkdtemp(join(tmpdir(), 'lf-bm-progress-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   await mkdir(home, { recursive: true });
   await symlink(join(ASSETS, 'data'), join(home, 'data'));
   const store = new ArtifactStore(join(home, 'store'));

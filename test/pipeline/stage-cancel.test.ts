@@ -5,7 +5,7 @@
  * `cancelled`, and nothing is committed for the stage's key.
  */
 import test from 'ava';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -21,6 +21,7 @@ import type { StageImpl } from '../../src/store/stage-context.ts';
 
 test('a cancelled stage rejects with CancelledFailure, is ledgered as cancelled and commits nothing', async (t) => {
   const home = await mkdtemp(join(tmpdir(), 'lf-cancel-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   let started!: () => void;
   const running = new Promise<void>((r) => { started = r; });
   const slow: StageImpl = async (ctx) => {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtemp, readdir, writeFile, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactStore, refOf, FULL_VERIFY_BYTES } from '../../src/store/artifacts.ts';
@@ -24,7 +24,9 @@ test('diffCacheKeyParts names the changed fields', (t) => {
 });
 
 test('commit then lookup verifies; corrupt blobs and manifests are detected, never returned', async (t) => {
-  const store = new ArtifactStore(await mkdtemp(join(tmpdir(), 'lf-store-')));
+  const root = await mkdtemp(join(tmpdir(), 'lf-store-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const store = new ArtifactStore(root);
   const key = stageCacheKey(parts());
   t.is((await store.lookup(key)).status, 'missing');
   const m = await store.commit({ key, parts: parts(), kind: 'text', files: { 'a.txt': 'hello', 'b.bin': { data: new Uint8Array([1, 2, 3]), meta: { dtype: 'U8', shape: [3] } } }, metrics: { n: 1 } });
@@ -51,6 +53,7 @@ test('commit then lookup verifies; corrupt blobs and manifests are detected, nev
 
 test('atomic writes leave no temp files behind', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'lf-store-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
   const store = new ArtifactStore(root);
   await store.commit({ key: 'k', parts: parts(), kind: 'x', files: { f: 'x'.repeat(1000) } });
   const all = await readdir(root, { recursive: true });
@@ -59,6 +62,7 @@ test('atomic writes leave no temp files behind', async (t) => {
 
 test('shards: committed one by one, found again by a retry, a corrupt or torn one is recomputed', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'lf-store-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
   const store = new ArtifactStore(root);
   t.is(await store.committedShard('k', 0), undefined);
   const f0 = await store.commitShard('k', 0, new Uint8Array([1, 2, 3]), { rows: 3 });
@@ -74,6 +78,7 @@ test('shards: committed one by one, found again by a retry, a corrupt or torn on
 
 test('lookup: large blobs are checked by size (hashed by readers), small ones re-hashed', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'lf-store-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
   // The threshold lowered (default FULL_VERIFY_BYTES, 16 MiB) so "large" needs no 16 MiB writes.
   const store = new ArtifactStore(root, { fullVerifyBytes: 4096 });
   t.true(FULL_VERIFY_BYTES > 4096);

@@ -5,7 +5,7 @@
  * expected; the stage is recomputed (runStage in Temporal's mock activity environment) or fails
  * clearly; nothing half-written is ever read as valid. Extends test/store/artifacts.test.ts.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +26,11 @@ import type { StageImpl } from '../../src/store/stage-context.ts';
 
 const parts = (stage = 's'): CacheKeyParts => ({ stage, version: 1, slice: { settings: {} }, upstream: {} });
 const KEY = 'f'.repeat(12) + '0'.repeat(52);
-const newStore = async (options?: ArtifactStoreOptions) => new ArtifactStore(await mkdtemp(join(tmpdir(), 'lf-faults-')), options);
+const newStore = async (t: ExecutionContext, options?: ArtifactStoreOptions) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lf-faults-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return new ArtifactStore(dir, options);
+};
 /** Deterministic bytes, different per seed. */
 const bytesOf = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff);
 const flipByte = async (path: string, at: number) => {
@@ -37,7 +41,7 @@ const flipByte = async (path: string, at: number) => {
 const tempFiles = async (root: string) => (await readdir(root, { recursive: true })).filter((f) => isTempName(f.split('/').pop()!));
 
 test('a truncated blob: the lookup says corrupt naming stage, key, file and both sizes; the reader refuses it', async (t) => {
-  const store = await newStore();
+  const store = await newStore(t);
   const m = await store.commit({ key: KEY, parts: parts('gradients'), kind: 'x', files: { 'index.json': '{"a":' + '1'.repeat(1000) + '}' } });
   const path = store.blobPath(m.files['index.json'].sha256);
   await truncate(path, 600);
@@ -50,7 +54,7 @@ test('a truncated blob: the lookup says corrupt naming stage, key, file and both
 });
 
 test('a truncated shard: the lookup of its stage says corrupt, a retry rejects it, the reader refuses it', async (t) => {
-  const store = await newStore();
+  const store = await newStore(t);
   const f0 = await store.commitShard(KEY, 0, bytesOf(3000, 0), { set: 'train', rows: 2 });
   const f1 = await store.commitShard(KEY, 1, bytesOf(3000, 1), { set: 'train', rows: 2 });
   const m = await store.commit({ key: KEY, parts: parts('gradients'), kind: 'gradients', files: { 'index.json': '{}' } });
@@ -71,7 +75,7 @@ test('a truncated shard: the lookup of its stage says corrupt, a retry rejects i
 });
 
 test('one flipped byte in a small blob: the lookup re-hashes it and says corrupt with both hashes', async (t) => {
-  const store = await newStore();
+  const store = await newStore(t);
   const m = await store.commit({ key: KEY, parts: parts(), kind: 'x', files: { 'w.bin': bytesOf(4096, 3) } });
   const path = store.blobPath(m.files['w.bin'].sha256);
   await flipByte(path, 4000);
@@ -83,8 +87,8 @@ test('one flipped byte in a small blob: the lookup re-hashes it and says corrupt
 
 test('one flipped byte in a large blob: the lookup checks its size only, the reader refuses it and moves it aside, the next lookup misses it', async (t) => {
   // A lowered threshold plays a > 16 MiB blob without writing one.
-  const store = await newStore({ fullVerifyBytes: 1024 });
-  t.is((await newStore()).fullVerifyBytes, FULL_VERIFY_BYTES);
+  const store = await newStore(t, { fullVerifyBytes: 1024 });
+  t.is((await newStore(t)).fullVerifyBytes, FULL_VERIFY_BYTES);
   const data = bytesOf(8192, 4);
   const m = await store.commit({ key: KEY, parts: parts(), kind: 'x', files: { 'g.bin': data } });
   const path = store.blobPath(m.files['g.bin'].sha256);
@@ -102,7 +106,7 @@ test('one flipped byte in a large blob: the lookup checks its size only, the rea
 });
 
 test('resume: a committed shard is reused only when it verifies byte for byte (large shards too)', async (t) => {
-  const store = await newStore({ fullVerifyBytes: 1024 });
+  const store = await newStore(t, { fullVerifyBytes: 1024 });
   const expect = { set: 'train' as const, rows: 4 };
   t.deepEqual(await resumeShard(store, KEY, 0, expect), { compute: 'new' });
   const f0 = await store.commitShard(KEY, 0, bytesOf(4096, 0), expect);
@@ -132,7 +136,7 @@ test('resume: a committed shard is reused only when it verifies byte for byte (l
 });
 
 test('a manifest whose blob is missing: the lookup says corrupt naming the file and its expected size; the reader says it does not exist', async (t) => {
-  const store = await newStore();
+  const store = await newStore(t);
   const m = await store.commit({ key: KEY, parts: parts(), kind: 'x', files: { 'a.txt': 'hello', 'b.txt': 'world!' } });
   const path = store.blobPath(m.files['b.txt'].sha256);
   await rm(path);
@@ -160,7 +164,7 @@ function fullDisk() {
 
 test('a full disk: commit fails with a TransientError naming the file; no manifest, no partial blob, no temp file; a later commit succeeds', async (t) => {
   const { disk, io } = fullDisk();
-  const store = await newStore({ io });
+  const store = await newStore(t, { io });
   const files = { 'a.txt': 'x'.repeat(5000), 'b.bin': bytesOf(3000, 5) };
   disk.full = true;
   const err = await t.throwsAsync(store.commit({ key: KEY, parts: parts(), kind: 'x', files }), { instanceOf: TransientError });
@@ -189,7 +193,7 @@ test('a full disk: commit fails with a TransientError naming the file; no manife
 
 test('a full disk while repairing a corrupt blob or committing a shard: the old bytes stay unusable, the shard uncommitted', async (t) => {
   const { disk, io } = fullDisk();
-  const store = await newStore({ io });
+  const store = await newStore(t, { io });
   const m = await store.commit({ key: KEY, parts: parts(), kind: 'x', files: { 'a.txt': 'hello world' } });
   await writeFile(store.blobPath(m.files['a.txt'].sha256), 'hello_world');
   disk.full = true;
@@ -211,7 +215,7 @@ test('a full disk while repairing a corrupt blob or committing a shard: the old 
 });
 
 test('a crash in the middle of a write leaves only a temp file: lookups, shard records and commits ignore it', async (t) => {
-  const store = await newStore();
+  const store = await newStore(t);
   const f0 = await store.commitShard(KEY, 0, bytesOf(500, 7), { set: 'train', rows: 1 });
   // What a killed writer leaves: half a blob, half a shard record, half a manifest, each under a temp name.
   const half = 'cd'.repeat(32);
@@ -230,8 +234,9 @@ test('a crash in the middle of a write leaves only a temp file: lookups, shard r
 
 interface Ledger { outcome: string; reason?: string; shard?: number }
 
-async function stageHarness(impl: StageImpl) {
+async function stageHarness(t: ExecutionContext, impl: StageImpl) {
   const home = await mkdtemp(join(tmpdir(), 'lf-faults-stage-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
   const def: PipelineDef = { name: 'p', description: '', model: z.object({}), task: z.object({}), stages: [] };
   const { runStage } = createStageActivities({ home, outbox: new TrackingOutbox(paths.outbox(home)), pipelines: async () => ({ p: { def, stages: { s: impl } } }) });
   const stage: StagePlan = {
@@ -245,7 +250,7 @@ async function stageHarness(impl: StageImpl) {
 
 test('runStage: a manifest whose blob is gone is ledgered corrupt (with the reason) and the stage recomputed', async (t) => {
   let runs = 0;
-  const h = await stageHarness(async () => { runs++; return { files: { 'out.txt': 'result' } }; });
+  const h = await stageHarness(t, async () => { runs++; return { files: { 'out.txt': 'result' } }; });
   const first = await h.run();
   t.is(first.status, 'computed');
   const path = h.store.blobPath(first.ref.files['out.txt'].sha256);
@@ -274,7 +279,7 @@ test('runStage, sharded stage: a shard lost or corrupted after the commit makes 
     }
     return { files: { 'index.json': JSON.stringify(entries) }, metrics: { reused, rejected } };
   };
-  const h = await stageHarness(impl);
+  const h = await stageHarness(t, impl);
   const first = await h.run();
   t.deepEqual(computed, [0, 1, 2]);
   const entries = JSON.parse((await h.store.read(first.ref, 'index.json')).toString()) as ArtifactFile[];

@@ -1,5 +1,5 @@
 /** The training loop on a tiny softmax-regression ONNX model (src/onnx + src/autodiff). */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,11 @@ import { loadBestCheckpoint, loadCheckpoint } from '../../src/train/checkpoint.t
 import { evaluateLoss, train, type TrainOptions } from '../../src/train/trainer.ts';
 import { initParams, points, shapes, softmaxObjective, type Point } from './_softmax.ts';
 
-const tmp = () => mkdtemp(join(tmpdir(), 'lf-train-'));
+const tmp = async (t: ExecutionContext) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lf-train-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+};
 const data = { train: points(40, 1), validation: points(16, 2) };
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -58,7 +62,7 @@ test('gradient accumulation (4 micro-batches of 2) equals one batch of 8', async
 
 test('training lowers the validation loss and keeps the best-validation checkpoint', async (t) => {
   const obj = await softmaxObjective();
-  const dir = await tmp();
+  const dir = await tmp(t);
   // 8 training points and a constant, high learning rate: the model overfits after a few epochs, so best ≠ last.
   const evals: { epoch: number; valLoss: number | null; best: boolean }[] = [];
   const r = await train({
@@ -86,7 +90,6 @@ test('training lowers the validation loss and keeps the best-validation checkpoi
   t.is(files.filter((f) => f.startsWith('last-')).length, 1);
   t.is(files.filter((f) => f.startsWith('best-')).length, 1);
   t.true(files.includes('state.json') && files.includes('best.json'));
-  await rm(dir, { recursive: true });
   await obj.release();
 });
 
@@ -99,7 +102,7 @@ test('resume from the last saved step reproduces the uninterrupted run bit for b
   const obj = await softmaxObjective();
   const full = await train(resumable(obj));
   t.is(full.totalSteps, 21); // ceil(40 / 6) = 7 steps per epoch × 3
-  const dir = await tmp();
+  const dir = await tmp(t);
   // Crash after step 9 is done (step 9 is not a checkpoint step; the last save is step 8).
   const crash = new Error('simulated crash');
   await t.throwsAsync(train({ ...resumable(obj, dir), onStep: (s) => { if (s.step === 9) throw crash; } }), { is: crash });
@@ -117,7 +120,7 @@ test('resume from the last saved step reproduces the uninterrupted run bit for b
   t.deepEqual(resumed.best!.params.get('W'), full.best!.params.get('W'));
 
   // stopAtStep at an epoch boundary (RNG moves to the next epoch's draw) then resume.
-  const dir2 = await tmp();
+  const dir2 = await tmp(t);
   const part = await train({ ...resumable(obj, dir2), stopAtStep: 7 });
   t.false(part.finished);
   t.is(part.steps, 7);
@@ -132,8 +135,6 @@ test('resume from the last saved step reproduces the uninterrupted run bit for b
   const { writeFile } = await import('node:fs/promises');
   await writeFile(join(dir2, state.file), 'garbage');
   await t.throwsAsync(train(resumable(obj, dir2)), { message: /sha256 .* does not match/ });
-  await rm(dir, { recursive: true });
-  await rm(dir2, { recursive: true });
   await obj.release();
 });
 
@@ -148,7 +149,7 @@ test('selection by a score: the best epoch by score (ties to the lower loss); a 
   t.is(full.best!.epoch, 2);
   t.is(full.best!.score, 0.9);
   t.deepEqual(full.history.map((h) => h.score), scores);
-  const dir = await tmp();
+  const dir = await tmp(t);
   // Crash in epoch 3 (after epoch 2's checkpoint): the resumed run never re-scores epochs 1–2.
   const crash = new Error('simulated crash');
   await t.throwsAsync(train({ ...resumable(obj, dir), selectScore, onStep: (s) => { if (s.step === 16) throw crash; } }), { is: crash });
@@ -162,7 +163,6 @@ test('selection by a score: the best epoch by score (ties to the lower loss); a 
   const tie = await train({ ...resumable(obj), selectScore: async () => 1 });
   const minLoss = Math.min(...tie.history.map((h) => h.valLoss!));
   t.is(tie.best!.valLoss, minLoss);
-  await rm(dir, { recursive: true });
   await obj.release();
 });
 

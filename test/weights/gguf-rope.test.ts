@@ -5,7 +5,7 @@
  * everything not reproducible is refused with a ConfigError naming the file.
  */
 import test from 'ava';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.ts';
@@ -33,6 +33,10 @@ function llama3Factors(p: { factor: number; lo: number; hi: number; old: number 
   return out;
 }
 
+/** The temporary folders made below, removed after this file's tests. */
+const tmpDirs: string[] = [];
+test.after.always(() => Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true }))));
+
 async function gguf(extra: Kv[], ropeFreqs?: number[]): Promise<string> {
   const kvs: Kv[] = [
     ['general.architecture', V.STRING, 'llama'],
@@ -47,7 +51,9 @@ async function gguf(extra: Kv[], ropeFreqs?: number[]): Promise<string> {
     ...extra,
   ];
   const tensors = ropeFreqs ? [{ name: 'rope_freqs.weight', ne: [ropeFreqs.length], type: GgmlType.F32, data: new Uint8Array(Float32Array.from(ropeFreqs).buffer) }] : [];
-  const p = join(await mkdtemp(join(tmpdir(), 'lf-gguf-rope-')), 'model.gguf');
+  const dir = await mkdtemp(join(tmpdir(), 'lf-gguf-rope-'));
+  tmpDirs.push(dir);
+  const p = join(dir, 'model.gguf');
   await writeFile(p, buildGguf(kvs, tensors));
   return p;
 }

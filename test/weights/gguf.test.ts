@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataError } from '../../src/errors.ts';
@@ -11,8 +11,14 @@ import { buildGguf, type RawGgufTensor } from './gguf-build.ts';
 const FIXTURE = new URL('../fixtures/weights/tiny-llama.gguf', import.meta.url).pathname;
 const EXPECTED = new URL('../fixtures/weights/tiny-llama.expected.json', import.meta.url).pathname;
 
+/** The temporary folders made below, removed after this file's tests. */
+const tmpDirs: string[] = [];
+test.after.always(() => Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true }))));
+
 async function tmpFile(bytes: Uint8Array): Promise<string> {
-  const p = join(await mkdtemp(join(tmpdir(), 'lf-gguf-')), 'x.gguf');
+  const dir = await mkdtemp(join(tmpdir(), 'lf-gguf-'));
+  tmpDirs.push(dir);
+  const p = join(dir, 'x.gguf');
   await writeFile(p, bytes);
   return p;
 }

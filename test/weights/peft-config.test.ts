@@ -1,5 +1,5 @@
-import test from 'ava';
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DataError, MissingArtifactError } from '../../src/errors.ts';
@@ -9,7 +9,11 @@ import { parseHfConfig, readHfConfig } from '../../src/weights/hf-config.ts';
 import { readPeftAdapter, writePeftAdapter, type LoraConfig, type LoraPair } from '../../src/weights/peft.ts';
 import { readSafetensors } from '../../src/weights/safetensors.ts';
 
-const tmp = () => mkdtemp(join(tmpdir(), 'lf-peft-'));
+const tmp = async (t: ExecutionContext) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lf-peft-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+};
 const config: LoraConfig = { r: 2, loraAlpha: 16, loraDropout: 0.05, targetModules: ['q_proj', 'v_proj'], baseModelNameOrPath: 'tiny/llama', taskType: 'CAUSAL_LM' };
 const pair = (inF: number, outF: number, seed: number): LoraPair => ({
   a: { shape: [2, inF], values: Float32Array.from({ length: 2 * inF }, (_, i) => Math.fround(Math.sin(seed + i))) },
@@ -17,7 +21,7 @@ const pair = (inF: number, outF: number, seed: number): LoraPair => ({
 });
 
 test('PEFT adapter: written files follow PEFT layout and read back identical', async (t) => {
-  const dir = await tmp();
+  const dir = await tmp(t);
   const weights = new Map([
     ['model.layers.0.self_attn.q_proj', pair(8, 8, 1)],
     ['model.layers.0.self_attn.v_proj', pair(8, 4, 2)],
@@ -46,7 +50,7 @@ test('PEFT adapter: written files follow PEFT layout and read back identical', a
 });
 
 test('PEFT adapter: rank mismatch, missing half, bad config and missing files are typed errors', async (t) => {
-  const dir = await tmp();
+  const dir = await tmp(t);
   await t.throwsAsync(writePeftAdapter({ dir, config, weights: new Map([['m.q_proj', { a: { shape: [3, 4], values: new Float32Array(12) }, b: { shape: [4, 3], values: new Float32Array(12) } }]]) }),
     { instanceOf: DataError, message: /module "m.q_proj": lora_A is \[3,4\].*r = 2/ });
   await t.throwsAsync(writePeftAdapter({ dir, config: { ...config, r: 0 }, weights: new Map() }), { instanceOf: ConfigError, message: /field "r" is 0; expected a positive integer/ });
@@ -88,7 +92,7 @@ test('config.json: missing and wrong fields name the field and the file', async 
   t.throws(() => parseHfConfig({ ...llama, model_type: 'bert' }), { instanceOf: ConfigError, message: /"model_type" is "bert"; expected one of llama, mistral, qwen2, gpt2/ });
   t.throws(() => parseHfConfig({ ...llama, num_key_value_heads: 5 }), { instanceOf: ConfigError, message: /not a multiple of num_key_value_heads 5/ });
   t.throws(() => parseHfConfig({ ...llama, tie_word_embeddings: 'yes' }), { instanceOf: ConfigError, message: /"tie_word_embeddings" is "yes"; expected true or false/ });
-  const dir = await tmp();
+  const dir = await tmp(t);
   await writeFile(join(dir, 'config.json'), JSON.stringify(llama));
   t.is((await readHfConfig(join(dir, 'config.json'))).numKvHeads, 4);
   await writeFile(join(dir, 'bad.json'), '{');
@@ -118,6 +122,7 @@ test('config.json written by transformers 5 (rope_parameters) keeps rope_theta a
 
 test('a GPT-2 (Conv1D) adapter records fan_in_fan_out and reads back', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'lf-peft-fifo-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const config: LoraConfig = { r: 1, loraAlpha: 2, loraDropout: 0, targetModules: ['c_attn'], baseModelNameOrPath: null, taskType: 'CAUSAL_LM', fanInFanOut: true };
   const weights = new Map<string, LoraPair>([['transformer.h.0.attn.c_attn', { a: { shape: [1, 2], values: new Float32Array([1, 2]) }, b: { shape: [3, 1], values: new Float32Array([3, 4, 5]) } }]]);
   await writePeftAdapter({ dir, config, weights });

@@ -1,5 +1,5 @@
-import test from 'ava';
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import test, { type ExecutionContext } from 'ava';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataError } from '../../src/errors.ts';
@@ -7,7 +7,11 @@ import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../
 import { SafetensorsReader, float32ToRaw, rawToFloat32, readSafetensors, serializeSafetensors, writeSafetensors } from '../../src/weights/safetensors.ts';
 
 const PY_FIXTURE = new URL('../fixtures/weights/py-written.safetensors', import.meta.url).pathname;
-const tmp = () => mkdtemp(join(tmpdir(), 'lf-st-'));
+const tmp = async (t: ExecutionContext) => {
+  const dir = await mkdtemp(join(tmpdir(), 'lf-st-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+};
 const u16 = (bytes: Uint8Array) => Array.from({ length: bytes.length / 2 }, (_, i) => bytes[2 * i] | (bytes[2 * i + 1] << 8));
 
 // Hand-computed bit patterns (IEEE 754 binary16 / bfloat16, round to nearest, ties to even).
@@ -52,7 +56,7 @@ test('BF16 rounding matches hand-computed bit patterns, and decodes exactly', (t
 });
 
 test('round trip of every float/int dtype through a file, with __metadata__', async (t) => {
-  const dir = await tmp();
+  const dir = await tmp(t);
   const p = join(dir, 'm.safetensors');
   const f16v = F16_CASES.map(([v]) => v);
   const bf16v = BF16_CASES.map(([v]) => v);
@@ -112,7 +116,7 @@ function fileWith(header: unknown, dataBytes: number, rawHeader?: string): Uint8
   return out;
 }
 async function expectBad(t: import('ava').ExecutionContext, bytes: Uint8Array, re: RegExp) {
-  const p = join(await tmp(), 'bad.safetensors');
+  const p = join(await tmp(t), 'bad.safetensors');
   await writeFile(p, bytes);
   const err = await t.throwsAsync(readSafetensors(p), { instanceOf: DataError });
   t.regex(err!.message, new RegExp(`^${p}: `));
@@ -137,7 +141,7 @@ test('header validation: overlap, truncation, unknown dtype, holes, bad JSON, si
 });
 
 test('writer rejects bad input and leaves an existing file untouched', async (t) => {
-  const dir = await tmp();
+  const dir = await tmp(t);
   const p = join(dir, 'keep.safetensors');
   await writeSafetensors(p, { x: { dtype: 'F32', shape: [1], values: [1] } });
   const before = await readFile(p);
