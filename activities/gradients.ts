@@ -17,8 +17,9 @@
  * settings are part of the key (absent: the key is what it was before).
  *
  * With `projection.calibration: N` (src/influence/calibration-basis.ts) each dense unit keeps the
- * coordinates of its gradient in the span of the first N training samples' gradients exactly and
- * randomly projects only the rest: the first training shards wait in memory until N rows exist, the
+ * coordinates of its gradient in the span of the first N training samples' gradients (with
+ * 'influence': of all influence samples' gradients, whose shards then come first) exactly and
+ * randomly projects only the rest: the first shards wait in memory until N rows exist, the
  * basis is committed (like a shard, numbered after the last one, in the store's dtype), then they and
  * every later shard are projected with exactly the stored basis. A retry reuses a basis that
  * verifies; without one it recomputes every shard, since those committed were projected with it.
@@ -78,7 +79,9 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   // What the shards store: each unit as computed, or projected (its record says how). A calibrated
   // store's records get their basis ranks once the basis exists (from the first training shards).
   const pr = s.projection;
-  const calibration = pr?.calibration !== undefined ? Math.min(pr.calibration, ds.train.length) : 0;
+  // Calibrated: the basis comes from the first `calibration` rows of `calibrationSet`, whose shards are computed first.
+  const calibrationSet: GradientSet = pr?.calibration === 'influence' ? 'influence' : 'train';
+  const calibration = pr?.calibration === undefined ? 0 : pr.calibration === 'influence' ? ds.influence.length : Math.min(pr.calibration, ds.train.length);
   const recordsWith = (ranks?: Map<string, number>): GradientUnit[] => units.map((u) => {
     const projection = pr ? unitProjection(u.unit, u.d, pr, calibration ? 'calibrated' : 'rademacher', ranks?.get(u.unit)) : undefined;
     return projection ? { ...u, d: projection.to, projection } : u;
@@ -87,9 +90,11 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   const weProjection = pr && embedding && pr.embedding ? unitProjection(embedding.unit, embedding.D, pr, 'rademacher-rows') : undefined;
   const storedEmbedding = embedding && weProjection ? { ...embedding, D: weProjection.to, d: embedding.vocab * weProjection.to, projection: weProjection } : embedding;
 
-  // Shard plan: train shards first, then influence shards; numbering is global and deterministic.
+  // Shard plan: train shards first, then influence shards (influence first when they calibrate the
+  // projection); numbering is global and deterministic.
   const plan: Array<{ set: GradientSet; rowOffset: number; rows: M.Sample[] }> = [];
-  for (const [set, list] of [['train', ds.train], ['influence', ds.influence]] as const) {
+  const sets = [['train', ds.train], ['influence', ds.influence]] as const;
+  for (const [set, list] of calibrationSet === 'influence' ? [sets[1], sets[0]] : sets) {
     const samples = (list as Parameters<typeof encodeFor>[2][]).map((e) => encodeFor(model.tokenizer, rec, e));
     for (let o = 0; o < samples.length; o += s.shardSize) plan.push({ set, rowOffset: o, rows: samples.slice(o, o + s.shardSize) });
   }
@@ -107,11 +112,11 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   let trustShards = true;
   if (calibration) {
     const b = await ctx.store.shardStatus(ctx.key, basisIndex);
-    if (b.status === 'ok' && b.file.meta?.set === 'basis' && b.file.meta.rows === calibration) {
+    if (b.status === 'ok' && b.file.meta?.set === 'basis' && b.file.meta.rows === calibration && b.file.meta.from === calibrationSet) {
       const ranks = new Map(Object.entries((b.file.meta.ranks ?? {}) as Record<string, number>));
       stored = recordsWith(ranks);
       basis = decodeBasis(await ctx.store.readBlob(b.file, 'gradient basis'), stored, 'gradient basis');
-      basisEntry = { ...b.file, index: basisIndex, samples: calibration };
+      basisEntry = { ...b.file, index: basisIndex, samples: calibration, set: calibrationSet };
     } else {
       trustShards = false;
     }
@@ -151,7 +156,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
   };
 
-  /** The basis from the first `calibration` training rows of the pending shards; committed, then those shards. */
+  /** The basis from the first `calibration` rows of the pending shards (the calibration set's); committed, then those shards. */
   const makeBasis = async (): Promise<void> => {
     const bases = new Map<string, Float64Array>(), ranks = new Map<string, number>();
     for (const u of stored) {
@@ -171,8 +176,8 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     stored = recordsWith(ranks);
     const bytes = encodeBasis(bases, stored, s.dtype ?? 'F32', calibration);
     basis = decodeBasis(bytes, stored, 'gradient basis'); // project with exactly what is stored (BF16-rounded when BF16)
-    const file = await ctx.store.commitShard(ctx.key, basisIndex, bytes, { set: 'basis', rows: calibration, ranks: Object.fromEntries(ranks) });
-    basisEntry = { ...file, index: basisIndex, samples: calibration };
+    const file = await ctx.store.commitShard(ctx.key, basisIndex, bytes, { set: 'basis', from: calibrationSet, rows: calibration, ranks: Object.fromEntries(ranks) });
+    basisEntry = { ...file, index: basisIndex, samples: calibration, set: calibrationSet };
     for (const c of pending.splice(0)) await commit(c);
   };
 
@@ -215,15 +220,15 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
       for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
       const c: Computed = { i, dense, losses, we };
       if (calibration && !basis) {
-        // The calibration samples are the first training rows: hold their shards until the basis exists.
+        // The calibration samples are the first rows of the plan: hold their shards until the basis exists.
         pending.push(c);
-        calibrationRows += p.set === 'train' ? p.rows.length : 0;
+        calibrationRows += p.set === calibrationSet ? p.rows.length : 0;
         if (calibrationRows >= calibration) await makeBasis();
         continue;
       }
       await commit(c);
     }
-    if (pending.length) throw new DataError(`gradients: ${pending.length} shard(s) computed but the calibration basis was never made (calibration ${calibration}, training rows ${calibrationRows})`);
+    if (pending.length) throw new DataError(`gradients: ${pending.length} shard(s) computed but the calibration basis was never made (calibration ${calibration} ${calibrationSet} rows, ${calibrationRows} computed)`);
   } finally {
     await runner?.release();
     await projector?.release();

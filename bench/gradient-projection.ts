@@ -27,7 +27,7 @@
  *            2 epochs; no WE, no head.
  *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
  *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
- * Environment: BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
+ * Environment: BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
  * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_TASKS [winowhy,spam], BENCH_THREADS
  * [all cores], LAYERFLOW_HOME [.layerflow], BENCH_HOME [a fresh temporary folder, removed after; a
  * folder given here is kept, and stages already in it are reused (marked "cached": not timings)].
@@ -45,8 +45,9 @@ import { data, DataSettings } from '../activities/data.ts';
 import { finetune, FinetuneSettings } from '../activities/finetune.ts';
 import { gradients, GradientSettings } from '../activities/gradients.ts';
 import { influence, InfluenceSettings, type ScoresMeta } from '../activities/influence.ts';
-import { encodeShard, readGradientIndex, readShard, GRADIENT_STORE_FORMAT_COMPRESSED, type GradientDtype, type GradientIndex, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
-import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { decodeBasis, encodeBasis, encodeShard, readDenseSet, readGradientIndex, readShard, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientDtype, type GradientIndex, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { calibratedRank, ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
+import { calibrationBasis } from '../src/influence/calibration-basis.ts';
 import { GradientProjector } from '../src/influence/projection-engine.ts';
 import { scoreVariant } from '../src/influence/layer-scores.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../src/weights/safetensors.ts';
@@ -65,6 +66,9 @@ const DTYPES = list('BENCH_DTYPES', 'BF16') as GradientDtype[];
 const STAGE_DTYPE = (process.env.BENCH_STAGE_DTYPE ?? 'BF16') as GradientDtype;
 for (const d of [...DTYPES, STAGE_DTYPE]) if (d !== 'F32' && d !== 'BF16') throw new Error(`BENCH_DTYPES / BENCH_STAGE_DTYPE: "${d}"; expected F32 or BF16`);
 const THREADS = envInt('BENCH_THREADS', availableParallelism());
+/** Calibration sizes to compare (0 = a plain random projection; N = projection.calibration N, calibration-basis.ts). */
+const CALIBRATIONS = list('BENCH_CALIBRATION', '0,16,influence').map((x) => (x === 'influence' ? x : Number(x)));
+for (const c of CALIBRATIONS) if (c !== 'influence' && !(Number.isInteger(c) && c >= 0)) throw new Error(`BENCH_CALIBRATION: "${c}"; expected 0, a sample count or influence`);
 /** exact (default, what the gradients stage writes): DataInf λ from the rows' exact ‖g‖²; estimate: from the projected rows (stores written before). */
 const EXACT_NORMS = (process.env.BENCH_NORMS ?? 'exact') !== 'estimate';
 const METHODS = ['datainf', 'tracin'] as const;
@@ -107,7 +111,29 @@ const took = (r: { seconds: number; cached: boolean }) => `${r.seconds.toFixed(1
 // ---- the full store compressed shard by shard (what the stage does per shard, on stored gradients) ----
 async function compress(store: ArtifactStore, full: GradientIndex, settings: ProjectionSettings, dtype: GradientDtype, key: string): Promise<{ ref: ArtifactRef; index: GradientIndex; seconds: number }> {
   const projector = await GradientProjector.create({ device: 'cpu:0', threads: THREADS });
-  const units: GradientUnit[] = full.units.map((u) => { const p = unitProjection(u.unit, u.d, settings); return p ? { ...u, d: p.to, projection: p } : u; });
+  const set = settings.calibration === 'influence' ? 'influence' as const : 'train' as const;
+  const N = settings.calibration === undefined ? 0 : settings.calibration === 'influence' ? full.sets.influence.n : settings.calibration;
+  // Calibrated: the basis of each unit from the first N rows of the calibration set, as the stage makes it.
+  let basis: Map<string, Float32Array> | undefined, basisEntry: BasisEntry | undefined;
+  const records = (ranks?: Map<string, number>): GradientUnit[] => full.units.map((u) => { const p = unitProjection(u.unit, u.d, settings, N ? 'calibrated' : 'rademacher', ranks?.get(u.unit)); return p ? { ...u, d: p.to, projection: p } : u; });
+  let units = records();
+  const t0 = performance.now();
+  if (N) {
+    const train = await readDenseSet(store, full, set);
+    const bases = new Map<string, Float64Array>(), ranks = new Map<string, number>();
+    for (const u of units) {
+      if (u.projection?.kind !== 'calibrated') continue;
+      const b = calibrationBasis(train.get(u.unit)!.data.subarray(0, N * u.projection.from), N, u.projection.from, calibratedRank(u.projection.to, N));
+      bases.set(u.unit, b.U);
+      ranks.set(u.unit, b.rank);
+    }
+    units = records(ranks);
+    const bytes = encodeBasis(bases, units, dtype, N);
+    basis = decodeBasis(bytes, units, 'basis');
+    const index = full.sets.train.shards.length + full.sets.influence.shards.length;
+    basisEntry = { ...(await store.commitShard(key, index, bytes, { set: 'basis', from: set, rows: N })), index, samples: N, set };
+  }
+  const basisSeconds = (performance.now() - t0) / 1000;
   const e = full.embedding;
   const weP = e && settings.embedding ? unitProjection(e.unit, e.D, settings, 'rademacher-rows') : undefined;
   const emb = e && weP ? { ...e, D: weP.to, d: e.vocab * weP.to, projection: weP } : e;
@@ -121,7 +147,9 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
         if (!u.projection) continue;
         const g = s.dense.get(u.unit)!;
         if (EXACT_NORMS) normSq.set(u.unit, Float64Array.from({ length: s.rows }, (_, r) => rowNormSq(g, r, u.projection!.from)));
-        s.dense.set(u.unit, await projector.project({ unit: u.unit, ...u.projection }, g, s.rows));
+        s.dense.set(u.unit, u.projection.kind === 'calibrated'
+          ? await projector.projectCalibrated(u.unit, u.projection, basis!.get(u.unit)!, g, s.rows)
+          : await projector.project({ unit: u.unit, ...u.projection }, g, s.rows));
       }
       if (EXACT_NORMS && weP && s.embedding) normSq.set(e!.unit, Float64Array.from(s.embedding, (x) => sparseNormSq(x)));
       if (normSq.size) s.normSq = normSq;
@@ -141,11 +169,11 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
     await projector.release();
   }
   const index: GradientIndex = {
-    ...full, format: GRADIENT_STORE_FORMAT_COMPRESSED, dtype, units, embedding: emb, projection: settings,
+    ...full, format: GRADIENT_STORE_FORMAT_COMPRESSED, dtype, units, embedding: emb, projection: settings, ...(basisEntry ? { basis: basisEntry } : {}),
     sets: { train: { n: full.sets.train.n, shards: shards.filter((x) => x.set === 'train') }, influence: { n: full.sets.influence.n, shards: shards.filter((x) => x.set === 'influence') } },
   };
   const m = await store.commit({ key, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: { 'index.json': JSON.stringify(index) } });
-  return { ref: refOf(m), index, seconds: projector.seconds };
+  return { ref: refOf(m), index, seconds: projector.seconds + basisSeconds };
 }
 
 // ---- statistics ----
@@ -187,13 +215,15 @@ function meanRows(x: Float32Array, m: number, n: number): Float64Array {
   return out;
 }
 
-interface Compare { perLayer: number[]; entries: number[]; quality: number; extra: string[] }
-function compare(full: Scores, proj: Scores): Compare {
-  const perLayer: number[] = [], entries: number[] = [], sFull: number[] = [], sProj: number[] = [];
+interface Compare { perLayer: number[]; heldOut: number[]; entries: number[]; quality: number; extra: string[] }
+/** `skip`: the calibration samples (the first training rows), left out of `heldOut`. */
+function compare(full: Scores, proj: Scores, skip: number): Compare {
+  const perLayer: number[] = [], heldOut: number[] = [], entries: number[] = [], sFull: number[] = [], sProj: number[] = [];
   for (const [l, f] of full.layers) {
     const p = proj.layers.get(l)!;
     const [mf, mp] = [meanRows(f, full.m, full.n), meanRows(p, full.m, full.n)];
     perLayer.push(spearman(mf, mp));
+    heldOut.push(spearman(mf.subarray(skip), mp.subarray(skip)));
     entries.push(spearman(f, p));
     sFull.push(scoreVariant(mf, '+VE'));
     sProj.push(scoreVariant(mp, '+VE'));
@@ -206,10 +236,12 @@ function compare(full: Scores, proj: Scores): Compare {
     const p = proj.units.get(unit)!.data;
     extra.push(`${f.kind === 'embedding' ? 'WE' : 'CL'} ${spearman(meanRows(f.data, full.m, full.n), meanRows(p, full.m, full.n)).toFixed(3)} / ${spearman(f.data, p).toFixed(3)}`);
   }
-  return { perLayer, entries, quality: spearman(sFull, sProj), extra };
+  return { perLayer, heldOut, entries, quality: spearman(sFull, sProj), extra };
 }
 
+/** Shard bytes (the values per sample); the basis file of a calibrated store is counted apart. */
 const bytesOf = (ix: GradientIndex) => [...ix.sets.train.shards, ...ix.sets.influence.shards].reduce((a, s) => a + s.size, 0);
+const basisBytes = (ix: GradientIndex) => ix.basis?.size ?? 0;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 
 async function benchTask(name: string, spec: TaskSpec): Promise<void> {
@@ -241,14 +273,18 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
       fullScores.set(method, await readScores(store, r.ref));
     }
     console.log('');
-    console.log(`| factor | dtype | seed | stored values / sample (dense) | store | ratio | projection (s) | DataInf ρ per layer min / median | DataInf ρ entries min / median | DataInf ρ of S_l | TracIn ρ per layer min / median | TracIn ρ entries min / median | TracIn ρ of S_l | DataInf: λ deviation; WE, CL ρ (mean / entries) |`);
-    console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    const perSample = bytesOf(fullIndex) / (n + m);
+    console.log(`full store ${mib(bytesOf(fullIndex))} = ${(perSample / 1024).toFixed(1)} KiB per sample; "ratio" = shard bytes, full / compressed; "with basis" adds a calibrated store's basis file, here (${n + m} samples) and at 3000 samples (the issue's size)`);
+    console.log(`ρ per layer "held out" leaves the calibration samples (the first N training rows, whose scores a calibrated store keeps almost exactly) out of the ranking`);
+    console.log('');
+    console.log(`| calibration N | factor | dtype | seed | stored values / sample (dense) | store | ratio | basis | ratio with basis: here / 3000 samples | projection (s) | DataInf ρ per layer min / median | DataInf ρ per layer held out min / median | DataInf ρ entries min / median | DataInf ρ of S_l | TracIn ρ per layer min / median | TracIn ρ per layer held out min / median | TracIn ρ entries min / median | TracIn ρ of S_l | DataInf: λ deviation; WE, CL ρ (mean / entries) |`);
+    console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
     let checkedStage = false;
-    for (const dtype of DTYPES) for (const factor of FACTORS) {
+    for (const calibration of CALIBRATIONS) for (const dtype of DTYPES) for (const factor of FACTORS) {
       for (const seed of SEEDS) {
-        const settings = ProjectionSettings.parse({ factor, seed });
-        const c = await compress(store, fullIndex, settings, dtype, `bench-compressed-${factor}-${dtype}-${seed}-${Date.now()}`);
-        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE) {
+        const settings = ProjectionSettings.parse({ factor, seed, ...(calibration ? { calibration } : {}) });
+        const c = await compress(store, fullIndex, settings, dtype, `bench-compressed-${calibration}-${factor}-${dtype}-${seed}-${Date.now()}`);
+        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE && !calibration) {
           // The offline compression is what the stage writes: same values (to float32 matmul rounding).
           let maxRel = 0;
           for (const [a, b] of [[c.index, stagedIndex]] as const) {
@@ -265,13 +301,15 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
           checkedStage = true;
           console.log(`(stage-written store at factor ${factor}, ${dtype}, seed 1 vs this compression of the full store: max |Δ| / max |value| per unit ${maxRel.toExponential(1)})`);
         }
-        const cols: string[] = [String(factor), dtype, String(seed), String(c.index.units.reduce((a, u) => a + u.d, 0)), mib(bytesOf(c.index)), `${(bytesOf(fullIndex) / bytesOf(c.index)).toFixed(1)}×`, c.seconds.toFixed(2)];
+        const b = basisBytes(c.index), cs = bytesOf(c.index), at3000 = (x: number) => (3000 * x) / (n + m);
+        const cols: string[] = [String(calibration || '–'), String(factor), dtype, String(seed), String(c.index.units.reduce((a, u) => a + u.d, 0)), mib(cs), `${(bytesOf(fullIndex) / cs).toFixed(1)}×`, b ? mib(b) : '–',
+          b ? `${(bytesOf(fullIndex) / (cs + b)).toFixed(1)}× / ${(at3000(bytesOf(fullIndex)) / (at3000(cs) + b)).toFixed(1)}×` : '–', c.seconds.toFixed(2)];
         let extra: string[] = [];
         for (const method of METHODS) {
           const r = await runStage(store, home, 'influence', influence, InfluenceSettings.parse({}), { method: { id: method, influence: method, dampingScale: 0.1 } }, { gradients: c.ref });
-          const cmp = compare(fullScores.get(method)!, await readScores(store, r.ref));
-          const ok = cmp.perLayer.filter((x) => x >= 0.95).length;
-          cols.push(`${Math.min(...cmp.perLayer).toFixed(3)} / ${median(cmp.perLayer).toFixed(3)} (${ok}/${cmp.perLayer.length} ≥ 0.95)`, `${Math.min(...cmp.entries).toFixed(3)} / ${median(cmp.entries).toFixed(3)}`, cmp.quality.toFixed(3));
+          const cmp = compare(fullScores.get(method)!, await readScores(store, r.ref), calibration === 'influence' ? 0 : calibration);
+          const summary = (xs: number[]) => `${Math.min(...xs).toFixed(3)} / ${median(xs).toFixed(3)} (${xs.filter((x) => x >= 0.95).length}/${xs.length} ≥ 0.95)`;
+          cols.push(summary(cmp.perLayer), summary(cmp.heldOut), `${Math.min(...cmp.entries).toFixed(3)} / ${median(cmp.entries).toFixed(3)}`, cmp.quality.toFixed(3));
           if (process.env.BENCH_DETAIL) console.log(`  ${method} ρ per layer: ${cmp.perLayer.map((x) => x.toFixed(3)).join(' ')}`);
           if (method === 'datainf') extra = cmp.extra;
         }
@@ -289,7 +327,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
 const ortVersion = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
 console.log(`# gradient projection benchmark ${new Date().toISOString().slice(0, 10)}`);
 console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}; onnxruntime-node ${ortVersion}; threads ${THREADS}`);
-console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1), k = ⌈d / factor⌉; WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d and ${EXACT_NORMS ? "each row's exact ‖g‖² (kept in the shard)" : "the projected rows' ‖Pg‖² (an estimate)"}; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
+console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1), k = ⌈d / factor⌉, or calibrated (N given: the span of the first N training gradients kept exactly, up to ⌊k/2⌋ directions, the residual projected); WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d and ${EXACT_NORMS ? "each row's exact ‖g‖² (kept in the shard)" : "the projected rows' ‖Pg‖² (an estimate)"}; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
 for (const name of list('BENCH_TASKS', 'winowhy,spam')) {
   if (!TASKS[name]) throw new Error(`BENCH_TASKS: unknown task "${name}"; expected ${Object.keys(TASKS).join(', ')}`);
   await benchTask(name, TASKS[name]);

@@ -78,10 +78,11 @@ export interface GradientIndex {
   basis?: BasisEntry;
 }
 
-/** The basis file of a calibrated store: committed like a shard (record number `index`, after the last gradient shard), from the first `samples` training samples. */
+/** The basis file of a calibrated store: committed like a shard (record number `index`, after the last gradient shard), from the first `samples` rows of `set`. */
 export interface BasisEntry extends ArtifactFile {
   index: number;
   samples: number;
+  set: GradientSet;
 }
 
 export const GRADIENT_BASIS_FORMAT = 'layerflow.gradient-basis/1';

@@ -60,11 +60,14 @@ export const ProjectionSettings = z.strictObject({
   /** Project the word-embedding rows too (false: store them unprojected). */
   embedding: z.boolean().default(true),
   /**
-   * Calibrated projection (calibration-basis.ts): the gradients of the first N training samples span a
-   * basis per dense unit (up to min(N, ⌊k/2⌋) directions) whose coordinates are stored exactly; the
-   * rest of the k values randomly project what lies outside it. Absent: a plain random projection.
+   * Calibrated projection (calibration-basis.ts): the gradients of the first N training samples — or,
+   * with 'influence', of the whole influence set — span a basis per dense unit (up to ⌊k/2⌋ directions)
+   * whose coordinates are stored exactly; the rest of the k values randomly project what lies outside
+   * it. 'influence' makes every inner product with an influence gradient exact (TracIn, cosine, each
+   * NDR matrix entry) but ties the store to its influence set, as the stage key already does; N keeps
+   * the store query-independent (LESS-style). Absent: a plain random projection.
    */
-  calibration: z.number().int().min(1).optional(),
+  calibration: z.union([z.number().int().min(1), z.literal('influence')]).optional(),
 }).refine((p) => (p.dim === undefined) !== (p.factor === undefined), {
   message: 'expected exactly one of dim (stored values per unit, e.g. 144) or factor (shrink factor per unit, e.g. 16)',
 });

@@ -23,6 +23,7 @@ import { finetune, FinetuneSettings } from '../../activities/finetune.ts';
 import { gradients, GradientSettings } from '../../activities/gradients.ts';
 import { influence, InfluenceSettings } from '../../activities/influence.ts';
 import { DataError } from '../../src/errors.ts';
+import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
 
 const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
 
@@ -195,6 +196,33 @@ test('the gradients stage with projection.calibration (tiny model): basis commit
   const ri = JSON.parse(rebuilt.files['index.json'] as string) as GradientIndex;
   t.deepEqual(ri.units, pi.units);
   t.is(ri.basis!.sha256, pi.basis!.sha256, 'the same basis again (deterministic)');
+
+  // calibration 'influence': influence shards first, the basis spans every influence gradient, so each
+  // TracIn entry ⟨v_j, g_k⟩ of the dense units (and so of every layer) is exact (up to float32),
+  // whatever the random part does; the sparse WE rows stay randomly projected
+  const inflSettings = GradientSettings.parse({ shardSize: 3, projection: { factor: 4, seed: 3, calibration: 'influence' } });
+  const ir = await run(gradients, ctxOf(store, home, 'gradients', inflSettings, slice, { data: ds, finetune: ft }));
+  const ii = await readGradientIndex(store, ir);
+  t.deepEqual({ set: ii.basis!.set, samples: ii.basis!.samples }, { set: 'influence', samples: 4 });
+  t.true(Math.max(...ii.sets.influence.shards.map((x) => x.index)) < Math.min(...ii.sets.train.shards.map((x) => x.index)), 'influence shards come first');
+  const tracin = async (g: ArtifactRef) => {
+    const r = await run(influence, ctxOf(store, home, 'influence', InfluenceSettings.parse({}), { ...slice, ...method }, { gradients: g }));
+    const { tensors } = parseSafetensorsBytes(await store.read(r, 'scores.safetensors'), 'scores');
+    return new Map([...tensors].map(([name, x]) => [name, rawToFloat32(x, name)]));
+  };
+  const [exact, calibrated] = [await tracin(full), await tracin(ir)];
+  let worstEntry = 0;
+  const perTensor: string[] = [];
+  for (const [name, x] of exact) {
+    if (name.includes('embed_tokens')) continue; // WE rows are randomly projected (rademacher-rows), never calibrated
+    const y = calibrated.get(name)!;
+    const scale = Math.max(1e-30, ...x.map(Math.abs));
+    let w = 0;
+    x.forEach((v, q) => { w = Math.max(w, Math.abs(y[q] - v) / scale); });
+    perTensor.push(`${name} ${w.toExponential(1)}`);
+    worstEntry = Math.max(worstEntry, w);
+  }
+  t.true(worstEntry < 1e-4, `TracIn on the influence-calibrated store off by ${worstEntry} of the largest score`);
 
   // an index whose calibrated units have no basis record is refused
   const { basis: _b, ...noBasis } = pi;

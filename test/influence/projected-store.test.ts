@@ -173,7 +173,7 @@ test('index checks: format /1 is read as before; inconsistent or unknown records
   bad((x) => { x.units[1].projection!.generator = 'other/1' as never; }, /generator "other\/1"/);
   bad((x) => { x.units[1].projection!.kind = 'rademacher-rows'; }, /expected rademacher or calibrated$/);
   bad((x) => { x.units[1].projection!.kind = 'calibrated'; x.units[1].projection!.rank = 2; }, /calibrated, but the index has no basis file record/);
-  bad((x) => { x.units[1].projection!.kind = 'calibrated'; x.units[1].projection!.rank = x.units[1].d; x.basis = { index: 3, sha256: 'ab', size: 1, samples: 2 }; }, /rank \d+; expected an integer in/);
+  bad((x) => { x.units[1].projection!.kind = 'calibrated'; x.units[1].projection!.rank = x.units[1].d; x.basis = { index: 3, sha256: 'ab', size: 1, samples: 2, set: 'train' }; }, /rank \d+; expected an integer in/);
   bad((x) => { x.embedding!.d = 7; }, /embedding unit emb has d = 7/);
   bad((x) => { x.embedding!.D = 5; }, /emb is projected to 4 values but stores 5/);
   bad((x) => { x.dtype = 'F16' as never; }, /dtype "F16"; expected F32 or BF16/);
