@@ -28,7 +28,7 @@
  *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
  *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
  * Environment: BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
- * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_TASKS [winowhy,spam], BENCH_THREADS
+ * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_STAGE_CALIBRATION [0: none; N or influence], BENCH_TASKS [winowhy,spam], BENCH_THREADS
  * [all cores], LAYERFLOW_HOME [.layerflow], BENCH_HOME [a fresh temporary folder, removed after; a
  * folder given here is kept, and stages already in it are reused (marked "cached": not timings)].
  */
@@ -64,6 +64,8 @@ const SEEDS = list('BENCH_SEEDS', '1,2,3').map(Number);
 const STAGE_FACTOR = envInt('BENCH_STAGE_FACTOR', 10);
 const DTYPES = list('BENCH_DTYPES', 'BF16') as GradientDtype[];
 const STAGE_DTYPE = (process.env.BENCH_STAGE_DTYPE ?? 'BF16') as GradientDtype;
+/** The timed stage run's projection.calibration (0: none). */
+const STAGE_CALIBRATION: number | 'influence' = process.env.BENCH_STAGE_CALIBRATION === 'influence' ? 'influence' : Number(process.env.BENCH_STAGE_CALIBRATION ?? 0);
 for (const d of [...DTYPES, STAGE_DTYPE]) if (d !== 'F32' && d !== 'BF16') throw new Error(`BENCH_DTYPES / BENCH_STAGE_DTYPE: "${d}"; expected F32 or BF16`);
 const THREADS = envInt('BENCH_THREADS', availableParallelism());
 /** Calibration sizes to compare (0 = a plain random projection; N = projection.calibration N, calibration-basis.ts). */
@@ -258,14 +260,14 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
     const inputs = { data: ds.ref, finetune: ft.ref };
     const full = await runStage(store, home, 'gradients', gradients, GradientSettings.parse(spec.gradients), slice, inputs);
     const fullIndex = await readGradientIndex(store, full.ref);
-    const stageSettings = GradientSettings.parse({ ...spec.gradients, projection: { factor: STAGE_FACTOR, seed: 1 }, ...(STAGE_DTYPE !== 'F32' ? { dtype: STAGE_DTYPE } : {}) });
+    const stageSettings = GradientSettings.parse({ ...spec.gradients, projection: { factor: STAGE_FACTOR, seed: 1, ...(STAGE_CALIBRATION ? { calibration: STAGE_CALIBRATION } : {}) }, ...(STAGE_DTYPE !== 'F32' ? { dtype: STAGE_DTYPE } : {}) });
     const staged = await runStage(store, home, 'gradients', gradients, stageSettings, slice, inputs);
     const stagedIndex = await readGradientIndex(store, staged.ref);
     const n = fullIndex.sets.train.n, m = fullIndex.sets.influence.n;
     const dense = fullIndex.units.reduce((a, u) => a + u.d, 0);
     console.log(`finetune ${took(ft)} (best influence loss ${(ft.result.metrics!.best_influence_loss as number).toFixed(4)}); ${n} train × ${m} influence samples; ${fullIndex.units.length} dense units (${dense} values per sample)${fullIndex.embedding ? ` + WE rows of ${fullIndex.embedding.D}` : ''}`);
     console.log(`gradients stage, full store: ${took(full)} (${((n + m) / full.seconds).toFixed(2)} samples/s), ${mib(bytesOf(fullIndex))}`);
-    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1 }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
+    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1${STAGE_CALIBRATION ? `, calibration: ${STAGE_CALIBRATION}` : ''} }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
 
     const fullScores = new Map<string, Scores>();
     for (const method of METHODS) {
@@ -284,12 +286,12 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
       for (const seed of SEEDS) {
         const settings = ProjectionSettings.parse({ factor, seed, ...(calibration ? { calibration } : {}) });
         const c = await compress(store, fullIndex, settings, dtype, `bench-compressed-${calibration}-${factor}-${dtype}-${seed}-${Date.now()}`);
-        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE && !calibration) {
+        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE && calibration === STAGE_CALIBRATION) {
           // The offline compression is what the stage writes: same values (to float32 matmul rounding).
           let maxRel = 0;
           for (const [a, b] of [[c.index, stagedIndex]] as const) {
-            for (const [i, sh] of a.sets.train.shards.entries()) {
-              const [x, y] = [await readShard(store, a, sh), await readShard(store, b, b.sets.train.shards[i])];
+            for (const [i, sh] of [...a.sets.train.shards, ...a.sets.influence.shards].entries()) {
+              const [x, y] = [await readShard(store, a, sh), await readShard(store, b, [...b.sets.train.shards, ...b.sets.influence.shards][i])];
               for (const u of a.units) {
                 const [p, q] = [x.dense.get(u.unit)!, y.dense.get(u.unit)!];
                 let num = 0, den = 0;
@@ -299,7 +301,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
             }
           }
           checkedStage = true;
-          console.log(`(stage-written store at factor ${factor}, ${dtype}, seed 1 vs this compression of the full store: max |Δ| / max |value| per unit ${maxRel.toExponential(1)})`);
+          console.log(`(stage-written store at factor ${factor}, ${dtype}, seed 1${calibration ? `, calibration ${calibration}` : ''} vs this compression of the full store: max |Δ| / max |value| per unit ${maxRel.toExponential(1)})`);
         }
         const b = basisBytes(c.index), cs = bytesOf(c.index), at3000 = (x: number) => (3000 * x) / (n + m);
         const cols: string[] = [String(calibration || '–'), String(factor), dtype, String(seed), String(c.index.units.reduce((a, u) => a + u.d, 0)), mib(cs), `${(bytesOf(fullIndex) / cs).toFixed(1)}×`, b ? mib(b) : '–',
@@ -317,7 +319,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
         console.log(`| ${cols.join(' | ')} |`);
       }
     }
-    if (!checkedStage) console.log(`(BENCH_FACTORS / BENCH_DTYPES have no ${STAGE_FACTOR} / ${STAGE_DTYPE}: the stage-written store was not compared)`);
+    if (!checkedStage) console.log(`(BENCH_FACTORS / BENCH_DTYPES / BENCH_CALIBRATION have no ${STAGE_FACTOR} / ${STAGE_DTYPE} / ${STAGE_CALIBRATION}: the stage-written store was not compared)`);
     console.log('');
   } finally {
     if (!keep) await rm(home, { recursive: true, force: true });
