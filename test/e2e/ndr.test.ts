@@ -150,3 +150,44 @@ test.serial('e2e NDR: changing the aggregation re-runs only ndr, retrain and ben
   t.deepEqual(computed, ['benchmark', 'ndr', 'retrain']);
   t.deepEqual(cached, ['data', 'finetune', 'gradients', 'influence']);
 });
+
+test.serial('e2e NDR: a calibrated compressed gradient store inside the pipeline — only gradients and what follows re-run; TracIn equal to the full store\'s', async (t) => {
+  const { stack } = t.context;
+  // The same sweep as the first test (its stages cached), the gradient store projected to ⌈d/4⌉ values
+  // per unit with the influence set's span kept exactly (projection.calibration: influence).
+  const projected = tinyNdrSweep('ndr-tiny-proj', 'axes:\n  method: [tracin]\n  stages.ndr.aggregation: [mean]\n')
+    .replace('gradients: { shardSize: 16, batchSize: 8 }', 'gradients: { shardSize: 16, batchSize: 8, projection: { factor: 4, seed: 1, calibration: influence } }');
+  const plan = await planFile(await writeSweepFile(stack, 'ndr-tiny-proj', projected));
+  const r = (await (await submitSweep(stack.client, stack.env, plan)).result()) as SweepResult;
+  t.is(r.succeeded, 1);
+  const lines = await ledger(stack.env, 'ndr-tiny-proj');
+  t.deepEqual(lines.filter((l) => l.outcome === 'computed').map((l) => l.stage).sort(), ['benchmark', 'gradients', 'influence', 'ndr', 'retrain']);
+  t.deepEqual(lines.filter((l) => l.outcome === 'cached').map((l) => l.stage).sort(), ['data', 'finetune']);
+
+  const store = new ArtifactStore(paths.store(stack.env.home));
+  const manifestOf = async (p: typeof plan, method: string, stage: string) => {
+    const cell = p.cells.find((c) => c.axes.method === method && (c.axes['stages.ndr.aggregation'] ?? 'mean') === 'mean')!;
+    return ((await store.lookup(cell.stages.find((x) => x.name === stage)!.key)) as { manifest: Manifest }).manifest;
+  };
+  const grads = await manifestOf(plan, 'tracin', 'gradients');
+  const index = await store.readJson<{ format: string; basis?: { set: string; samples: number }; units: Array<{ projection?: { kind: string } }> }>(grads, 'index.json');
+  t.is(index.format, 'layerflow.gradients/2');
+  t.deepEqual({ set: index.basis?.set, samples: index.basis?.samples }, { set: 'influence', samples: 8 });
+  t.true(index.units.every((u) => u.projection?.kind === 'calibrated'));
+  t.true(grads.metrics.basis_bytes > 0);
+
+  // TracIn of every dense unit equals the full store's (the first test's, same data and checkpoint).
+  const fullPlan = await planFile(join(stack.dir, 'ndr-tiny', 'sweep.yaml'));
+  const tensorsOf = async (m: Manifest) => {
+    const meta = await store.readJson<{ units: Array<{ unit: string; kind: string; tensor: string }> }>(m, 'scores.json');
+    const { tensors } = parseSafetensorsBytes(await store.read(m, 'scores.safetensors'));
+    return new Map(meta.units.filter((u) => u.kind !== 'embedding').map((u) => [u.unit, rawToFloat32(tensors.get(u.tensor)!)]));
+  };
+  const [full, calibrated] = [await tensorsOf(await manifestOf(fullPlan, 'tracin', 'influence')), await tensorsOf(await manifestOf(plan, 'tracin', 'influence'))];
+  t.true(full.size > 8);
+  for (const [unit, x] of full) {
+    const y = calibrated.get(unit)!;
+    const scale = Math.max(...x.map(Math.abs));
+    t.true(x.every((v, q) => Math.abs(y[q] - v) <= 1e-5 * scale), `${unit}: TracIn on the calibrated store differs from the full store's`);
+  }
+});
