@@ -158,7 +158,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
 
   /** The basis from the first `calibration` rows of the pending shards (the calibration set's); committed, then those shards. */
   const makeBasis = async (): Promise<void> => {
-    const bases = new Map<string, Float64Array>(), ranks = new Map<string, number>();
+    const bases = new Map<string, Float32Array>(), ranks = new Map<string, number>();
     for (const u of stored) {
       if (u.projection?.kind !== 'calibrated') continue;
       const G = new Float32Array(calibration * u.projection.from);
@@ -170,7 +170,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         if (o === calibration) break;
       }
       const b = calibrationBasis(G, calibration, u.projection.from, calibratedRank(u.projection.to, calibration));
-      bases.set(u.unit, b.U);
+      bases.set(u.unit, Float32Array.from(b.U)); // float32 at once: all units' bases are held until the file is written
       ranks.set(u.unit, b.rank);
     }
     stored = recordsWith(ranks);
