@@ -7,25 +7,18 @@
  * basis, a retry reusing basis and shards, and a retry without the basis recomputing every shard.
  */
 import test from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { rm } from 'node:fs/promises';
 import { calibratedProjectReference, calibrationBasis } from '../../src/influence/calibration-basis.ts';
 import { GradientProjector } from '../../src/influence/projection-engine.ts';
 import { calibratedRank, ProjectionSettings, projectionRows, randomPart, unitProjection } from '../../src/influence/projection.ts';
 import { checkGradientIndex, readBasis, readDenseSet, readGradientIndex, type GradientIndex } from '../../src/influence/gradient-store.ts';
 import { createRng } from '../../src/data/random.ts';
-import { ArtifactStore, refOf, type ArtifactRef } from '../../src/store/artifacts.ts';
-import type { StageContext, StageImpl } from '../../src/store/stage-context.ts';
-import { data, DataSettings } from '../../activities/data.ts';
-import { finetune, FinetuneSettings } from '../../activities/finetune.ts';
+import { refOf, type ArtifactRef } from '../../src/store/artifacts.ts';
 import { gradients, GradientSettings } from '../../activities/gradients.ts';
+import { ctxOf, run, tinyUpstream } from './_tiny-stages.ts';
 import { influence, InfluenceSettings } from '../../activities/influence.ts';
 import { DataError } from '../../src/errors.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
-
-const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
 
 /** rows × d, each row Σ_c coef · b_c over `rank` random directions (+ noise when given). */
 function lowRank(rows: number, d: number, rank: number, seed: number, noise = 0): Float64Array {
@@ -117,25 +110,8 @@ test('calibrated projection: inner products exact inside the span, the random pa
   }
 });
 
-let keyCount = 0;
-function ctxOf<S>(store: ArtifactStore, home: string, stage: string, s: S, slice: Record<string, unknown>, inputs: Record<string, ArtifactRef>, key = `k-${stage}-${++keyCount}`): StageContext<S> {
-  return { sweep: 's', cellId: 'c', stage, key, inputs, store, home, device: 'cpu:0', threads: 1, attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, settings: s, slice };
-}
-async function run<S>(impl: StageImpl<S>, ctx: StageContext<S>): Promise<ArtifactRef> {
-  const r = await impl(ctx);
-  return refOf(await ctx.store.commit({ key: ctx.key, parts: { stage: ctx.stage, version: 1, slice: {}, upstream: {} }, kind: ctx.stage, files: r.files }));
-}
-
 test('the gradients stage with projection.calibration (tiny model): basis committed first, rows = calibrated projection of the full gradients, retries', async (t) => {
-  const home = await mkdtemp(join(tmpdir(), 'lf-calib-stage-'));
-  t.teardown(() => rm(home, { recursive: true, force: true }));
-  const store = new ArtifactStore(join(home, 'store'));
-  const task = join(home, 'task.jsonl');
-  const words = ['free money', 'meeting at noon', 'win a prize now', 'lunch tomorrow', 'cheap pills', 'project notes', 'claim your reward', 'see you soon'];
-  await writeFile(task, Array.from({ length: 16 }, (_, i) => JSON.stringify({ text: `${words[i % 8]} ${i}`, label: i % 2 ? 'ham' : 'spam' })).join('\n'));
-  const slice = { task: { id: 't', source: 'jsonl', path: task }, seed: 0, model: { id: 'tiny', path: TINY } };
-  const ds = await run(data, ctxOf(store, home, 'data', DataSettings.parse({ noise: 0.2, trainSize: 8, influenceSize: 4, evaluationSize: 4 }), slice, {}));
-  const ft = await run(finetune, ctxOf(store, home, 'finetune', FinetuneSettings.parse({ epochs: 1, batchSize: 8, maxLength: 12 }), slice, { data: ds }));
+  const { home, store, slice, ds, ft } = await tinyUpstream(t, 'lf-calib-stage-');
   const full = await run(gradients, ctxOf(store, home, 'gradients', GradientSettings.parse({ shardSize: 3 }), slice, { data: ds, finetune: ft }));
   // calibration 5 > shardSize 3: the first two training shards wait for the basis
   const settings = GradientSettings.parse({ shardSize: 3, projection: { factor: 4, seed: 3, calibration: 5 } });

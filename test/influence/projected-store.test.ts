@@ -7,10 +7,9 @@
  * follows; absent, keys are what they were).
  */
 import test from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   checkGradientIndex, decodeShard, encodeShard, isProjected, originalD, readDenseSet, readEmbeddingSet, readGradientIndex, readShard,
   GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type DecodedShard, type GradientIndex, type GradientUnit,
@@ -19,22 +18,19 @@ import { PROJECTION_GENERATOR, projectedDamping, ProjectionSettings, projectRows
 import { influenceMatrixReference } from '../../src/influence/reference-matrix.ts';
 import { sparseInfluenceMatrix, sparseNormSq, type SparseRowGradient } from '../../src/influence/sparse-rows.ts';
 import { ArtifactStore, refOf, type ArtifactRef } from '../../src/store/artifacts.ts';
-import type { StageContext, StageImpl } from '../../src/store/stage-context.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
 import { DataError } from '../../src/errors.ts';
 import { createRng } from '../../src/data/random.ts';
 import { influence, InfluenceSettings, type ScoresMeta } from '../../activities/influence.ts';
 import { layer_scores, LayerScoreSettings, type LayerScoresJson } from '../../activities/layer-scores.ts';
-import { data, DataSettings } from '../../activities/data.ts';
-import { finetune, FinetuneSettings } from '../../activities/finetune.ts';
 import { gradients, GradientSettings } from '../../activities/gradients.ts';
+import { ctxOf, run, TINY, tinyUpstream } from './_tiny-stages.ts';
 import { ndr, NdrSettings } from '../../activities/ndr.ts';
 import { parseSweep } from '../../src/config/sweep.ts';
 import { planSweep } from '../../src/config/plan.ts';
 import { SweepConfigError } from '../../src/config/errors.ts';
 import { ndrDef } from '../../pipelines/ndr.ts';
 
-const TINY = fileURLToPath(new URL('../../configs/models/tiny-llama', import.meta.url));
 
 // ---- a synthetic store: original gradients of low rank (as per-example gradients are), projected ----
 
@@ -111,15 +107,6 @@ async function commitStore(store: ArtifactStore, key: string, shards: Array<{ se
 
 const SHARDS = [{ set: 'train' as const, s: originalShard(5, 1) }, { set: 'train' as const, s: originalShard(4, 2) }, { set: 'influence' as const, s: originalShard(3, 3) }];
 
-let keyCount = 0;
-function ctxOf<S>(store: ArtifactStore, home: string, stage: string, s: S, slice: Record<string, unknown>, inputs: Record<string, ArtifactRef>): StageContext<S> {
-  return { sweep: 's', cellId: 'c', stage, key: `k-${stage}-${++keyCount}`, inputs, store, home, device: 'cpu:0', threads: 1, attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, settings: s, slice };
-}
-
-async function run<S>(impl: StageImpl<S>, ctx: StageContext<S>): Promise<ArtifactRef> {
-  const r = await impl(ctx);
-  return refOf(await ctx.store.commit({ key: ctx.key, parts: { stage: ctx.stage, version: 1, slice: {}, upstream: {} }, kind: ctx.stage, files: r.files }));
-}
 
 test('a shard with projected units round-trips; the index says stored and original sizes', async (t) => {
   t.deepEqual(STORED.map((u) => u.d), [24, 12, 24, 3]);
@@ -265,15 +252,7 @@ test('the influence stage on an unprojected (format /1) store is unchanged: the 
 });
 
 test('the gradients stage with projection and BF16 (tiny model): each stored row is the projection of the full gradient', async (t) => {
-  const home = await mkdtemp(join(tmpdir(), 'lf-proj-stage-'));
-  t.teardown(() => rm(home, { recursive: true, force: true }));
-  const store = new ArtifactStore(join(home, 'store'));
-  const task = join(home, 'task.jsonl');
-  const words = ['free money', 'meeting at noon', 'win a prize now', 'lunch tomorrow', 'cheap pills', 'project notes', 'claim your reward', 'see you soon'];
-  await writeFile(task, Array.from({ length: 16 }, (_, i) => JSON.stringify({ text: `${words[i % 8]} ${i}`, label: i % 2 ? 'ham' : 'spam' })).join('\n'));
-  const slice = { task: { id: 't', source: 'jsonl', path: task }, seed: 0, model: { id: 'tiny', path: TINY } };
-  const ds = await run(data, ctxOf(store, home, 'data', DataSettings.parse({ noise: 0.2, trainSize: 8, influenceSize: 4, evaluationSize: 4 }), slice, {}));
-  const ft = await run(finetune, ctxOf(store, home, 'finetune', FinetuneSettings.parse({ epochs: 1, batchSize: 8, maxLength: 12 }), slice, { data: ds }));
+  const { home, store, slice, ds, ft } = await tinyUpstream(t, 'lf-proj-stage-');
   const full = await run(gradients, ctxOf(store, home, 'gradients', GradientSettings.parse({ shardSize: 5 }), slice, { data: ds, finetune: ft }));
   const pSettings = GradientSettings.parse({ shardSize: 5, projection: { factor: 8, seed: 3 }, dtype: 'BF16' });
   const pctx = ctxOf(store, home, 'gradients', pSettings, slice, { data: ds, finetune: ft });
