@@ -41,6 +41,19 @@ export interface Stack {
 export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack> {
   const dir = await mkdtemp(join(tmpdir(), 'lf-e2e-'));
   const home = join(dir, 'home');
+  let pool: WorkerPool | undefined;
+  try {
+    return await startIn(dir, home, opts, (p) => (pool = p));
+  } catch (e) {
+    // A failed start leaves nothing running (ava would hang on a live server) and no folder behind.
+    await pool?.shutdown().catch(() => undefined);
+    await Promise.all([stopService(home, 'temporal').catch(() => undefined), stopService(home, 'mlflow').catch(() => undefined)]);
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function startIn(dir: string, home: string, opts: { worker?: boolean }, started: (pool: WorkerPool) => void): Promise<Stack> {
   // The fetched models and BIG-bench tasks (infra/install.sh) are shared, read-only, with the temp home.
   await mkdir(home, { recursive: true });
   for (const sub of ['models', 'data']) {
@@ -65,6 +78,7 @@ export async function startStack(opts: { worker?: boolean } = {}): Promise<Stack
   const pool: WorkerPool = opts.worker === false
     ? { done: Promise.resolve(), shutdown: async () => undefined, flushTracking: async () => undefined }
     : await startWorkerPool(env, { deliveryIntervalMs: 250 });
+  started(pool);
   const connection = await Connection.connect({ address: env.temporalAddress });
   const client = new Client({ connection });
   return {
