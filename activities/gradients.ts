@@ -133,14 +133,19 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   /** Project (when asked) and commit one computed shard. */
   const commit = async ({ i, dense, losses, we }: Computed): Promise<void> => {
     const p = plan[i];
-    // A projected store keeps each row's exact ‖g‖² of every projected unit: DataInf's λ stays exact.
+    // Every shard keeps each row's exact ‖g‖² per unit (projected or not; BF16 or not): the influence
+    // engine takes them instead of a norm pass, and on a projected store DataInf's λ, its weights and
+    // cosine's denominators stay those of the unprojected gradients.
     const normSq = new Map<string, Float64Array>();
+    for (const u of units) {
+      const g = dense.get(u.unit)!;
+      normSq.set(u.unit, Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.d)));
+    }
     if (pr) {
       projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
       for (const u of stored) {
         if (!u.projection) continue;
         const g = dense.get(u.unit)!;
-        normSq.set(u.unit, Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.projection!.from)));
         dense.set(u.unit, u.projection.kind === 'calibrated'
           ? await projector.projectCalibrated(u.unit, u.projection, basis!.get(u.unit)!, g, p.rows.length)
           : await projector.project({ unit: u.unit, ...u.projection }, g, p.rows.length));

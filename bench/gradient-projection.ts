@@ -146,9 +146,9 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
       // As the stage does (unless BENCH_NORMS=estimate): each row's exact ‖g‖² kept beside its projection.
       const normSq = new Map<string, Float64Array>();
       for (const u of units) {
-        if (!u.projection) continue;
         const g = s.dense.get(u.unit)!;
-        if (EXACT_NORMS) normSq.set(u.unit, Float64Array.from({ length: s.rows }, (_, r) => rowNormSq(g, r, u.projection!.from)));
+        if (EXACT_NORMS) normSq.set(u.unit, Float64Array.from({ length: s.rows }, (_, r) => rowNormSq(g, r, u.projection?.from ?? u.d)));
+        if (!u.projection) continue;
         s.dense.set(u.unit, u.projection.kind === 'calibrated'
           ? await projector.projectCalibrated(u.unit, u.projection, basis!.get(u.unit)!, g, s.rows)
           : await projector.project({ unit: u.unit, ...u.projection }, g, s.rows));

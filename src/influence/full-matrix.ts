@@ -366,7 +366,10 @@ export class InfluenceEngine {
 
     // v = c · Σ_j v_j is formed in the same run as the dot products (c = 1/m for the mean; 1 for the sum or a given vector).
     const c = validation instanceof Float64Array || reduction === 'sum' ? 1 : 1 / val.n;
-    const { dot, normSq, v } = await this.rowStats(train, { c, V: val }, method !== 'tracin', 'training gradients');
+    // Known norms (train.normSq): the dot products alone, one GEMV pass.
+    const stats = await this.rowStats(train, { c, V: val }, method !== 'tracin' && !train.normSq, 'training gradients');
+    const { dot, v } = stats;
+    const normSq = train.normSq ?? stats.normSq;
     const vv = vecDot(v!, v!);
     if (!Number.isFinite(vv)) {
       checkInputs(suspects);
@@ -399,8 +402,9 @@ export class InfluenceEngine {
     return Y;
   }
 
-  /** ‖x_i‖² of every row (float64), via rowStats over cache-sized blocks; checked finite. */
+  /** ‖x_i‖² of every row (float64): the record's own `normSq` when given (checked with its shape), else rowStats over cache-sized blocks; checked finite. */
   private async rowNorms(x: UnitGradients, what: string, row0 = x.rowOffset ?? 0): Promise<Float64Array> {
+    if (x.normSq) return x.normSq;
     return (await this.rowStats(x, undefined, true, what, row0)).normSq!;
   }
 
@@ -613,6 +617,6 @@ async function forEachChunk(
 export function* rowBlocks(g: UnitGradients, blockRows: number): Generator<UnitGradients> {
   for (let r = 0; r < g.n; r += blockRows) {
     const b = Math.min(blockRows, g.n - r);
-    yield { unit: g.unit, layer: g.layer, kind: g.kind, n: b, d: g.d, data: g.data.subarray(r * g.d, (r + b) * g.d), rowOffset: r };
+    yield { unit: g.unit, layer: g.layer, kind: g.kind, n: b, d: g.d, data: g.data.subarray(r * g.d, (r + b) * g.d), rowOffset: r, ...(g.normSq ? { normSq: g.normSq.subarray(r, r + b) } : {}) };
   }
 }

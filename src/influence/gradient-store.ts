@@ -177,9 +177,10 @@ export interface DecodedShard {
   dense: Map<string, Float32Array>;
   embedding?: SparseRowGradient[];
   /**
-   * Projected stores: per unit (and the embedding unit), each row's exact ‖g‖² of the gradient before
-   * its projection (`n2.<unit>`, F64 [rows]), so DataInf's λ is the unprojected one exactly. Absent in
-   * unprojected stores and in projected stores written before it.
+   * Per unit (and, when projected, the embedding unit), each row's exact ‖g‖² of the gradient before
+   * any projection or BF16 rounding (`n2.<unit>`, F64 [rows]): the influence engine uses them instead of
+   * a norm pass, so on a projected store DataInf's λ and weights and cosine's denominators are the
+   * unprojected ones exactly. Absent in stores written before it (readers then compute the norms).
    */
   normSq?: Map<string, Float64Array>;
 }
@@ -293,17 +294,28 @@ export async function resumeShard(store: ArtifactStore, key: string, index: numb
 export function shardChunks(index: GradientIndex, shard: ShardEntry, d: DecodedShard, only?: Set<string>): UnitGradients[] {
   return index.units
     .filter((u) => !only || only.has(u.unit))
-    .map((u) => ({ unit: u.unit, layer: u.layer, kind: u.kind, n: d.rows, d: u.d, data: d.dense.get(u.unit)!, rowOffset: shard.rowOffset }));
+    .map((u) => {
+      const normSq = d.normSq?.get(u.unit);
+      return { unit: u.unit, layer: u.layer, kind: u.kind, n: d.rows, d: u.d, data: d.dense.get(u.unit)!, rowOffset: shard.rowOffset, ...(normSq ? { normSq } : {}) };
+    });
 }
 
-/** Every dense unit of a whole set in memory: unit → [n × d]. */
+/** Every dense unit of a whole set in memory: unit → [n × d], with each row's exact ‖g‖² (`normSq`) when every shard keeps it. */
 export async function readDenseSet(store: ArtifactStore, index: GradientIndex, set: GradientSet): Promise<Map<string, UnitGradients>> {
   const n = index.sets[set].n;
-  const out = new Map(index.units.map((u) => [u.unit, { unit: u.unit, layer: u.layer, kind: u.kind, n, d: u.d, data: new Float32Array(n * u.d) } as UnitGradients]));
+  const out = new Map(index.units.map((u) => [u.unit, { unit: u.unit, layer: u.layer, kind: u.kind, n, d: u.d, data: new Float32Array(n * u.d), normSq: new Float64Array(n) } as UnitGradients]));
+  const withNorms = new Set(index.units.map((u) => u.unit));
   for (const sh of index.sets[set].shards) {
     const d = await readShard(store, index, sh);
-    for (const u of index.units) (out.get(u.unit)!.data as Float32Array).set(d.dense.get(u.unit)!, sh.rowOffset * u.d);
+    for (const u of index.units) {
+      const g = out.get(u.unit)!;
+      (g.data as Float32Array).set(d.dense.get(u.unit)!, sh.rowOffset * u.d);
+      const n2 = d.normSq?.get(u.unit);
+      if (n2) g.normSq!.set(n2, sh.rowOffset);
+      else withNorms.delete(u.unit);
+    }
   }
+  for (const g of out.values()) if (!withNorms.has(g.unit)) delete g.normSq;
   return out;
 }
 

@@ -33,6 +33,12 @@ export interface UnitGradients extends UnitRef {
   d: number;
   data: Float32Array | Float64Array;
   rowOffset?: number;
+  /**
+   * Each row's ‖g_i‖² when known exactly (the gradient store keeps it: a projected row's norm is that
+   * of the gradient before projection). The engine then uses it instead of a norm pass over the rows:
+   * cosine's denominators and DataInf's 1/(λ + ‖g_i‖²) weights and λ.
+   */
+  normSq?: Float64Array;
 }
 
 /** One score per training sample for one unit, against the reduced validation gradient. */
@@ -67,6 +73,12 @@ export function checkUnitShape(g: UnitGradients, what: string): void {
   }
   if (g.data.length !== g.n * g.d) {
     throw new DataError(`${what} (unit ${g.unit}): data has ${g.data.length} values; expected n·d = ${g.n}·${g.d} = ${g.n * g.d}`);
+  }
+  if (g.normSq !== undefined) {
+    if (!(g.normSq instanceof Float64Array) || g.normSq.length !== g.n) throw new DataError(`${what} (unit ${g.unit}): normSq has ${g.normSq?.length} values; expected a Float64Array of n = ${g.n}`);
+    for (let i = 0; i < g.n; i++) {
+      if (!(Number.isFinite(g.normSq[i]) && g.normSq[i] >= 0)) throw new DataError(`${what} (unit ${g.unit}): normSq of row ${i + (g.rowOffset ?? 0)} is ${g.normSq[i]}; expected a finite number ≥ 0`);
+    }
   }
 }
 

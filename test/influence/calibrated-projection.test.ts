@@ -181,24 +181,23 @@ test('the gradients stage with projection.calibration (tiny model): basis commit
   const ii = await readGradientIndex(store, ir);
   t.deepEqual({ set: ii.basis!.set, samples: ii.basis!.samples }, { set: 'influence', samples: 4 });
   t.true(Math.max(...ii.sets.influence.shards.map((x) => x.index)) < Math.min(...ii.sets.train.shards.map((x) => x.index)), 'influence shards come first');
-  const tracin = async (g: ArtifactRef) => {
-    const r = await run(influence, ctxOf(store, home, 'influence', InfluenceSettings.parse({}), { ...slice, ...method }, { gradients: g }));
+  const scoresOf = async (g: ArtifactRef, influenceMethod: 'tracin' | 'cosine') => {
+    const r = await run(influence, ctxOf(store, home, 'influence', InfluenceSettings.parse({}), { ...slice, method: { id: influenceMethod, influence: influenceMethod, dampingScale: 0.1 } }, { gradients: g }));
     const { tensors } = parseSafetensorsBytes(await store.read(r, 'scores.safetensors'), 'scores');
     return new Map([...tensors].map(([name, x]) => [name, rawToFloat32(x, name)]));
   };
-  const [exact, calibrated] = [await tracin(full), await tracin(ir)];
-  let worstEntry = 0;
-  const perTensor: string[] = [];
-  for (const [name, x] of exact) {
-    if (name.includes('embed_tokens')) continue; // WE rows are randomly projected (rademacher-rows), never calibrated
-    const y = calibrated.get(name)!;
-    const scale = Math.max(1e-30, ...x.map(Math.abs));
-    let w = 0;
-    x.forEach((v, q) => { w = Math.max(w, Math.abs(y[q] - v) / scale); });
-    perTensor.push(`${name} ${w.toExponential(1)}`);
-    worstEntry = Math.max(worstEntry, w);
+  // cosine too: the numerators are exact, and the norms are the stored exact ones (normSq)
+  for (const m of ['tracin', 'cosine'] as const) {
+    const [exact, calibrated] = [await scoresOf(full, m), await scoresOf(ir, m)];
+    let worstEntry = 0;
+    for (const [name, x] of exact) {
+      if (name.includes('embed_tokens')) continue; // WE rows are randomly projected (rademacher-rows), never calibrated
+      const y = calibrated.get(name)!;
+      const scale = Math.max(1e-30, ...x.map(Math.abs));
+      x.forEach((v, q) => { worstEntry = Math.max(worstEntry, Math.abs(y[q] - v) / scale); });
+    }
+    t.true(worstEntry < 1e-4, `${m} on the influence-calibrated store off by ${worstEntry} of the largest score`);
   }
-  t.true(worstEntry < 1e-4, `TracIn on the influence-calibrated store off by ${worstEntry} of the largest score`);
 
   // an index whose calibrated units have no basis record is refused
   const { basis: _b, ...noBasis } = pi;

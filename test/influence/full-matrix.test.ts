@@ -215,6 +215,28 @@ test('positive = helpful: a training gradient aligned with the validation gradie
   }
 }));
 
+test('known row norms (normSq, as the gradient store keeps them) replace the norm pass: equal when exact, used as given otherwise; bad ones are DataErrors', withEngine('float64', async (t, e) => {
+  const train = randomGrads('u', 9, 7, 21), val = randomGrads('u', 3, 7, 22);
+  const norms = (g: UnitGradients) => Float64Array.from({ length: g.n }, (_, i) => { let s = 0; for (let k = 0; k < g.d; k++) s += g.data[i * g.d + k] ** 2; return s; });
+  const known = { ...train, normSq: norms(train) }, knownVal = { ...val, normSq: norms(val) };
+  for (const method of METHODS) {
+    const [a, b] = [await e.influenceMatrix({ method, train, validation: val }), await e.influenceMatrix({ method, train: known, validation: knownVal })];
+    t.true(maxRelErr(b.data, a.data) < 1e-12, `${method} matrix`);
+    const [c, d] = [await e.influenceScores({ method, train, validation: val }), await e.influenceScores({ method, train: known, validation: val })];
+    t.true(maxRelErr(d.scores, c.scores) < 1e-12, `${method} mean-gradient scores`);
+    const streamed = await e.influenceMatrix({ method, train: known, validation: knownVal, blockRows: 4 });
+    t.true(maxRelErr(streamed.data, a.data) < 1e-12, `${method} streamed`);
+  }
+  // Norms 4× the true ones: cosine halves exactly, so the given norms are what the engine used.
+  const scaled = { ...train, normSq: norms(train).map((x) => 4 * x) };
+  const [plain, fromGiven] = [await e.influenceMatrix({ method: 'cosine', train, validation: val }), await e.influenceMatrix({ method: 'cosine', train: scaled, validation: val })];
+  t.true(maxRelErr(fromGiven.data, plain.data.map((x) => x / 2)) < 1e-12);
+  const fromGivenStreamed = await e.influenceMatrix({ method: 'cosine', train: scaled, validation: val, blockRows: 4 });
+  t.true(maxRelErr(fromGivenStreamed.data, plain.data.map((x) => x / 2)) < 1e-12, 'row blocks carry their rows\' norms');
+  await t.throwsAsync(e.influenceMatrix({ method: 'cosine', train: { ...train, normSq: new Float64Array(2) }, validation: val }), { instanceOf: DataError, message: /normSq has 2 values/ });
+  await t.throwsAsync(e.influenceMatrix({ method: 'datainf', train: { ...train, normSq: norms(train).map((x, i) => (i === 4 ? -1 : x)) }, validation: val }), { instanceOf: DataError, message: /normSq of row 4 is -1/ });
+}));
+
 test('cosine is 0 for a zero gradient (as cosine.ts); float64 inputs are converted for a float32 engine', withEngine('float32', async (t, e) => {
   const train: UnitGradients = { unit: 'z', layer: 0, n: 2, d: 2, data: new Float64Array([0, 0, 3, 4]) };
   const val: UnitGradients = { unit: 'z', layer: 0, n: 2, d: 2, data: new Float64Array([1, 0, 0, 0]) };
