@@ -67,7 +67,9 @@ export const ProjectionSettings = z.strictObject({
    * NDR matrix entry) but ties the store to its influence set, as the stage key already does; N keeps
    * the store query-independent (LESS-style). Absent: a plain random projection.
    */
-  calibration: z.union([z.number().int().min(1), z.literal('influence')]).optional(),
+  calibration: z.union([z.number().int().min(1), z.literal('influence')], {
+    error: 'expected a number of training samples (an integer ≥ 1, e.g. 16) or "influence"',
+  }).optional(),
 }).refine((p) => (p.dim === undefined) !== (p.factor === undefined), {
   message: 'expected exactly one of dim (stored values per unit, e.g. 144) or factor (shrink factor per unit, e.g. 16)',
 });

@@ -352,4 +352,15 @@ stages:
   const err2 = await parseSweep(join(dir, 'sweep.yaml'), yaml('{ projection: { dim: 8, sed: 4 } }'), { ndr: ndrDef }).then(() => undefined, (e: unknown) => e);
   t.true(err2 instanceof SweepConfigError);
   t.regex((err2 as SweepConfigError).message, /unknown setting "sed"/);
+  // calibration keys gradients and what follows; a bad value names the field and what is expected
+  const cal = await plan('{ shardSize: 16, projection: { factor: 16, seed: 1, calibration: 16 } }');
+  const inf = await plan('{ shardSize: 16, projection: { factor: 16, seed: 1, calibration: influence } }');
+  for (const s of ['gradients', 'influence', 'ndr']) {
+    t.not(key(cal, s).key, key(a, s).key, s);
+    t.not(key(cal, s).key, key(inf, s).key, s);
+  }
+  t.is(key(cal, 'finetune').key, key(a, 'finetune').key);
+  const err3 = await parseSweep(join(dir, 'sweep.yaml'), yaml('{ projection: { factor: 4, calibration: inflence } }'), { ndr: ndrDef }).then(() => undefined, (e: unknown) => e);
+  t.true(err3 instanceof SweepConfigError);
+  t.regex((err3 as SweepConfigError).message, /stages\.gradients\.projection\.calibration: expected a number of training samples .* or "influence"/);
 });
