@@ -133,9 +133,8 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   /** Project (when asked) and commit one computed shard. */
   const commit = async ({ i, dense, losses, we }: Computed): Promise<void> => {
     const p = plan[i];
-    // Every shard keeps each row's exact ‖g‖² per unit (projected or not; BF16 or not): the influence
-    // engine takes them instead of a norm pass, and on a projected store DataInf's λ, its weights and
-    // cosine's denominators stay those of the unprojected gradients.
+    // Every shard keeps each row's exact ‖g‖² per unit: DataInf's λ on a projected store is the
+    // unprojected one, and on an unprojected F32 store the influence engine skips its norm pass.
     const normSq = new Map<string, Float64Array>();
     for (const u of units) {
       const g = dense.get(u.unit)!;

@@ -178,9 +178,9 @@ export interface DecodedShard {
   embedding?: SparseRowGradient[];
   /**
    * Per unit (and, when projected, the embedding unit), each row's exact ‖g‖² of the gradient before
-   * any projection or BF16 rounding (`n2.<unit>`, F64 [rows]): the influence engine uses them instead of
-   * a norm pass, so on a projected store DataInf's λ and weights and cosine's denominators are the
-   * unprojected ones exactly. Absent in stores written before it (readers then compute the norms).
+   * any projection or BF16 rounding (`n2.<unit>`, F64 [rows]). On a projected store DataInf's λ comes
+   * from them (the unprojected λ exactly); on an unprojected F32 store the influence engine uses them
+   * instead of a norm pass (rowNormsOfStoredRows). Absent in stores written before it.
    */
   normSq?: Map<string, Float64Array>;
 }
@@ -295,16 +295,27 @@ export function shardChunks(index: GradientIndex, shard: ShardEntry, d: DecodedS
   return index.units
     .filter((u) => !only || only.has(u.unit))
     .map((u) => {
-      const normSq = d.normSq?.get(u.unit);
+      const normSq = rowNormsOfStoredRows(index, u) ? d.normSq?.get(u.unit) : undefined;
       return { unit: u.unit, layer: u.layer, kind: u.kind, n: d.rows, d: u.d, data: d.dense.get(u.unit)!, rowOffset: shard.rowOffset, ...(normSq ? { normSq } : {}) };
     });
 }
 
-/** Every dense unit of a whole set in memory: unit → [n × d], with each row's exact ‖g‖² (`normSq`) when every shard keeps it. */
+/**
+ * Whether a unit's kept ‖g‖² (`n2.<unit>`) are the squared norms of its rows as stored — an unprojected
+ * F32 unit — and so may stand in for a norm pass (UnitGradients.normSq). Not for projected or BF16 rows:
+ * DataInf's i = k correction term cancels ⟨v, g_k⟩ only when its weight 1/(λ + ‖g_k‖²) uses the same
+ * ‖g_k‖² as the stored inner products (mixing the exact norm with projected products took the worst
+ * winowhy layer's ρ from 0.96 to 0.45 at factor 10), and a projected cosine is best in its own space.
+ */
+export function rowNormsOfStoredRows(index: GradientIndex, u: GradientUnit): boolean {
+  return !u.projection && index.dtype === 'F32';
+}
+
+/** Every dense unit of a whole set in memory: unit → [n × d], with each row's ‖g‖² (`normSq`) when every shard keeps it and it is the stored rows' (rowNormsOfStoredRows). */
 export async function readDenseSet(store: ArtifactStore, index: GradientIndex, set: GradientSet): Promise<Map<string, UnitGradients>> {
   const n = index.sets[set].n;
   const out = new Map(index.units.map((u) => [u.unit, { unit: u.unit, layer: u.layer, kind: u.kind, n, d: u.d, data: new Float32Array(n * u.d), normSq: new Float64Array(n) } as UnitGradients]));
-  const withNorms = new Set(index.units.map((u) => u.unit));
+  const withNorms = new Set(index.units.filter((u) => rowNormsOfStoredRows(index, u)).map((u) => u.unit));
   for (const sh of index.sets[set].shards) {
     const d = await readShard(store, index, sh);
     for (const u of index.units) {

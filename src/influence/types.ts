@@ -34,9 +34,9 @@ export interface UnitGradients extends UnitRef {
   data: Float32Array | Float64Array;
   rowOffset?: number;
   /**
-   * Each row's ‖g_i‖² when known exactly (the gradient store keeps it: a projected row's norm is that
-   * of the gradient before projection). The engine then uses it instead of a norm pass over the rows:
-   * cosine's denominators and DataInf's 1/(λ + ‖g_i‖²) weights and λ.
+   * Each row's ‖g_i‖² when already known (an unprojected F32 gradient store keeps them): the engine then
+   * uses them instead of a norm pass over the rows — cosine's denominators, DataInf's 1/(λ + ‖g_i‖²)
+   * weights and λ. They must be the norms of these rows (see gradient-store.ts rowNormsOfStoredRows).
    */
   normSq?: Float64Array;
 }

@@ -267,6 +267,14 @@ test('the gradients stage with projection and BF16 (tiny model): each stored row
   t.is(pi.embedding!.projection!.from, fi.embedding!.D);
   t.true((res.metrics!.projection_seconds as number) > 0);
   t.is(res.metrics!.dense_values_original, fi.units.reduce((a, u) => a + u.d, 0));
+  // Kept norms stand in for the engine's norm pass only where they are the stored rows' norms: the full
+  // F32 store, not the projected (nor BF16) one, whose DataInf must weight rows by their stored norms.
+  const [fullTrain, projTrain] = [await readDenseSet(store, fi, 'train'), await readDenseSet(store, pi, 'train')];
+  for (const [unit, g] of fullTrain) {
+    const want = Array.from({ length: g.n }, (_, i) => { let x = 0; for (let k = 0; k < g.d; k++) x += g.data[i * g.d + k] ** 2; return x; });
+    t.true(!!g.normSq && want.every((x, i) => Math.abs(g.normSq![i] - x) <= 1e-9 * (1 + x)), `full store ${unit}: normSq`);
+    t.is(projTrain.get(unit)!.normSq, undefined, `projected store ${unit}: no normSq`);
+  }
   const bytes = (ix: GradientIndex) => [...ix.sets.train.shards, ...ix.sets.influence.shards].reduce((a, s) => a + s.size, 0);
   t.true(bytes(fi) > 8 * bytes(pi), `store bytes ${bytes(fi)} → ${bytes(pi)}`);
   for (const set of ['train', 'influence'] as const) {
