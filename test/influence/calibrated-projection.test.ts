@@ -7,6 +7,7 @@
  * basis, a retry reusing basis and shards, and a retry without the basis recomputing every shard.
  */
 import test from 'ava';
+import fc from 'fast-check';
 import { rm } from 'node:fs/promises';
 import { calibratedProjectReference, calibrationBasis } from '../../src/influence/calibration-basis.ts';
 import { GradientProjector } from '../../src/influence/projection-engine.ts';
@@ -69,6 +70,35 @@ test('calibration basis: orthonormal columns by decreasing eigenvalue, spanning 
   t.is(calibrationBasis(new Float64Array(3 * d), 3, d, 3).rank, 0);
   t.throws(() => calibrationBasis(new Float64Array(5), 2, 3, 1), { instanceOf: DataError });
   t.throws(() => calibrationBasis(Float64Array.from([1, NaN, 0]), 1, 3, 1), { instanceOf: DataError });
+});
+
+test('property: for any rows (rank-deficient, scaled, duplicated), the basis is orthonormal, spans every calibration row, and keeps their inner products through the calibrated projection', (t) => {
+  const arb = fc.record({
+    rows: fc.integer({ min: 1, max: 9 }), d: fc.integer({ min: 2, max: 40 }), rank: fc.integer({ min: 1, max: 6 }),
+    maxRank: fc.integer({ min: 1, max: 12 }), scale: fc.constantFrom(1e-6, 1, 1e4), seed: fc.integer({ min: 0, max: 1e6 }), duplicate: fc.boolean(),
+  });
+  fc.assert(fc.property(arb, ({ rows, d, rank, maxRank, scale, seed, duplicate }) => {
+    const G = lowRank(rows, d, Math.min(rank, d), seed).map((x) => x * scale);
+    if (duplicate && rows > 1) G.copyWithin(d, 0, d); // row 1 = row 0
+    const { U, rank: r } = calibrationBasis(G, rows, d, maxRank);
+    const trueRank = Math.min(rows - (duplicate && rows > 1 ? 1 : 0), d, rank); // random directions: generic rank
+    if (r !== Math.min(trueRank, maxRank)) return false;
+    for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) {
+      let x = 0;
+      for (let j = 0; j < d; j++) x += U[j * r + p] * U[j * r + q];
+      if (Math.abs(x - (p === q ? 1 : 0)) > 1e-9) return false;
+    }
+    if (r < trueRank) return true; // maxRank truncated the span: nothing more to check
+    // every calibration row lies in span(U), so the calibrated projection keeps its inner products exactly
+    const k = r + 3, Pt = projectionRows({ unit: 'p', seed: 1, from: d, to: k - r });
+    const Y = calibratedProjectReference(G, rows, d, U, r, Pt, k);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < rows; j++) {
+      const want = dot(G, i * d, G, j * d, d), ni = dot(G, i * d, G, i * d, d), nj = dot(G, j * d, G, j * d, d);
+      if (Math.abs(dot(Y, i * k, Y, j * k, k) - want) > 1e-8 * Math.sqrt(ni * nj)) return false;
+    }
+    return true;
+  }), { seed: 0xca11b, numRuns: 300 });
+  t.pass();
 });
 
 test('calibrated projection: inner products exact inside the span, the random part only sees the residual; ONNX equals the reference', async (t) => {
