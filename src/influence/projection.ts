@@ -157,12 +157,16 @@ export function projectionRows(spec: ProjectionSpec, j0 = 0, j1 = spec.from, out
   const s = Math.fround(1 / Math.sqrt(k));
   const P = out ?? new Float32Array((j1 - j0) * k);
   if (P.length < (j1 - j0) * k) throw new DataError(`projection rows: buffer of ${P.length} values for ${(j1 - j0)} × ${k}`);
+  // The entries as IEEE bits, written branch-free: +s with the sign bit set where the word's bit is 0
+  // (the same values as `bit ? s : −s`, ~4× faster; all-7-projection LoRA units regenerate GBs per shard).
+  const bitsOf = new Uint32Array(new Float32Array([s]).buffer)[0];
+  const U = new Uint32Array(P.buffer, P.byteOffset, P.length);
   for (let j = j0; j < j1; j++) {
     const o = (j - j0) * k;
     for (let w = 0; w < W; w++) {
       const bits = signWord(k1, k2, j * W + w);
-      const i0 = w * 32, n = Math.min(32, k - i0);
-      for (let b = 0; b < n; b++) P[o + i0 + b] = (bits >>> b) & 1 ? s : -s;
+      const i0 = o + w * 32, n = Math.min(32, k - w * 32);
+      for (let b = 0; b < n; b++) U[i0 + b] = bitsOf | ((~bits >>> b) << 31);
     }
   }
   return P;
