@@ -25,6 +25,7 @@
  *   winowhy  configs/layerif-moe-winowhy.yaml: BIG-bench winowhy as an answer-token LM, LoRA r = 4 on
  *            q, v (120 units: A 4×576, q.B 576×4, v.B 192×4), 64 train × 16 influence, ≤ 128 tokens,
  *            2 epochs; no WE, no head.
+ *   winowhy-all7  the same with LoRA r = 8 on all seven projections (420 units, ~10 MB per sample unprojected).
  *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
  *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
  * Environment: BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
@@ -82,6 +83,13 @@ const TASKS: Record<string, TaskSpec> = {
     task: { id: 'winowhy', source: 'bigbench', name: 'winowhy' },
     data: { trainSize: 64, influenceSize: 16, evaluationSize: 16 },
     finetune: { epochs: 2, batchSize: 16, microBatchSize: 8, maxLength: 128 },
+    gradients: { shardSize: 16, batchSize: 8, embedding: false },
+  },
+  'winowhy-all7': {
+    label: 'BIG-bench winowhy, answer-token LM, LoRA r 8 on all seven projections (the issue\'s ~10 MB-per-sample store)',
+    task: { id: 'winowhy', source: 'bigbench', name: 'winowhy' },
+    data: { trainSize: 64, influenceSize: 16, evaluationSize: 16 },
+    finetune: { epochs: 2, batchSize: 16, microBatchSize: 8, maxLength: 128, rank: 8, alpha: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] },
     gradients: { shardSize: 16, batchSize: 8, embedding: false },
   },
   spam: {
