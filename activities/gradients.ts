@@ -27,9 +27,8 @@
 import { z } from 'zod';
 import * as M from '../src/models/index.ts';
 import { sparseFromRowMap, sparseNormSq } from '../src/influence/sparse-rows.ts';
-import { decodeBasis, encodeBasis, encodeShard, resumeShard, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
-import { calibratedRank, ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
-import { calibrationBasis } from '../src/influence/calibration-basis.ts';
+import { decodeBasis, encodeShard, makeBasisFile, resumeShard, withBasisRanks, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
 import { rowNormSq } from '../src/influence/vector.ts';
 import { GradientProjector } from '../src/influence/projection-engine.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
@@ -82,11 +81,10 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   // Calibrated: the basis comes from the first `calibration` rows of `calibrationSet`, whose shards are computed first.
   const calibrationSet: GradientSet = pr?.calibration === 'influence' ? 'influence' : 'train';
   const calibration = pr?.calibration === undefined ? 0 : pr.calibration === 'influence' ? ds.influence.length : Math.min(pr.calibration, ds.train.length);
-  const recordsWith = (ranks?: Map<string, number>): GradientUnit[] => units.map((u) => {
-    const projection = pr ? unitProjection(u.unit, u.d, pr, calibration ? 'calibrated' : 'rademacher', ranks?.get(u.unit)) : undefined;
+  let stored: GradientUnit[] = units.map((u) => {
+    const projection = pr ? unitProjection(u.unit, u.d, pr, calibration ? 'calibrated' : 'rademacher') : undefined;
     return projection ? { ...u, d: projection.to, projection } : u;
   });
-  let stored = recordsWith();
   const weProjection = pr && embedding && pr.embedding ? unitProjection(embedding.unit, embedding.D, pr, 'rademacher-rows') : undefined;
   const storedEmbedding = embedding && weProjection ? { ...embedding, D: weProjection.to, d: embedding.vocab * weProjection.to, projection: weProjection } : embedding;
 
@@ -114,7 +112,7 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     const b = await ctx.store.shardStatus(ctx.key, basisIndex);
     if (b.status === 'ok' && b.file.meta?.set === 'basis' && b.file.meta.rows === calibration && b.file.meta.from === calibrationSet) {
       const ranks = new Map(Object.entries((b.file.meta.ranks ?? {}) as Record<string, number>));
-      stored = recordsWith(ranks);
+      stored = withBasisRanks(stored, ranks);
       basis = decodeBasis(await ctx.store.readBlob(b.file, 'gradient basis'), stored, 'gradient basis');
       basisEntry = { ...b.file, index: basisIndex, samples: calibration, set: calibrationSet };
     } else {
@@ -162,24 +160,20 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
 
   /** The basis from the first `calibration` rows of the pending shards (the calibration set's); committed, then those shards. */
   const makeBasis = async (): Promise<void> => {
-    const bases = new Map<string, Float32Array>(), ranks = new Map<string, number>();
-    for (const u of stored) {
-      if (u.projection?.kind !== 'calibrated') continue;
-      const G = new Float32Array(calibration * u.projection.from);
+    const firstRows = (u: GradientUnit): Float32Array => {
+      const from = u.projection!.from, G = new Float32Array(calibration * from);
       let o = 0;
       for (const c of pending) {
-        const g = c.dense.get(u.unit)!, take = Math.min(plan[c.i].rows.length, calibration - o);
-        G.set(g.subarray(0, take * u.projection.from), o * u.projection.from);
-        o += take;
-        if (o === calibration) break;
+        const take = Math.min(plan[c.i].rows.length, calibration - o);
+        G.set(c.dense.get(u.unit)!.subarray(0, take * from), o * from);
+        if ((o += take) === calibration) break;
       }
-      const b = calibrationBasis(G, calibration, u.projection.from, calibratedRank(u.projection.to, calibration));
-      bases.set(u.unit, Float32Array.from(b.U)); // float32 at once: all units' bases are held until the file is written
-      ranks.set(u.unit, b.rank);
-    }
-    stored = recordsWith(ranks);
-    const bytes = encodeBasis(bases, stored, s.dtype ?? 'F32', calibration);
-    basis = decodeBasis(bytes, stored, 'gradient basis'); // project with exactly what is stored (BF16-rounded when BF16)
+      return G;
+    };
+    const made = makeBasisFile(stored, firstRows, calibration, s.dtype ?? 'F32');
+    stored = made.units;
+    basis = made.bases;
+    const { bytes, ranks } = made;
     const file = await ctx.store.commitShard(ctx.key, basisIndex, bytes, { set: 'basis', from: calibrationSet, rows: calibration, ranks: Object.fromEntries(ranks) });
     basisEntry = { ...file, index: basisIndex, samples: calibration, set: calibrationSet };
     for (const c of pending.splice(0)) await commit(c);

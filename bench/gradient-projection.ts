@@ -46,9 +46,8 @@ import { data, DataSettings } from '../activities/data.ts';
 import { finetune, FinetuneSettings } from '../activities/finetune.ts';
 import { gradients, GradientSettings } from '../activities/gradients.ts';
 import { influence, InfluenceSettings, type ScoresMeta } from '../activities/influence.ts';
-import { decodeBasis, encodeBasis, encodeShard, readDenseSet, readGradientIndex, readShard, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientDtype, type GradientIndex, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
-import { calibratedRank, ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
-import { calibrationBasis } from '../src/influence/calibration-basis.ts';
+import { encodeShard, makeBasisFile, readDenseSet, readGradientIndex, readShard, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientDtype, type GradientIndex, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
 import { GradientProjector } from '../src/influence/projection-engine.ts';
 import { scoreVariant } from '../src/influence/layer-scores.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../src/weights/safetensors.ts';
@@ -125,23 +124,15 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
   const N = settings.calibration === undefined ? 0 : settings.calibration === 'influence' ? full.sets.influence.n : settings.calibration;
   // Calibrated: the basis of each unit from the first N rows of the calibration set, as the stage makes it.
   let basis: Map<string, Float32Array> | undefined, basisEntry: BasisEntry | undefined;
-  const records = (ranks?: Map<string, number>): GradientUnit[] => full.units.map((u) => { const p = unitProjection(u.unit, u.d, settings, N ? 'calibrated' : 'rademacher', ranks?.get(u.unit)); return p ? { ...u, d: p.to, projection: p } : u; });
-  let units = records();
+  let units: GradientUnit[] = full.units.map((u) => { const p = unitProjection(u.unit, u.d, settings, N ? 'calibrated' : 'rademacher'); return p ? { ...u, d: p.to, projection: p } : u; });
   const t0 = performance.now();
   if (N) {
-    const train = await readDenseSet(store, full, set);
-    const bases = new Map<string, Float64Array>(), ranks = new Map<string, number>();
-    for (const u of units) {
-      if (u.projection?.kind !== 'calibrated') continue;
-      const b = calibrationBasis(train.get(u.unit)!.data.subarray(0, N * u.projection.from), N, u.projection.from, calibratedRank(u.projection.to, N));
-      bases.set(u.unit, b.U);
-      ranks.set(u.unit, b.rank);
-    }
-    units = records(ranks);
-    const bytes = encodeBasis(bases, units, dtype, N);
-    basis = decodeBasis(bytes, units, 'basis');
+    const rows = await readDenseSet(store, full, set);
+    const made = makeBasisFile(units, (u) => Float32Array.from(rows.get(u.unit)!.data.subarray(0, N * u.projection!.from)), N, dtype);
+    units = made.units;
+    basis = made.bases;
     const index = full.sets.train.shards.length + full.sets.influence.shards.length;
-    basisEntry = { ...(await store.commitShard(key, index, bytes, { set: 'basis', from: set, rows: N })), index, samples: N, set };
+    basisEntry = { ...(await store.commitShard(key, index, made.bytes, { set: 'basis', from: set, rows: N })), index, samples: N, set };
   }
   const basisSeconds = (performance.now() - t0) / 1000;
   const e = full.embedding;

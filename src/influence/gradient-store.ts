@@ -30,7 +30,8 @@ import type { ArtifactFile, ArtifactRef, ArtifactStore } from '../store/artifact
 import { parseSafetensorsBytes, rawToFloat32, serializeSafetensors, type TensorInput } from '../weights/safetensors.ts';
 import type { SparseRowGradient, SparseUnitGradients } from './sparse-rows.ts';
 import type { UnitGradients, UnitKind } from './types.ts';
-import { checkUnitProjection, type ProjectionSettings, type UnitProjection } from './projection.ts';
+import { calibratedRank, checkUnitProjection, type ProjectionSettings, type UnitProjection } from './projection.ts';
+import { calibrationBasis } from './calibration-basis.ts';
 
 export const GRADIENT_STORE_FORMAT = 'layerflow.gradients/1';
 /** A compressed store (`projection` and/or `dtype: BF16`): units may carry a projection record, values may be BF16 (see the header). */
@@ -102,6 +103,30 @@ export function encodeBasis(bases: Map<string, Float32Array | Float64Array>, uni
     t[`U.${u.unit}`] = { dtype, shape: [pr.from, pr.rank], values: U };
   }
   return serializeSafetensors(t, { format: GRADIENT_BASIS_FORMAT, samples: String(samples) });
+}
+
+/** Calibrated unit records with the ranks their bases got (other records as they are). */
+export function withBasisRanks(units: GradientUnit[], ranks: ReadonlyMap<string, number>): GradientUnit[] {
+  return units.map((u) => (u.projection?.kind === 'calibrated' ? { ...u, projection: { ...u.projection, rank: ranks.get(u.unit) ?? 0 } } : u));
+}
+
+/**
+ * The basis file of a calibrated store (calibration-basis.ts): per calibrated unit, the basis of
+ * `rowsOf(u)` — the first `samples` calibration rows, [samples × from] — with at most
+ * calibratedRank(to, samples) directions. Returns the records with their ranks, the file's bytes and U
+ * as stored (BF16-rounded when BF16): what the projection must use, so that stored and used agree.
+ */
+export function makeBasisFile(units: GradientUnit[], rowsOf: (u: GradientUnit) => Float32Array, samples: number, dtype: GradientDtype): { units: GradientUnit[]; ranks: Map<string, number>; bytes: Uint8Array; bases: Map<string, Float32Array> } {
+  const made = new Map<string, Float32Array>(), ranks = new Map<string, number>();
+  for (const u of units) {
+    if (u.projection?.kind !== 'calibrated') continue;
+    const b = calibrationBasis(rowsOf(u), samples, u.projection.from, calibratedRank(u.projection.to, samples));
+    made.set(u.unit, Float32Array.from(b.U)); // float32 at once: every unit's basis is held until the file is written
+    ranks.set(u.unit, b.rank);
+  }
+  const ranked = withBasisRanks(units, ranks);
+  const bytes = encodeBasis(made, ranked, dtype, samples);
+  return { units: ranked, ranks, bytes, bases: decodeBasis(bytes, ranked, 'gradient basis') };
 }
 
 /** Every calibrated unit's U [from × rank] as float32 (units of rank 0 get an empty array). */
@@ -314,13 +339,14 @@ export function rowNormsOfStoredRows(index: GradientIndex, u: GradientUnit): boo
 /** Every dense unit of a whole set in memory: unit → [n × d], with each row's ‖g‖² (`normSq`) when every shard keeps it and it is the stored rows' (rowNormsOfStoredRows). */
 export async function readDenseSet(store: ArtifactStore, index: GradientIndex, set: GradientSet): Promise<Map<string, UnitGradients>> {
   const n = index.sets[set].n;
-  const out = new Map(index.units.map((u) => [u.unit, { unit: u.unit, layer: u.layer, kind: u.kind, n, d: u.d, data: new Float32Array(n * u.d), normSq: new Float64Array(n) } as UnitGradients]));
   const withNorms = new Set(index.units.filter((u) => rowNormsOfStoredRows(index, u)).map((u) => u.unit));
+  const out = new Map(index.units.map((u) => [u.unit, { unit: u.unit, layer: u.layer, kind: u.kind, n, d: u.d, data: new Float32Array(n * u.d), ...(withNorms.has(u.unit) ? { normSq: new Float64Array(n) } : {}) } as UnitGradients]));
   for (const sh of index.sets[set].shards) {
     const d = await readShard(store, index, sh);
     for (const u of index.units) {
       const g = out.get(u.unit)!;
       (g.data as Float32Array).set(d.dense.get(u.unit)!, sh.rowOffset * u.d);
+      if (!withNorms.has(u.unit)) continue;
       const n2 = d.normSq?.get(u.unit);
       if (n2) g.normSq!.set(n2, sh.rowOffset);
       else withNorms.delete(u.unit);
