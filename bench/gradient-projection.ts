@@ -28,7 +28,7 @@
  *   winowhy-all7  the same with LoRA r = 8 on all seven projections (420 units, ~10 MB per sample unprojected).
  *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
  *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
- * Environment: BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
+ * Environment: BENCH_MATRICES [rademacher: the random matrix, projection.matrix; rademacher and/or sjlt], BENCH_STAGE_MATRIX [rademacher], BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
  * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_STAGE_CALIBRATION [0: none; N or influence], BENCH_TASKS [winowhy,spam], BENCH_THREADS
  * [all cores], LAYERFLOW_HOME [.layerflow], BENCH_HOME [a fresh temporary folder, removed after; a
  * folder given here is kept, and stages already in it are reused (marked "cached": not timings)].
@@ -74,6 +74,12 @@ for (const c of CALIBRATIONS) if (c !== 'influence' && !(Number.isInteger(c) && 
 /** exact (default, what the gradients stage writes): DataInf λ from the rows' exact ‖g‖²; estimate: from the projected rows (stores written before). */
 const EXACT_NORMS = (process.env.BENCH_NORMS ?? 'exact') !== 'estimate';
 const METHODS = ['datainf', 'tracin'] as const;
+type Matrix = 'rademacher' | 'sjlt';
+const MATRICES = list('BENCH_MATRICES', 'rademacher') as Matrix[];
+const STAGE_MATRIX = (process.env.BENCH_STAGE_MATRIX ?? 'rademacher') as Matrix;
+for (const x of [...MATRICES, STAGE_MATRIX]) if (x !== 'rademacher' && x !== 'sjlt') throw new Error(`BENCH_MATRICES / BENCH_STAGE_MATRIX: "${x}"; expected rademacher or sjlt`);
+/** projection.matrix as the settings take it: the default (dense) is left out, as a config would. */
+const matrixSetting = (x: Matrix) => (x === 'sjlt' ? { matrix: x } : {});
 
 interface TaskSpec { label: string; task: Record<string, unknown>; data: unknown; finetune: unknown; gradients: Record<string, unknown> }
 const TASKS: Record<string, TaskSpec> = {
@@ -259,14 +265,14 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
     const inputs = { data: ds.ref, finetune: ft.ref };
     const full = await runStage(store, home, 'gradients', gradients, GradientSettings.parse(spec.gradients), slice, inputs);
     const fullIndex = await readGradientIndex(store, full.ref);
-    const stageSettings = GradientSettings.parse({ ...spec.gradients, projection: { factor: STAGE_FACTOR, seed: 1, ...(STAGE_CALIBRATION ? { calibration: STAGE_CALIBRATION } : {}) }, ...(STAGE_DTYPE !== 'F32' ? { dtype: STAGE_DTYPE } : {}) });
+    const stageSettings = GradientSettings.parse({ ...spec.gradients, projection: { factor: STAGE_FACTOR, seed: 1, ...(STAGE_CALIBRATION ? { calibration: STAGE_CALIBRATION } : {}), ...matrixSetting(STAGE_MATRIX) }, ...(STAGE_DTYPE !== 'F32' ? { dtype: STAGE_DTYPE } : {}) });
     const staged = await runStage(store, home, 'gradients', gradients, stageSettings, slice, inputs);
     const stagedIndex = await readGradientIndex(store, staged.ref);
     const n = fullIndex.sets.train.n, m = fullIndex.sets.influence.n;
     const dense = fullIndex.units.reduce((a, u) => a + u.d, 0);
     console.log(`finetune ${took(ft)} (best influence loss ${(ft.result.metrics!.best_influence_loss as number).toFixed(4)}); ${n} train × ${m} influence samples; ${fullIndex.units.length} dense units (${dense} values per sample)${fullIndex.embedding ? ` + WE rows of ${fullIndex.embedding.D}` : ''}`);
     console.log(`gradients stage, full store: ${took(full)} (${((n + m) / full.seconds).toFixed(2)} samples/s), ${mib(bytesOf(fullIndex))}`);
-    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1${STAGE_CALIBRATION ? `, calibration: ${STAGE_CALIBRATION}` : ''} }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
+    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1${STAGE_CALIBRATION ? `, calibration: ${STAGE_CALIBRATION}` : ''}${STAGE_MATRIX === 'sjlt' ? ', matrix: sjlt' : ''} }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
 
     const fullScores = new Map<string, Scores>();
     for (const method of METHODS) {
@@ -278,14 +284,14 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
     console.log(`full store ${mib(bytesOf(fullIndex))} = ${(perSample / 1024).toFixed(1)} KiB per sample; "ratio" = shard bytes, full / compressed; "with basis" adds a calibrated store's basis file, here (${n + m} samples) and at 3000 samples (the issue's size)`);
     console.log(`ρ per layer "held out" leaves the calibration samples (the first N training rows, whose scores a calibrated store keeps almost exactly) out of the ranking`);
     console.log('');
-    console.log(`| calibration N | factor | dtype | seed | stored values / sample (dense) | store | ratio | basis | ratio with basis: here / 3000 samples | projection (s) | DataInf ρ per layer min / median | DataInf ρ per layer held out min / median | DataInf ρ entries min / median | DataInf ρ of S_l | TracIn ρ per layer min / median | TracIn ρ per layer held out min / median | TracIn ρ entries min / median | TracIn ρ of S_l | DataInf: λ deviation; WE, CL ρ (mean / entries) |`);
-    console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    console.log(`| matrix | calibration N | factor | dtype | seed | stored values / sample (dense) | store | ratio | basis | ratio with basis: here / 3000 samples | projection (s) | DataInf ρ per layer min / median | DataInf ρ per layer held out min / median | DataInf ρ entries min / median | DataInf ρ of S_l | TracIn ρ per layer min / median | TracIn ρ per layer held out min / median | TracIn ρ entries min / median | TracIn ρ of S_l | DataInf: λ deviation; WE, CL ρ (mean / entries) |`);
+    console.log('|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
     let checkedStage = false;
-    for (const calibration of CALIBRATIONS) for (const dtype of DTYPES) for (const factor of FACTORS) {
+    for (const matrix of MATRICES) for (const calibration of CALIBRATIONS) for (const dtype of DTYPES) for (const factor of FACTORS) {
       for (const seed of SEEDS) {
-        const settings = ProjectionSettings.parse({ factor, seed, ...(calibration ? { calibration } : {}) });
-        const c = await compress(store, fullIndex, settings, dtype, `bench-compressed-${calibration}-${factor}-${dtype}-${seed}-${Date.now()}`);
-        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE && calibration === STAGE_CALIBRATION) {
+        const settings = ProjectionSettings.parse({ factor, seed, ...(calibration ? { calibration } : {}), ...matrixSetting(matrix) });
+        const c = await compress(store, fullIndex, settings, dtype, `bench-compressed-${matrix}-${calibration}-${factor}-${dtype}-${seed}-${Date.now()}`);
+        if (factor === STAGE_FACTOR && seed === 1 && dtype === STAGE_DTYPE && calibration === STAGE_CALIBRATION && matrix === STAGE_MATRIX) {
           // The offline compression is what the stage writes: same values (to float32 matmul rounding).
           let maxRel = 0;
           for (const [a, b] of [[c.index, stagedIndex]] as const) {
@@ -303,7 +309,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
           console.log(`(stage-written store at factor ${factor}, ${dtype}, seed 1${calibration ? `, calibration ${calibration}` : ''} vs this compression of the full store: max |Δ| / max |value| per unit ${maxRel.toExponential(1)})`);
         }
         const b = basisBytes(c.index), cs = bytesOf(c.index), at3000 = (x: number) => (3000 * x) / (n + m);
-        const cols: string[] = [String(calibration || '–'), String(factor), dtype, String(seed), String(c.index.units.reduce((a, u) => a + u.d, 0)), mib(cs), `${(bytesOf(fullIndex) / cs).toFixed(1)}×`, b ? mib(b) : '–',
+        const cols: string[] = [matrix, String(calibration || '–'), String(factor), dtype, String(seed), String(c.index.units.reduce((a, u) => a + u.d, 0)), mib(cs), `${(bytesOf(fullIndex) / cs).toFixed(1)}×`, b ? mib(b) : '–',
           b ? `${(bytesOf(fullIndex) / (cs + b)).toFixed(1)}× / ${(at3000(bytesOf(fullIndex)) / (at3000(cs) + b)).toFixed(1)}×` : '–', c.seconds.toFixed(2)];
         let extra: string[] = [];
         for (const method of METHODS) {
@@ -318,7 +324,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
         console.log(`| ${cols.join(' | ')} |`);
       }
     }
-    if (!checkedStage) console.log(`(BENCH_FACTORS / BENCH_DTYPES / BENCH_CALIBRATION have no ${STAGE_FACTOR} / ${STAGE_DTYPE} / ${STAGE_CALIBRATION}: the stage-written store was not compared)`);
+    if (!checkedStage) console.log(`(BENCH_FACTORS / BENCH_DTYPES / BENCH_CALIBRATION / BENCH_MATRICES have no ${STAGE_FACTOR} / ${STAGE_DTYPE} / ${STAGE_CALIBRATION} / ${STAGE_MATRIX}: the stage-written store was not compared)`);
     console.log('');
   } finally {
     if (!keep) await rm(home, { recursive: true, force: true });
@@ -328,7 +334,7 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
 const ortVersion = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
 console.log(`# gradient projection benchmark ${new Date().toISOString().slice(0, 10)}`);
 console.log(`machine: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; node ${process.version}; onnxruntime-node ${ortVersion}; threads ${THREADS}`);
-console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1), k = ⌈d / factor⌉, or calibrated (N given: the span of the first N training gradients kept exactly, up to ⌊k/2⌋ directions, the residual projected); WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d and ${EXACT_NORMS ? "each row's exact ‖g‖² (kept in the shard)" : "the projected rows' ‖Pg‖² (an estimate)"}; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
+console.log(`projection: Rademacher ±1/√k per unit (layerflow.rademacher/1) or sparse signs, one ±1 per column in k balanced buckets (layerflow.sjlt/1), k = ⌈d / factor⌉, or calibrated (N given: the span of the first N training gradients kept exactly, up to ⌊k/2⌋ directions, the residual projected); WE rows ⌈D / factor⌉; values stored as F32 or BF16; DataInf λ from the original d and ${EXACT_NORMS ? "each row's exact ‖g‖² (kept in the shard)" : "the projected rows' ‖Pg‖² (an estimate)"}; ρ = Spearman, full (F32, unprojected) vs compressed store\n`);
 for (const name of list('BENCH_TASKS', 'winowhy,spam')) {
   if (!TASKS[name]) throw new Error(`BENCH_TASKS: unknown task "${name}"; expected ${Object.keys(TASKS).join(', ')}`);
   await benchTask(name, TASKS[name]);

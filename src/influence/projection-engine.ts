@@ -13,10 +13,10 @@
  * are kept between shards up to `cacheBytes` (default 256 MiB; SmolLM2 r = 4 at k = d/16 needs
  * 120 units × ≤ 1.3 MB), beyond that regenerated (≈ 1 ms per million entries).
  */
-import { GraphBuilder, gemm } from '../onnx/index.ts';
+import { GraphBuilder, gather, gemm, mul, reduceSum, reshape } from '../onnx/index.ts';
 import { createSession, type HostTensor, type Session } from '../runtime/index.ts';
 import { ConfigError, DataError } from '../errors.ts';
-import { checkSpec, projectionRows, randomPart, type ProjectionSpec, type UnitProjection } from './projection.ts';
+import { checkSpec, projectionRows, randomPart, sjltLayout, SJLT_GENERATOR, type ProjectionSpec, type UnitProjection } from './projection.ts';
 
 /** R = X − C Uᵀ: the part of each row of X outside span(U) (C = X U its coordinates), one Gemm. */
 export function buildResidualGraph(): Uint8Array {
@@ -37,6 +37,20 @@ export function buildProjectionGraph(): Uint8Array {
   return g.toModel();
 }
 
+/**
+ * The sparse sign projection (projection.ts sjltLayout): Y [rows × k] = Σ over each bucket of m signed
+ * gathered columns, `shape` = [0, k, m] (0: keep rows). Gather, Mul, Reshape, ReduceSum: O(rows · D').
+ */
+export function buildSparseProjectionGraph(): Uint8Array {
+  const g = new GraphBuilder({ name: 'gradient_sparse_projection' });
+  const X = g.input('X', 'float32', ['rows', 'cols']);
+  const coord = g.input('coord', 'int64', ['positions']);
+  const sign = g.input('sign', 'float32', ['positions']);
+  const shape = g.input('shape', 'int64', [3]);
+  g.output(reduceSum(reshape(mul(gather(X, coord, 1), sign), shape), [2], false), 'Y');
+  return g.toModel();
+}
+
 export interface ProjectorOptions {
   device: string;
   threads?: number;
@@ -50,8 +64,10 @@ export class GradientProjector {
   /** Seconds spent in `project` (generation + runs), for the stage's metrics. */
   seconds = 0;
   private readonly cache = new Map<string, Float32Array>();
+  private readonly layouts = new Map<string, { coord: BigInt64Array; sign: Float32Array; shape: BigInt64Array }>();
   private cached = 0;
   private residual?: Session;
+  private sparse?: Session;
   private constructor(private readonly session: Session, private readonly blockBytes: number, private readonly cacheBytes: number, private readonly device: string, private readonly threads?: number) {}
 
   static async create({ device, threads, blockBytes = 32 << 20, cacheBytes = 256 << 20 }: ProjectorOptions): Promise<GradientProjector> {
@@ -92,6 +108,7 @@ export class GradientProjector {
     const { from: d, to: k } = spec;
     if (!Number.isInteger(rows) || rows < 0 || X.length !== rows * d) throw new DataError(`projection of unit ${spec.unit}: ${X.length} values for ${rows} rows of ${d}`);
     if (rows === 0) return new Float32Array(0);
+    if (spec.generator === SJLT_GENERATOR) return this.projectSparse(spec, X, rows);
     const t0 = performance.now();
     const cols = Math.max(1, Math.min(d, Math.floor(this.blockBytes / (4 * k))));
     let Y: Float32Array = new Float32Array(rows * k);
@@ -110,10 +127,35 @@ export class GradientProjector {
     return Y;
   }
 
+  /** The sparse sign projection; a unit's layout (d int64 + d float32) is kept while under cacheBytes. */
+  private async projectSparse(spec: ProjectionSpec, X: Float32Array, rows: number): Promise<Float32Array> {
+    const t0 = performance.now();
+    const id = `${spec.generator}/${spec.seed}/${spec.from}/${spec.to}/${spec.unit}`;
+    let l = this.layouts.get(id);
+    if (!l) {
+      const { k, m, coord, sign } = sjltLayout(spec);
+      l = { coord: BigInt64Array.from(coord, (c) => BigInt(c)), sign, shape: BigInt64Array.from([0n, BigInt(k), BigInt(m)]) };
+      const bytes = l.coord.byteLength + l.sign.byteLength;
+      if (this.cached + bytes <= this.cacheBytes) {
+        this.layouts.set(id, l);
+        this.cached += bytes;
+      }
+    }
+    this.sparse ??= await createSession({ model: buildSparseProjectionGraph(), device: this.device, threads: this.threads });
+    const D = l.sign.length;
+    const Y = (await this.sparse.run({
+      X: { data: X, dims: [rows, spec.from] }, coord: { data: l.coord, dims: [D] }, sign: { data: l.sign, dims: [D] }, shape: { data: l.shape, dims: [3] },
+    }, ['Y'])).Y.data as Float32Array;
+    this.seconds += (performance.now() - t0) / 1000;
+    return Y;
+  }
+
   async release(): Promise<void> {
     this.cache.clear();
+    this.layouts.clear();
     await this.session.release();
     await this.residual?.release();
+    await this.sparse?.release();
   }
 
   /** Pᵀ of a unit that fits one block: from the cache, or generated (and cached while under cacheBytes). */

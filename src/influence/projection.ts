@@ -31,6 +31,19 @@
  * A Kronecker (input ⊗ output side) projection would only pay off for d in the millions; the
  * block-by-block evaluation keeps memory bounded for large d instead.
  *
+ * The sparse sign matrix (`matrix: sjlt`, generator `layerflow.sjlt/1`; Kane & Nelson's sparse JL
+ * transform with one nonzero per column, i.e. a CountSketch with balanced buckets, as GraSS uses for
+ * gradient stores): the d coordinates, padded to D' = k·m with m = ⌈d/k⌉, are shuffled by a seeded
+ * permutation and cut into k buckets of m; each stored value is the ±1-signed sum of its bucket. Every
+ * coordinate lands in exactly one bucket with sign² = 1, so E[(S a)·(S b)] = a·b with no scale; two
+ * coordinates share a bucket with probability q = (m − 1)/(D' − 1) < 1/k, and
+ * Var[(Sa)·(Sb)] = q (‖a‖²‖b‖² + (a·b)² − 2 Σ_j a_j² b_j²) — the dense matrix's variance with 1/k → q.
+ * Cost O(d) per row (a gather, a sign, a sum) against O(k·d), and the layout is d int32 + d float32 per
+ * unit, cached for the whole stage: with LoRA on all seven projections (2.4 M values per sample) the
+ * dense matrices are 7.6 GB, regenerated for every shard. Heavier tails than the dense matrix for a
+ * gradient concentrated on a few coordinates (a bucket can pair two large ones); the bench measures
+ * what that costs in ρ.
+ *
  * The word embedding (sparse token rows, SCIENCE.md §1): each token row (width D) is projected by one
  * k_E × D matrix of the same kind (`rademacher-rows`), the token ids kept. That is P = I_vocab ⊗ P_E, a
  * block-diagonal JL projection: inner products stay unbiased, rows of different tokens never mix (no
@@ -48,6 +61,10 @@ import { dataInfDamping } from './datainf.ts';
 
 /** Generator id recorded in the index; a new generator gets a new id (stores stay readable). */
 export const PROJECTION_GENERATOR = 'layerflow.rademacher/1';
+/** The sparse sign matrix (`matrix: sjlt`; see sjltLayout). */
+export const SJLT_GENERATOR = 'layerflow.sjlt/1';
+export type ProjectionGenerator = typeof PROJECTION_GENERATOR | typeof SJLT_GENERATOR;
+const GENERATORS: Record<'rademacher' | 'sjlt', ProjectionGenerator> = { rademacher: PROJECTION_GENERATOR, sjlt: SJLT_GENERATOR };
 
 /** `stages.gradients.projection`: exactly one of `dim` or `factor`. */
 export const ProjectionSettings = z.strictObject({
@@ -70,6 +87,12 @@ export const ProjectionSettings = z.strictObject({
   calibration: z.union([z.number().int().min(1), z.literal('influence')], {
     error: 'expected a number of training samples (an integer ≥ 1, e.g. 16) or "influence"',
   }).optional(),
+  /**
+   * The random matrix: `rademacher` (dense ±1/√k, the default) or `sjlt` (a sparse sign matrix with one
+   * ±1 per column, sjltLayout: O(d) per row instead of O(k·d) and nothing to generate per shard; the
+   * same inner-product variance, slightly lower). Also the random part of a calibrated projection.
+   */
+  matrix: z.enum(['rademacher', 'sjlt'], { error: 'expected rademacher (dense ±1/√k) or sjlt (sparse signs, one per column)' }).optional(),
 }).refine((p) => (p.dim === undefined) !== (p.factor === undefined), {
   message: 'expected exactly one of dim (stored values per unit, e.g. 144) or factor (shrink factor per unit, e.g. 16)',
 });
@@ -84,7 +107,11 @@ export interface UnitProjection {
    * P [(to − rank) × from] generated as for `rademacher` with to − rank rows.
    */
   kind: 'rademacher' | 'rademacher-rows' | 'calibrated';
-  generator: typeof PROJECTION_GENERATOR;
+  /**
+   * The random matrix family: `layerflow.rademacher/1` (dense) or `layerflow.sjlt/1` (sparse signs). The
+   * kind names the layout (the names predate the sparse family: `rademacher` is any dense unit's P g).
+   */
+  generator: ProjectionGenerator;
   seed: number;
   /** Original values per sample (per token row for `rademacher-rows`). */
   from: number;
@@ -100,6 +127,8 @@ export interface ProjectionSpec {
   seed: number;
   from: number;
   to: number;
+  /** Absent: the dense Rademacher matrix (`layerflow.rademacher/1`). */
+  generator?: ProjectionGenerator;
 }
 
 /** lowbias32 (C. Wellons' hash prospector): a bijective 32-bit finaliser with good avalanche. */
@@ -139,6 +168,13 @@ export function checkSpec(s: ProjectionSpec): void {
   if (!Number.isInteger(s.from) || !Number.isInteger(s.to) || s.to < 1 || s.from < 1) {
     throw new ConfigError(`projection of unit ${s.unit}: ${s.from} → ${s.to} values; expected integers ≥ 1`);
   }
+  if (s.generator === SJLT_GENERATOR) {
+    // Counters of the shuffle (< D') and of the signs (D' + ⌊p/32⌋) must stay uint32.
+    const D = s.to * Math.ceil(s.from / s.to);
+    if (D + Math.ceil(D / 32) > 0x100000000) throw new ConfigError(`projection of unit ${s.unit}: ${s.from} → ${s.to} is too large for the sparse generator (D' + ⌈D'/32⌉ ≤ 2^32)`);
+    return;
+  }
+  if (s.generator !== undefined && s.generator !== PROJECTION_GENERATOR) throw new ConfigError(`projection of unit ${s.unit}: generator "${String(s.generator)}"; expected ${PROJECTION_GENERATOR} or ${SJLT_GENERATOR}`);
   // t = j·⌈k/32⌉ + ⌊i/32⌋ must stay a uint32 counter.
   if (s.from * Math.ceil(s.to / 32) > 0x100000000) throw new ConfigError(`projection of unit ${s.unit}: ${s.from} × ${s.to} is too large for the generator (from · ⌈to/32⌉ ≤ 2^32)`);
 }
@@ -148,6 +184,7 @@ export function checkSpec(s: ProjectionSpec): void {
  * Row j depends on (seed, unit, j) only, so blocks generated apart equal the whole matrix's rows.
  */
 export function projectionRows(spec: ProjectionSpec, j0 = 0, j1 = spec.from, out?: Float32Array): Float32Array {
+  if (spec.generator === SJLT_GENERATOR) throw new DataError(`projection rows of unit ${spec.unit}: the sparse matrix (${SJLT_GENERATOR}) has no dense rows; use sjltLayout`);
   checkSpec(spec);
   if (!(Number.isInteger(j0) && Number.isInteger(j1) && 0 <= j0 && j0 <= j1 && j1 <= spec.from)) {
     throw new DataError(`projection rows ${j0}..${j1} of unit ${spec.unit}; expected 0 ≤ j0 ≤ j1 ≤ ${spec.from}`);
@@ -172,8 +209,55 @@ export function projectionRows(spec: ProjectionSpec, j0 = 0, j1 = spec.from, out
   return P;
 }
 
+/**
+ * The sparse sign matrix of a unit (`layerflow.sjlt/1`; see the header): its D' = k·m positions,
+ * m = ⌈d/k⌉, position p in bucket (output value) ⌊p/m⌋, holding input coordinate `coord[p]` with sign
+ * `sign[p]` (±1; 0 where the position is padding, coord[p] ≥ d, then coord[p] is set to 0).
+ *   y_b = Σ_{p = b·m}^{b·m + m − 1} sign[p] · g[coord[p]]
+ */
+export interface SjltLayout { k: number; m: number; coord: Int32Array; sign: Float32Array }
+
+/**
+ * coord is a uniformly random permutation of [0, D') (Durstenfeld's shuffle: for i = D'−1 … 1, swap i
+ * with j = ⌊w(i) · (i + 1) / 2³²⌋, w the unit's word stream); sign[p] is bit (p mod 32) of word
+ * D' + ⌊p/32⌋ of the same stream (+1 when set). Deterministic by (seed, unit, d, k).
+ */
+export function sjltLayout(spec: ProjectionSpec): SjltLayout {
+  checkSpec({ ...spec, generator: SJLT_GENERATOR });
+  const { from: d, to: k } = spec, m = Math.ceil(d / k), D = k * m;
+  const [k1, k2] = unitKey(spec.seed, spec.unit);
+  const coord = new Int32Array(D);
+  for (let p = 0; p < D; p++) coord[p] = p;
+  for (let i = D - 1; i >= 1; i--) {
+    const j = mulHi32(signWord(k1, k2, i), i + 1);
+    const t = coord[i]; coord[i] = coord[j]; coord[j] = t;
+  }
+  const sign = new Float32Array(D);
+  for (let w = 0; w * 32 < D; w++) {
+    const bits = signWord(k1, k2, D + w);
+    for (let b = 0, p = w * 32; b < 32 && p < D; b++, p++) {
+      if (coord[p] >= d) coord[p] = 0; // padding: sign 0
+      else sign[p] = (bits >>> b) & 1 ? 1 : -1;
+    }
+  }
+  return { k, m, coord, sign };
+}
+
+/** ⌊w · n / 2³²⌋ for uint32 w and 1 ≤ n ≤ 2³², exactly (the product exceeds 2⁵³). */
+export function mulHi32(w: number, n: number): number {
+  const hi = (w >>> 16) * n, lo = (w & 0xffff) * n; // each < 2⁴⁸
+  const hiLow = hi % 65536;
+  return (hi - hiLow) / 65536 + Math.floor((hiLow * 65536 + lo) / 0x100000000);
+}
+
 /** The whole P [to × from] (row-major), for tests and small units. */
 export function projectionMatrix(spec: ProjectionSpec): Float64Array {
+  if (spec.generator === SJLT_GENERATOR) {
+    const { k, m, coord, sign } = sjltLayout(spec);
+    const P = new Float64Array(k * spec.from);
+    for (let p = 0; p < k * m; p++) if (sign[p] !== 0) P[Math.floor(p / m) * spec.from + coord[p]] = sign[p];
+    return P;
+  }
   const Pt = projectionRows(spec);
   const P = new Float64Array(spec.to * spec.from);
   for (let j = 0; j < spec.from; j++) for (let i = 0; i < spec.to; i++) P[i * spec.from + j] = Pt[j * spec.to + i];
@@ -187,6 +271,12 @@ export function projectionMatrix(spec: ProjectionSpec): Float64Array {
 export function projectRowsReference(spec: ProjectionSpec, X: ArrayLike<number>, rows: number): Float64Array {
   const { from, to } = spec;
   if (X.length !== rows * from) throw new DataError(`projection of unit ${spec.unit}: ${X.length} values for ${rows} rows of ${from}`);
+  if (spec.generator === SJLT_GENERATOR) {
+    const { m, coord, sign } = sjltLayout(spec);
+    const Y = new Float64Array(rows * to);
+    for (let r = 0; r < rows; r++) for (let p = 0; p < to * m; p++) Y[r * to + Math.floor(p / m)] += sign[p] * X[r * from + coord[p]];
+    return Y;
+  }
   const Pt = projectionRows(spec);
   const Y = new Float64Array(rows * to);
   for (let r = 0; r < rows; r++) {
@@ -216,7 +306,7 @@ export function projectedSize(d: number, p: Pick<ProjectionSettings, 'dim' | 'fa
 export function unitProjection(unit: string, d: number, p: ProjectionSettings, kind: UnitProjection['kind'] = 'rademacher', rank?: number): UnitProjection | undefined {
   const to = projectedSize(d, p);
   if (to >= d) return undefined;
-  const u: UnitProjection = { kind, generator: PROJECTION_GENERATOR, seed: p.seed, from: d, to, ...(kind === 'calibrated' ? { rank: rank ?? 0 } : {}) };
+  const u: UnitProjection = { kind, generator: GENERATORS[p.matrix ?? 'rademacher'], seed: p.seed, from: d, to, ...(kind === 'calibrated' ? { rank: rank ?? 0 } : {}) };
   checkSpec(randomPart(unit, u));
   return u;
 }
@@ -226,12 +316,12 @@ export const calibratedRank = (k: number, samples: number): number => Math.min(s
 
 /** The random part of a unit's projection: P [(to − rank) × from] (the whole P for the Rademacher kinds). */
 export function randomPart(unit: string, pr: UnitProjection): ProjectionSpec {
-  return { unit, seed: pr.seed, from: pr.from, to: pr.to - (pr.kind === 'calibrated' ? pr.rank! : 0) };
+  return { unit, seed: pr.seed, from: pr.from, to: pr.to - (pr.kind === 'calibrated' ? pr.rank! : 0), generator: pr.generator };
 }
 
 /** Check a projection record read from an index (a store written by another version, or edited). */
 export function checkUnitProjection(unit: string, pr: UnitProjection, storedWidth: number): void {
-  if (pr.generator !== PROJECTION_GENERATOR) throw new DataError(`gradient store: unit ${unit} was projected by generator "${pr.generator}"; this version knows "${PROJECTION_GENERATOR}"`);
+  if (pr.generator !== PROJECTION_GENERATOR && pr.generator !== SJLT_GENERATOR) throw new DataError(`gradient store: unit ${unit} was projected by generator "${pr.generator}"; this version knows "${PROJECTION_GENERATOR}" and "${SJLT_GENERATOR}"`);
   if (pr.kind !== 'rademacher' && pr.kind !== 'rademacher-rows' && pr.kind !== 'calibrated') throw new DataError(`gradient store: unit ${unit} has projection kind "${String(pr.kind)}"; expected rademacher, rademacher-rows or calibrated`);
   if (pr.to !== storedWidth) throw new DataError(`gradient store: unit ${unit} is projected to ${pr.to} values but stores ${storedWidth}`);
   if (pr.kind === 'calibrated' && !(Number.isInteger(pr.rank) && pr.rank! >= 0 && pr.rank! < pr.to)) throw new DataError(`gradient store: calibrated unit ${unit} has rank ${String(pr.rank)}; expected an integer in [0, ${pr.to - 1}]`);
