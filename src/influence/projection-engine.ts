@@ -12,6 +12,10 @@
  * Pᵀ regenerated from the seed, so memory stays O(rows·k + blockBytes) whatever d is. Whole matrices
  * are kept between shards up to `cacheBytes` (default 256 MiB; SmolLM2 r = 4 at k = d/16 needs
  * 120 units × ≤ 1.3 MB), beyond that regenerated (≈ 1 ms per million entries).
+ *
+ * A unit of the sparse sign matrix (`layerflow.sjlt/1`) goes through its own graph instead
+ * (buildSparseProjectionGraph: Gather, Mul, Reshape, ReduceSum, O(rows · d)); its layout (d int64
+ * coordinates + d float32 signs) is made once per stage and kept under the same `cacheBytes`.
  */
 import { GraphBuilder, gather, gemm, mul, reduceSum, reshape } from '../onnx/index.ts';
 import { createSession, type HostTensor, type Session } from '../runtime/index.ts';

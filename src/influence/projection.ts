@@ -88,11 +88,14 @@ export const ProjectionSettings = z.strictObject({
     error: 'expected a number of training samples (an integer ≥ 1, e.g. 16) or "influence"',
   }).optional(),
   /**
-   * The random matrix: `rademacher` (dense ±1/√k, the default) or `sjlt` (a sparse sign matrix with one
-   * ±1 per column, sjltLayout: O(d) per row instead of O(k·d) and nothing to generate per shard; the
-   * same inner-product variance, slightly lower). Also the random part of a calibrated projection.
+   * The random matrix: `sjlt` (the default: a sparse sign matrix with one ±1 per column, sjltLayout;
+   * O(d) per row and a small layout per unit) or `rademacher` (dense ±1/√k, O(k·d) per row, its k × d
+   * matrix regenerated per shard when over the projector's cache). The same inner-product variance up
+   * to (m−1)/(D′−1) against 1/k, and the same ρ in bench/README.md ("Sparse sign projection"), at
+   * ~2× (LoRA q, v) to ~30× (all seven projections) less projection time. Also the random part of a
+   * calibrated projection. Part of the key (the default too: stores made before it was are not reused).
    */
-  matrix: z.enum(['rademacher', 'sjlt'], { error: 'expected rademacher (dense ±1/√k) or sjlt (sparse signs, one per column)' }).optional(),
+  matrix: z.enum(['rademacher', 'sjlt'], { error: 'expected sjlt (sparse signs, one per column; the default) or rademacher (dense ±1/√k)' }).default('sjlt'),
 }).refine((p) => (p.dim === undefined) !== (p.factor === undefined), {
   message: 'expected exactly one of dim (stored values per unit, e.g. 144) or factor (shrink factor per unit, e.g. 16)',
 });
@@ -306,7 +309,7 @@ export function projectedSize(d: number, p: Pick<ProjectionSettings, 'dim' | 'fa
 export function unitProjection(unit: string, d: number, p: ProjectionSettings, kind: UnitProjection['kind'] = 'rademacher', rank?: number): UnitProjection | undefined {
   const to = projectedSize(d, p);
   if (to >= d) return undefined;
-  const u: UnitProjection = { kind, generator: GENERATORS[p.matrix ?? 'rademacher'], seed: p.seed, from: d, to, ...(kind === 'calibrated' ? { rank: rank ?? 0 } : {}) };
+  const u: UnitProjection = { kind, generator: GENERATORS[p.matrix ?? 'sjlt'], seed: p.seed, from: d, to, ...(kind === 'calibrated' ? { rank: rank ?? 0 } : {}) };
   checkSpec(randomPart(unit, u));
   return u;
 }

@@ -106,7 +106,7 @@ test('calibrated projection: inner products exact inside the span, the random pa
   const G = lowRank(N + 7, d, N, 3, 0.02); // calibration rows first, then others near the same span
   const b = calibrationBasis(G.subarray(0, N * d), N, d, calibratedRank(k, N));
   t.is(b.rank, 5);
-  const pr = unitProjection(unit, d, ProjectionSettings.parse({ dim: k, seed: 9, calibration: N }), 'calibrated', b.rank)!;
+  const pr = unitProjection(unit, d, ProjectionSettings.parse({ dim: k, seed: 9, calibration: N, matrix: 'rademacher' }), 'calibrated', b.rank)!;
   t.deepEqual(pr, { kind: 'calibrated', generator: 'layerflow.rademacher/1', seed: 9, from: d, to: k, rank: 5 });
   const spec = randomPart(unit, pr);
   t.is(spec.to, k - 5);
@@ -144,7 +144,7 @@ test('the gradients stage with projection.calibration (tiny model): basis commit
   const { home, store, slice, ds, ft } = await tinyUpstream(t, 'lf-calib-stage-');
   const full = await run(gradients, ctxOf(store, home, 'gradients', GradientSettings.parse({ shardSize: 3 }), slice, { data: ds, finetune: ft }));
   // calibration 5 > shardSize 3: the first two training shards wait for the basis
-  const settings = GradientSettings.parse({ shardSize: 3, projection: { factor: 4, seed: 3, calibration: 5 } });
+  const settings = GradientSettings.parse({ shardSize: 3, projection: { factor: 4, seed: 3, calibration: 5, matrix: 'rademacher' } });
   const key = 'k-calibrated';
   const first = await gradients(ctxOf(store, home, 'gradients', settings, slice, { data: ds, finetune: ft }, key));
   const proj = refOf(await store.commit({ key, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: first.files }));

@@ -14,7 +14,7 @@ import {
   checkGradientIndex, decodeShard, encodeShard, isProjected, originalD, readDenseSet, readEmbeddingSet, readGradientIndex, readShard,
   GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type DecodedShard, type GradientIndex, type GradientUnit,
 } from '../../src/influence/gradient-store.ts';
-import { PROJECTION_GENERATOR, projectedDamping, ProjectionSettings, projectRowsReference, unitProjection } from '../../src/influence/projection.ts';
+import { SJLT_GENERATOR, projectedDamping, ProjectionSettings, projectRowsReference, unitProjection } from '../../src/influence/projection.ts';
 import { influenceMatrixReference } from '../../src/influence/reference-matrix.ts';
 import { sparseInfluenceMatrix, sparseNormSq, type SparseRowGradient } from '../../src/influence/sparse-rows.ts';
 import { ArtifactStore, refOf, type ArtifactRef } from '../../src/store/artifacts.ts';
@@ -121,7 +121,7 @@ test('a shard with projected units round-trips; the index says stored and origin
   const read = await readGradientIndex(store, ref);
   t.true(isProjected(read));
   t.deepEqual(read.units.map((u) => [u.d, originalD(u)]), [[24, 96], [12, 48], [24, 96], [3, 10]]);
-  t.deepEqual(read.units[0].projection, { kind: 'rademacher', generator: PROJECTION_GENERATOR, seed: 11, from: 96, to: 24 });
+  t.deepEqual(read.units[0].projection, { kind: 'rademacher', generator: SJLT_GENERATOR, seed: 11, from: 96, to: 24 });
   t.is(originalD(read.embedding!), VOCAB * D);
   t.is(read.embedding!.D, 4);
   t.is((await readDenseSet(store, index, 'train')).get('l0.q.A')!.data.length, 9 * 24);
@@ -262,7 +262,7 @@ test('the gradients stage with projection and BF16 (tiny model): each stored row
   t.is(fi.format, GRADIENT_STORE_FORMAT);
   t.is(pi.format, GRADIENT_STORE_FORMAT_COMPRESSED);
   t.is(pi.dtype, 'BF16');
-  t.deepEqual(pi.projection, { factor: 8, seed: 3, embedding: true });
+  t.deepEqual(pi.projection, { factor: 8, seed: 3, embedding: true, matrix: 'sjlt' });
   t.true(pi.units.every((u, q) => u.projection?.from === fi.units[q].d && u.d === Math.ceil(fi.units[q].d / 8)));
   t.is(pi.embedding!.projection!.from, fi.embedding!.D);
   t.true((res.metrics!.projection_seconds as number) > 0);
@@ -353,7 +353,7 @@ stages:
     t.not(key(a, s).key, key(b, s).key, s);
     t.not(key(a, s).key, key(c, s).key, s);
   }
-  t.deepEqual((key(a, 'gradients').parts.slice.settings as { projection: unknown }).projection, { factor: 16, seed: 1, embedding: true });
+  t.deepEqual((key(a, 'gradients').parts.slice.settings as { projection: unknown }).projection, { factor: 16, seed: 1, embedding: true, matrix: 'sjlt' });
   const err = await parseSweep(join(dir, 'sweep.yaml'), yaml('{ projection: { dim: 8, factor: 4 } }'), { ndr: ndrDef }).then(() => undefined, (e: unknown) => e);
   t.true(err instanceof SweepConfigError);
   t.regex((err as SweepConfigError).message, /stages\.gradients\.projection.*exactly one of dim/);

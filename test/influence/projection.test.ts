@@ -117,8 +117,8 @@ test('the ONNX projector equals the reference, whole and block by block (partial
 });
 
 test('settings: exactly one of dim or factor; sizes; a unit that would not shrink is kept', (t) => {
-  t.deepEqual(ProjectionSettings.parse({ dim: 144 }), { dim: 144, seed: 0, embedding: true });
-  t.deepEqual(ProjectionSettings.parse({ factor: 16, seed: 5, embedding: false }), { factor: 16, seed: 5, embedding: false });
+  t.deepEqual(ProjectionSettings.parse({ dim: 144 }), { dim: 144, seed: 0, embedding: true, matrix: 'sjlt' });
+  t.deepEqual(ProjectionSettings.parse({ factor: 16, seed: 5, embedding: false, matrix: 'rademacher' }), { factor: 16, seed: 5, embedding: false, matrix: 'rademacher' });
   for (const bad of [{}, { dim: 8, factor: 4 }, { dim: 0 }, { dim: 1.5 }, { factor: 0.5 }, { dim: 8, seed: -1 }, { dim: 8, seed: 2 ** 32 }, { dim: 8, kind: 'gaussian' }]) {
     t.false(ProjectionSettings.safeParse(bad).success, JSON.stringify(bad));
   }
@@ -129,7 +129,7 @@ test('settings: exactly one of dim or factor; sizes; a unit that would not shrin
   t.is(projectedSize(768, { dim: 144 }), 144);
   t.is(projectedSize(100, { dim: 144 }), 100);
   t.is(unitProjection('u', 100, ProjectionSettings.parse({ dim: 144 })), undefined);
-  t.deepEqual(unitProjection('u', 2304, ProjectionSettings.parse({ factor: 16, seed: 9 })), { kind: 'rademacher', generator: PROJECTION_GENERATOR, seed: 9, from: 2304, to: 144 });
+  t.deepEqual(unitProjection('u', 2304, ProjectionSettings.parse({ factor: 16, seed: 9, matrix: 'rademacher' })), { kind: 'rademacher', generator: PROJECTION_GENERATOR, seed: 9, from: 2304, to: 144 });
   t.throws(() => projectedSize(10, { dim: 2, factor: 2 }), { instanceOf: ConfigError });
   t.throws(() => projectionRows({ unit: 'u', seed: -3, from: 4, to: 2 }), { instanceOf: ConfigError });
   t.throws(() => projectionRows({ unit: 'u', seed: 1, from: 2 ** 31, to: 100 }), { instanceOf: ConfigError, message: /too large/ });

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { ConfigError, DataError } from '../../src/errors.ts';
 import { createRng } from '../../src/data/random.ts';
 import {
-  mulHi32, projectionMatrix, projectionRows, ProjectionSettings, projectRowsReference, randomPart, sjltLayout, SJLT_GENERATOR, unitProjection, type ProjectionSpec,
+  mulHi32, PROJECTION_GENERATOR, projectionMatrix, projectionRows, ProjectionSettings, projectRowsReference, randomPart, sjltLayout, SJLT_GENERATOR, unitProjection, type ProjectionSpec,
 } from '../../src/influence/projection.ts';
 import { GradientProjector } from '../../src/influence/projection-engine.ts';
 import { readBasis, readDenseSet, readEmbeddingSet, readGradientIndex } from '../../src/influence/gradient-store.ts';
@@ -120,10 +120,11 @@ test('the ONNX projector equals the reference for the sparse matrix (padding, k 
 test('settings: matrix sjlt records the sparse generator; a dense row of it is refused; bad values are clear', (t) => {
   const s = ProjectionSettings.parse({ factor: 10, seed: 2, matrix: 'sjlt' });
   t.deepEqual(unitProjection('u', 4608, s), { kind: 'rademacher', generator: SJLT_GENERATOR, seed: 2, from: 4608, to: 461 });
-  t.is(ProjectionSettings.parse({ factor: 10 }).matrix, undefined);
+  t.is(ProjectionSettings.parse({ factor: 10 }).matrix, 'sjlt', 'the default');
+  t.is(unitProjection('u', 4608, ProjectionSettings.parse({ factor: 10, matrix: 'rademacher' }))!.generator, PROJECTION_GENERATOR);
   const bad = ProjectionSettings.safeParse({ factor: 10, matrix: 'gaussian' });
   t.false(bad.success);
-  t.regex(bad.error!.issues[0].message, /rademacher .* or sjlt/);
+  t.regex(bad.error!.issues[0].message, /expected sjlt .* or rademacher/);
   t.throws(() => projectionRows(sparse('u', 1, 10, 3)), { instanceOf: DataError, message: /sjltLayout/ });
   t.throws(() => sjltLayout(sparse('u', 1, 0, 3)), { instanceOf: ConfigError });
 });
