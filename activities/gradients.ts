@@ -27,7 +27,7 @@
 import { z } from 'zod';
 import * as M from '../src/models/index.ts';
 import { sparseFromRowMap, sparseNormSq } from '../src/influence/sparse-rows.ts';
-import { decodeBasis, encodeShard, makeBasisFile, resumeShard, withBasisRanks, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
+import { decodeBasis, encodeShard, trainNormSqSums, makeBasisFile, resumeShard, withBasisRanks, GRADIENT_STORE_FORMAT, GRADIENT_STORE_FORMAT_COMPRESSED, type BasisEntry, type GradientIndex, type GradientSet, type GradientUnit, type ShardEntry } from '../src/influence/gradient-store.ts';
 import { ProjectionSettings, unitProjection } from '../src/influence/projection.ts';
 import { rowNormSq } from '../src/influence/vector.ts';
 import { GradientProjector } from '../src/influence/projection-engine.ts';
@@ -152,7 +152,10 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         await projectRows(projector, { unit: EMBEDDING_UNIT, ...weProjection }, we);
       }
     }
-    const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined, ...(normSq.size ? { normSq } : {}) }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length });
+    // The record also carries each unit's Σ‖g‖² over the shard's rows: DataInf's λ from the index alone.
+    const normSqSum = Object.fromEntries([...normSq].map(([u, x]) => [u, x.reduce((a, v) => a + v, 0)]));
+    if (embedding && !normSq.has(EMBEDDING_UNIT)) normSqSum[EMBEDDING_UNIT] = we.reduce((a, x) => a + sparseNormSq(x), 0);
+    const file = await ctx.store.commitShard(ctx.key, i, encodeShard({ rows: p.rows.length, losses, dense, embedding: embedding ? we : undefined, ...(normSq.size ? { normSq } : {}) }, stored, storedEmbedding?.D, s.dtype), { set: p.set, rows: p.rows.length, normSqSum });
     shards.push({ ...file, index: i, set: p.set, rowOffset: p.rowOffset, rows: p.rows.length });
     computed++;
     ctx.heartbeat(withProgress(ctx, samplesBefore[i + 1], totalSamples, 'sample', { key: ctx.key, done: i + 1 }));
@@ -235,9 +238,10 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     format: pr || (s.dtype ?? 'F32') !== 'F32' ? GRADIENT_STORE_FORMAT_COMPRESSED : GRADIENT_STORE_FORMAT, dtype: s.dtype ?? 'F32', shardSize: s.shardSize, units: stored, embedding: storedEmbedding,
     ...(pr ? { projection: pr } : {}),
     ...(basisEntry ? { basis: basisEntry } : {}),
+    ...withTrainNormSqSum(shards, [...units.map((u) => u.unit), ...(embedding ? [EMBEDDING_UNIT] : [])]),
     sets: {
-      train: { n: ds.train.length, shards: shards.filter((x) => x.set === 'train') },
-      influence: { n: ds.influence.length, shards: shards.filter((x) => x.set === 'influence') },
+      train: { n: ds.train.length, shards: shards.filter((x) => x.set === 'train').map(withoutSums) },
+      influence: { n: ds.influence.length, shards: shards.filter((x) => x.set === 'influence').map(withoutSums) },
     },
     loss: numLabels !== undefined
       ? 'per-sample cross-entropy of the classifier (noisy label for train, true label for influence) under the fine-tuned checkpoint'
@@ -252,6 +256,19 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
     },
   };
 };
+
+/** The index's trainNormSqSum from the training shards' records (absent when a reused record predates it). */
+function withTrainNormSqSum(shards: ShardEntry[], units: string[]): { trainNormSqSum?: Record<string, number> } {
+  const sums = trainNormSqSums(shards.filter((x) => x.set === 'train'), units);
+  return sums ? { trainNormSqSum: sums } : {};
+}
+
+/** A shard's index entry without its record's per-unit sums (they are in trainNormSqSum; the index stays small). */
+function withoutSums(x: ShardEntry): ShardEntry {
+  if (!x.meta || !('normSqSum' in x.meta)) return x;
+  const { normSqSum: _s, ...meta } = x.meta;
+  return { ...x, meta };
+}
 
 /** Project every token row of a shard's sparse WE gradients in one run (rows keep their token ids). */
 async function projectRows(projector: GradientProjector, spec: { unit: string; seed: number; from: number; to: number }, samples: Array<{ rows: Int32Array; values: Float32Array | Float64Array }>): Promise<void> {

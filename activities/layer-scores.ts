@@ -2,7 +2,8 @@
  * `layer_scores` (LayerIF, SCIENCE.md §3): per block, the task-specific layer quality
  * S_l = Σ_k 1[I_l(k) > 0]·I_l(k) (+VE, default), ALL or TOP25, where I_l(k) is the influence of
  * training sample k on the mean validation gradient: the mean over validation samples of the
- * influence stage's [m × n] tensor (exact for TracIn and DataInf, which are linear in v). Sign:
+ * influence stage's [m × n] tensor (exact for TracIn and DataInf, which are linear in v), or its
+ * [1 × n] tensor as it is when that stage ran with `validation: mean`. Sign:
  * positive = helpful, as in the influence artifact; a higher S_l marks a worse-trained layer (more
  * experts, more pruning).
  */
@@ -31,7 +32,8 @@ export interface LayerScoresJson {
 export const layer_scores: StageImpl<LayerScoreSettings> = async (ctx) => {
   const meta = await ctx.store.readJson<ScoresMeta>(ctx.inputs.influence, 'scores.json');
   const { tensors } = parseSafetensorsBytes(await ctx.store.read(ctx.inputs.influence, 'scores.safetensors'), 'influence/scores.safetensors');
-  const { n, m } = meta;
+  // Rows of each tensor: m (the matrix), or 1 when the influence stage already took the mean (validation: mean).
+  const { n } = meta, m = meta.validation === 'mean' ? 1 : meta.m;
   const influences: UnitInfluence[] = meta.units.filter((u) => u.kind === 'block').map((u) => {
     const M = rawToFloat32(tensors.get(u.tensor)!, u.tensor);
     const scores = new Float64Array(n);

@@ -53,6 +53,7 @@ export const ndr: StageImpl<NdrSettings> = async (ctx) => {
   const store = ctx.store;
   const ds = await store.readJson<NdrDataset>(ctx.inputs.data, 'dataset.json');
   const meta = await store.readJson<ScoresMeta>(ctx.inputs.influence, 'scores.json');
+  if (meta.validation === 'mean') throw new ConfigError('ndr: the influence scores hold one row (stages.influence.validation: mean); NDR reads every influence sample\'s row: expected validation each (or absent)');
   const { tensors } = parseSafetensorsBytes(await store.read(ctx.inputs.influence, 'scores.safetensors'), 'influence/scores.safetensors');
   const { correct } = await store.readJson<{ correct: boolean[] }>(ctx.inputs.finetune, 'influence-predictions.json');
   const matrices = new Map<string, InfluenceMatrix>(meta.units.map((u) => [u.unit, {

@@ -28,7 +28,7 @@
  *   winowhy-all7  the same with LoRA r = 8 on all seven projections (420 units, ~10 MB per sample unprojected).
  *   spam     configs/quickstart.yaml: SpamAssassin, 20% noisy labels, LoRA classifier (r = 4 on q, v +
  *            head), 64 × 16, 48 tokens, 3 epochs; WE (sparse rows) and CL too.
- * Environment: BENCH_MATRICES [rademacher: the random matrix, projection.matrix; rademacher and/or sjlt], BENCH_STAGE_MATRIX [rademacher], BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
+ * Environment: BENCH_MATRICES [sjlt: the random matrix, projection.matrix; sjlt and/or rademacher], BENCH_STAGE_MATRIX [sjlt], BENCH_CALIBRATION [0,16,influence: 0 = plain random projection, N or influence = projection.calibration], BENCH_NORMS [exact; estimate = λ from the projected rows], BENCH_FACTORS [8,10,16], BENCH_DTYPES [BF16] (F32 and/or BF16), BENCH_SEEDS [1,2,3],
  * BENCH_STAGE_FACTOR [10], BENCH_STAGE_DTYPE [BF16], BENCH_STAGE_CALIBRATION [0: none; N or influence], BENCH_TASKS [winowhy,spam], BENCH_THREADS
  * [all cores], LAYERFLOW_HOME [.layerflow], BENCH_HOME [a fresh temporary folder, removed after; a
  * folder given here is kept, and stages already in it are reused (marked "cached": not timings)].
@@ -75,11 +75,10 @@ for (const c of CALIBRATIONS) if (c !== 'influence' && !(Number.isInteger(c) && 
 const EXACT_NORMS = (process.env.BENCH_NORMS ?? 'exact') !== 'estimate';
 const METHODS = ['datainf', 'tracin'] as const;
 type Matrix = 'rademacher' | 'sjlt';
-const MATRICES = list('BENCH_MATRICES', 'rademacher') as Matrix[];
-const STAGE_MATRIX = (process.env.BENCH_STAGE_MATRIX ?? 'rademacher') as Matrix;
+const MATRICES = list('BENCH_MATRICES', 'sjlt') as Matrix[];
+const STAGE_MATRIX = (process.env.BENCH_STAGE_MATRIX ?? 'sjlt') as Matrix;
 for (const x of [...MATRICES, STAGE_MATRIX]) if (x !== 'rademacher' && x !== 'sjlt') throw new Error(`BENCH_MATRICES / BENCH_STAGE_MATRIX: "${x}"; expected rademacher or sjlt`);
-/** projection.matrix as the settings take it: the default (dense) is left out, as a config would. */
-const matrixSetting = (x: Matrix) => (x === 'sjlt' ? { matrix: x } : {});
+const matrixSetting = (x: Matrix) => ({ matrix: x });
 
 interface TaskSpec { label: string; task: Record<string, unknown>; data: unknown; finetune: unknown; gradients: Record<string, unknown> }
 const TASKS: Record<string, TaskSpec> = {
@@ -183,6 +182,88 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
   return { ref: refOf(m), index, seconds: projector.seconds + basisSeconds };
 }
 
+// ---- the influence stage with validation each (the [m × n] matrix) against mean (one row) ----
+/**
+ * BENCH_MEAN_VALIDATION=1 (or `only`: this and nothing after it): the influence stage on the full store,
+ * timed (never from the cache) with `validation: each` and `mean`, alternating, best of BENCH_MEAN_REPS
+ * [2]; the layer scores (+VE) of both and the largest difference of the per-sample layer scores.
+ */
+async function meanValidation(store: ArtifactStore, home: string, grads: ArtifactRef, slice: Record<string, unknown>): Promise<void> {
+  const reps = envInt('BENCH_MEAN_REPS', 2);
+  console.log(`\ninfluence stage on the full store, validation each ([m × n]) vs mean ([1 × n]), best of ${reps} alternating runs:`);
+  console.log('| method | each (s) | mean (s) | each ÷ mean | max |Δ| of the per-sample layer scores / max |score| | ρ of S_l (+VE), each vs mean |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const method of ['datainf', 'tracin', 'cosine'] as const) {
+    const sl = { ...slice, method: { id: method, influence: method, dampingScale: 0.1 } };
+    const best = { each: Infinity, mean: Infinity };
+    const layers: Record<'each' | 'mean', Map<number, Float64Array>> = { each: new Map(), mean: new Map() };
+    for (let r = 0; r < reps; r++) {
+      for (const v of ['each', 'mean'] as const) {
+        const settings = InfluenceSettings.parse(v === 'mean' ? { validation: 'mean' } : {});
+        const ctx: StageContext<InfluenceSettings> = { sweep: 'bench', cellId: 'c', stage: 'influence', key: `mean-validation-${v}`, inputs: { gradients: grads }, store, home, device: 'cpu:0', threads: THREADS, attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, settings, slice: sl };
+        const t0 = performance.now();
+        const res = await influence(ctx);
+        best[v] = Math.min(best[v], (performance.now() - t0) / 1000);
+        const meta = JSON.parse(res.files['scores.json'] as string) as ScoresMeta;
+        const { tensors } = parseSafetensorsBytes(res.files['scores.safetensors'] as Uint8Array, 'scores');
+        const rows = meta.validation === 'mean' ? 1 : meta.m;
+        for (const l of meta.layers) layers[v].set(l.layer, meanRows(rawToFloat32(tensors.get(l.tensor)!, l.tensor), rows, meta.n));
+      }
+    }
+    let off = 0, top = 0;
+    const sE: number[] = [], sM: number[] = [];
+    for (const [l, e] of layers.each) {
+      const mm = layers.mean.get(l)!;
+      e.forEach((x, k) => { off = Math.max(off, Math.abs(mm[k] - x)); top = Math.max(top, Math.abs(x)); });
+      sE.push(scoreVariant(e, '+VE'));
+      sM.push(scoreVariant(mm, '+VE'));
+    }
+    console.log(`| ${method} | ${best.each.toFixed(2)} | ${best.mean.toFixed(2)} | ${(best.each / best.mean).toFixed(2)}× | ${(off / top).toExponential(1)} | ${spearman(sE, sM).toFixed(4)} |`);
+  }
+}
+
+// ---- DataInf with λ from the index's Σ‖g‖² (2 passes over the shards) against without (3) ----
+/**
+ * BENCH_INDEX_LAMBDA=1 (or `only`): the full store's index with trainNormSqSum (computed here from the
+ * shards' kept norms, as the gradients stage now writes it; stores cached from before lack it) and
+ * without, the DataInf influence stage timed on both (alternating, best of BENCH_MEAN_REPS [2]).
+ */
+async function indexLambda(store: ArtifactStore, home: string, ix: GradientIndex, slice: Record<string, unknown>): Promise<void> {
+  const reps = envInt('BENCH_MEAN_REPS', 2);
+  const units = [...ix.units.map((u) => u.unit), ...(ix.embedding ? [ix.embedding.unit] : [])];
+  const sums: Record<string, number> = Object.fromEntries(units.map((u) => [u, 0]));
+  for (const sh of ix.sets.train.shards) {
+    const d = await readShard(store, ix, sh);
+    for (const u of ix.units) sums[u.unit] += d.normSq?.get(u.unit)?.reduce((a, x) => a + x, 0) ?? rowNormSqAll(d.dense.get(u.unit)!);
+    if (ix.embedding) sums[ix.embedding.unit] += d.embedding!.reduce((a, x) => a + sparseNormSq(x), 0);
+  }
+  const { trainNormSqSum: _drop, ...without } = ix;
+  const refs: Record<'with' | 'without', ArtifactRef> = {
+    with: refOf(await store.commit({ key: `bench-index-lambda-with-${Date.now()}`, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: { 'index.json': JSON.stringify({ ...ix, trainNormSqSum: sums }) } })),
+    without: refOf(await store.commit({ key: `bench-index-lambda-without-${Date.now()}`, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: { 'index.json': JSON.stringify(without) } })),
+  };
+  const sl = { ...slice, method: { id: 'datainf', influence: 'datainf', dampingScale: 0.1 } };
+  const best = { with: Infinity, without: Infinity };
+  const out: Record<string, Map<string, Float32Array>> = {};
+  for (let r = 0; r < reps; r++) {
+    for (const v of ['without', 'with'] as const) {
+      const ctx: StageContext<InfluenceSettings> = { sweep: 'bench', cellId: 'c', stage: 'influence', key: `index-lambda-${v}`, inputs: { gradients: refs[v] }, store, home, device: 'cpu:0', threads: THREADS, attempt: 1, heartbeat: () => undefined, signal: new AbortController().signal, settings: InfluenceSettings.parse({}), slice: sl };
+      const t0 = performance.now();
+      const res = await influence(ctx);
+      best[v] = Math.min(best[v], (performance.now() - t0) / 1000);
+      const { tensors } = parseSafetensorsBytes(res.files['scores.safetensors'] as Uint8Array, 'scores');
+      out[v] = new Map([...tensors].map(([name, x]) => [name, rawToFloat32(x, name)]));
+    }
+  }
+  let off = 0;
+  for (const [name, x] of out.without) {
+    const y = out.with.get(name)!, scale = Math.max(1e-30, ...x.map(Math.abs));
+    x.forEach((v, q) => { off = Math.max(off, Math.abs(y[q] - v) / scale); });
+  }
+  console.log(`\nDataInf influence stage on the full store (${mib(bytesOf(ix))}${ix.dtype !== 'F32' || ix.units.some((u) => u.projection) ? '' : ', F32'}), best of ${reps}: λ from the shards / the engine's norm pass (3 passes) ${best.without.toFixed(2)} s; λ from the index's Σ‖g‖² (2 passes) ${best.with.toFixed(2)} s; ${(best.without / best.with).toFixed(2)}×; max |Δ| / max |score| over every tensor ${off.toExponential(1)}`);
+}
+const rowNormSqAll = (g: Float32Array) => g.reduce((a, x) => a + x * x, 0);
+
 // ---- statistics ----
 function ranks(x: ArrayLike<number>): Float64Array {
   const idx = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[a] - x[b]);
@@ -272,14 +353,17 @@ async function benchTask(name: string, spec: TaskSpec): Promise<void> {
     const dense = fullIndex.units.reduce((a, u) => a + u.d, 0);
     console.log(`finetune ${took(ft)} (best influence loss ${(ft.result.metrics!.best_influence_loss as number).toFixed(4)}); ${n} train × ${m} influence samples; ${fullIndex.units.length} dense units (${dense} values per sample)${fullIndex.embedding ? ` + WE rows of ${fullIndex.embedding.D}` : ''}`);
     console.log(`gradients stage, full store: ${took(full)} (${((n + m) / full.seconds).toFixed(2)} samples/s), ${mib(bytesOf(fullIndex))}`);
-    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1${STAGE_CALIBRATION ? `, calibration: ${STAGE_CALIBRATION}` : ''}${STAGE_MATRIX === 'sjlt' ? ', matrix: sjlt' : ''} }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
+    console.log(`gradients stage, projection { factor: ${STAGE_FACTOR}, seed: 1${STAGE_CALIBRATION ? `, calibration: ${STAGE_CALIBRATION}` : ''}, matrix: ${STAGE_MATRIX} }${STAGE_DTYPE !== 'F32' ? `, dtype ${STAGE_DTYPE}` : ''}: ${took(staged)}, of which projection ${(staged.result.metrics!.projection_seconds as number).toFixed(2)} s (${(100 * (staged.result.metrics!.projection_seconds as number) / staged.seconds).toFixed(1)} %), ${mib(bytesOf(stagedIndex))}`);
 
     const fullScores = new Map<string, Scores>();
     for (const method of METHODS) {
       const r = await runStage(store, home, 'influence', influence, InfluenceSettings.parse({}), { method: { id: method, influence: method, dampingScale: 0.1 } }, { gradients: full.ref });
       fullScores.set(method, await readScores(store, r.ref));
     }
+    if (process.env.BENCH_MEAN_VALIDATION) await meanValidation(store, home, full.ref, slice);
+    if (process.env.BENCH_INDEX_LAMBDA) await indexLambda(store, home, fullIndex, slice);
     console.log('');
+    if (process.env.BENCH_MEAN_VALIDATION === 'only' || process.env.BENCH_INDEX_LAMBDA === 'only') return;
     const perSample = bytesOf(fullIndex) / (n + m);
     console.log(`full store ${mib(bytesOf(fullIndex))} = ${(perSample / 1024).toFixed(1)} KiB per sample; "ratio" = shard bytes, full / compressed; "with basis" adds a calibrated store's basis file, here (${n + m} samples) and at 3000 samples (the issue's size)`);
     console.log(`ρ per layer "held out" leaves the calibration samples (the first N training rows, whose scores a calibrated store keeps almost exactly) out of the ranking`);

@@ -23,6 +23,7 @@ import type { PipelineDef, StageDef } from '../src/config/pipeline.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
 import { ndrDef, ndrPipeline } from './ndr.ts';
 import { layer_scores, LayerScoreSettings } from '../activities/layer-scores.ts';
+import { InfluenceSettings } from '../activities/influence.ts';
 import { allocate_experts, ExpertSettings } from '../activities/experts.ts';
 import { moe_finetune, MoeSettings } from '../activities/moe.ts';
 import { allocate_sparsity, SparsitySettings } from '../activities/sparsity.ts';
@@ -38,7 +39,8 @@ const schema = (s: z.ZodType) => s as unknown as z.ZodType<Record<string, unknow
 const scoresIfLayerIf = (s: Record<string, unknown>): string[] => (s.allocator === 'layerif' ? ['layer_scores'] : []);
 
 export const layerifStages: StageDef[] = [
-  shared('data'), shared('finetune'), shared('gradients'), shared('influence'),
+  // The NDR pipeline's influence stage refuses `validation: mean` (ndr reads the matrix); here it is the point.
+  shared('data'), shared('finetune'), shared('gradients'), { ...shared('influence'), settings: schema(InfluenceSettings) },
   { name: 'layer_scores',      version: 1, kind: 'layer-scores', needs: ['influence'],                 reads: [],                                  ...host,   settings: schema(LayerScoreSettings) },
   { name: 'allocate_experts',  version: 1, kind: 'experts',      needs: ['layer_scores'],              reads: ['model'],                           ...device, settings: schema(ExpertSettings), uses: scoresIfLayerIf },
   { name: 'moe_finetune',      version: 1, kind: 'adapter',      needs: ['data', 'allocate_experts'],  reads: ['model', 'seed'],                   ...device, settings: schema(MoeSettings) },

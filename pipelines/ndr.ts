@@ -29,7 +29,7 @@ export const ndrStages: StageDef[] = [
   { name: 'data',      version: 1, kind: 'dataset',   needs: [],                                            reads: ['task', 'seed'],  ...host, settings: DataSettings },
   { name: 'finetune',  version: 1, kind: 'adapter',   needs: ['data'],                                      reads: ['model', 'seed'], ...device, settings: FinetuneSettings },
   { name: 'gradients', version: 1, kind: 'gradients', needs: ['data', 'finetune'],                          reads: ['model'],         ...device, settings: GradientSettings },
-  { name: 'influence', version: 1, kind: 'scores',    needs: ['gradients'],                                 reads: ['method'],        ...device, settings: InfluenceSettings },
+  { name: 'influence', version: 1, kind: 'scores',    needs: ['gradients'],                                 reads: ['method'],        ...device, settings: InfluenceSettings.refine((x) => x.validation !== 'mean', { message: 'the ndr stage reads one row per influence sample: expected validation each (or absent); mean is for LayerIF (the layerif pipeline)', path: ['validation'] }) },
   { name: 'ndr',       version: 1, kind: 'ndr',       needs: ['data', 'finetune', 'gradients', 'influence'], reads: [],               ...host, settings: NdrSettings },
   { name: 'retrain',   version: 1, kind: 'adapter',   needs: ['data', 'finetune', 'ndr'],                   reads: ['model', 'seed'], ...device, settings: RetrainSettings },
   { name: 'benchmark', version: 1, kind: 'benchmark', needs: ['data', 'finetune', 'retrain'],               reads: ['model'],         ...device, settings: BenchmarkSettings },

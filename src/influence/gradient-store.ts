@@ -25,7 +25,8 @@
  * range with an 8-bit mantissa, decoded to float32 by every reader. Format /1 (F32, no projection)
  * is unchanged and still written when neither setting is given.
  */
-import { DataError } from '../errors.ts';
+import { totalmem } from 'node:os';
+import { ConfigError, DataError } from '../errors.ts';
 import type { ArtifactFile, ArtifactRef, ArtifactStore } from '../store/artifacts.ts';
 import { parseSafetensorsBytes, rawToFloat32, serializeSafetensors, type TensorInput } from '../weights/safetensors.ts';
 import type { SparseRowGradient, SparseUnitGradients } from './sparse-rows.ts';
@@ -77,6 +78,30 @@ export interface GradientIndex {
   projection?: ProjectionSettings | null;
   /** Calibrated stores (projection `calibration`): the file with every calibrated unit's basis U (encodeBasis). */
   basis?: BasisEntry;
+  /**
+   * Σ_i ‖g_i‖² over the training set of every unit (dense and WE), of the exact (unprojected, unrounded)
+   * gradients: DataInf's λ without a pass over the shards (trainNormSqSums). Present when every training
+   * shard's record carried its sums (stores written since session 9).
+   */
+  trainNormSqSum?: Record<string, number>;
+}
+
+/** A shard record's meta: its set and rows, and (since session 9) Σ‖g‖² per unit of its rows. */
+export interface ShardMeta { set: GradientSet; rows: number; normSqSum?: Record<string, number> }
+
+/** Σ of the per-shard sums in the training shards' records, or undefined when any record lacks them. */
+export function trainNormSqSums(shards: ArtifactFile[], units: string[]): Record<string, number> | undefined {
+  const out: Record<string, number> = Object.fromEntries(units.map((u) => [u, 0]));
+  for (const sh of shards) {
+    const sums = (sh.meta as Partial<ShardMeta> | undefined)?.normSqSum;
+    if (!sums) return undefined;
+    for (const u of units) {
+      const x = sums[u];
+      if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) return undefined;
+      out[u] += x;
+    }
+  }
+  return out;
 }
 
 /** The basis file of a calibrated store: committed like a shard (record number `index`, after the last gradient shard), from the first `samples` rows of `set`. */
@@ -290,6 +315,58 @@ export async function readShard(store: ArtifactStore, index: GradientIndex, shar
   const what = `gradient shard ${shard.index} (${shard.set} rows ${shard.rowOffset}..${shard.rowOffset + shard.rows - 1})`;
   const bytes = await store.readBlob(shard, what);
   return decodeShard(bytes, index.units, what, index.embedding?.D);
+}
+
+/**
+ * Decoded shards kept between passes over a store — the influence stage walks the training shards up
+ * to three times (DataInf), and reading one again means re-hashing and re-decoding it — up to
+ * `budgetBytes` of decoded arrays; the shards past the budget are read again on every pass, so memory
+ * stays bounded whatever the store's size.
+ */
+export class ShardCache {
+  /** Blob reads (each verified and decoded) and passes served from memory. */
+  reads = 0;
+  hits = 0;
+  private readonly kept = new Map<number, DecodedShard>();
+  private used = 0;
+  constructor(private readonly store: ArtifactStore, private readonly index: GradientIndex, private readonly budgetBytes: number) {}
+
+  async read(sh: ShardEntry): Promise<DecodedShard> {
+    const hit = this.kept.get(sh.index);
+    if (hit) {
+      this.hits++;
+      return hit;
+    }
+    const d = await readShard(this.store, this.index, sh);
+    this.reads++;
+    const bytes = decodedBytes(d);
+    if (this.used + bytes <= this.budgetBytes) {
+      this.kept.set(sh.index, d);
+      this.used += bytes;
+    }
+    return d;
+  }
+}
+
+/** Bytes held by a decoded shard's arrays. */
+export function decodedBytes(d: DecodedShard): number {
+  let b = d.losses.byteLength;
+  for (const x of d.dense.values()) b += x.byteLength;
+  for (const x of d.normSq?.values() ?? []) b += x.byteLength;
+  for (const e of d.embedding ?? []) b += e.rows.byteLength + e.values.byteLength;
+  return b;
+}
+
+/**
+ * The shard cache's budget: LAYERFLOW_SHARD_CACHE_MB (0 turns it off), else a quarter of the host's
+ * memory. A bad value is a ConfigError naming the variable.
+ */
+export function shardCacheBudget(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.LAYERFLOW_SHARD_CACHE_MB?.trim();
+  if (raw === undefined || raw === '') return Math.floor(totalmem() / 4);
+  const mb = Number(raw);
+  if (!Number.isFinite(mb) || mb < 0) throw new ConfigError(`LAYERFLOW_SHARD_CACHE_MB="${raw}"; expected a number of MiB ≥ 0 (0: no cache)`);
+  return Math.floor(mb * 2 ** 20);
 }
 
 /** What a (re)run of the gradients stage does with shard `index` of its plan. */

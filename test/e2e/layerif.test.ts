@@ -37,6 +37,7 @@ stages:
   data: { trainSize: 12, influenceSize: 6, evaluationSize: 16 }
   finetune: { epochs: 1, batchSize: 4, microBatchSize: 4, maxLength: 96 }
   gradients: { shardSize: 8, batchSize: 4 }
+  influence: { validation: mean }
   allocate_experts: { allocator: layerif, total: 10, beta: ${over.beta ?? 3} }
   moe_finetune: { epochs: 1, batchSize: 4, microBatchSize: 4, rank: 2, alpha: 4, maxLength: 96 }
   benchmark_moe: { batchSize: 8, maxLength: 128 }
@@ -67,10 +68,13 @@ test.serial('e2e LayerIF: both branches on tiny-llama + BIG-bench english_prover
   };
 
   // Layer scores: per block, mean over its units of the influence on the mean validation gradient; +VE sum.
+  // The sweep asks the influence stage for that mean directly (validation: mean): one row per unit.
   const inf = await man('influence');
-  const meta = await store.readJson<{ n: number; m: number; units: Array<{ layer: number; kind: string; tensor: string }> }>(inf, 'scores.json');
+  const meta = await store.readJson<{ n: number; m: number; validation?: string; units: Array<{ layer: number; kind: string; tensor: string }> }>(inf, 'scores.json');
+  t.is(meta.validation, 'mean');
   const { tensors } = parseSafetensorsBytes(await store.read(inf, 'scores.safetensors'));
-  const { n, m } = meta;
+  t.deepEqual([...tensors.values()][0].shape, [1, meta.n]);
+  const { n } = meta, m = 1;
   const blocks = [...new Set(meta.units.filter((u) => u.kind === 'block').map((u) => u.layer))].sort();
   const mine = blocks.map((l) => {
     const us = meta.units.filter((u) => u.kind === 'block' && u.layer === l).map((u) => rawToFloat32(tensors.get(u.tensor)!));

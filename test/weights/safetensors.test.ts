@@ -152,3 +152,30 @@ test('writer rejects bad input and leaves an existing file untouched', async (t)
   t.throws(() => serializeSafetensors({ x: { dtype: 'F32', shape: [1], data: new Uint8Array(3) } }), { instanceOf: DataError, message: /3 bytes but F32\[1\] needs 4/ });
   t.throws(() => float32ToRaw({ dtype: 'U8', shape: [1], values: [256] }), { instanceOf: DataError });
 });
+
+test('rawToFloat32 fast paths (F32 copy, BF16 shift) equal a per-value DataView decode at every byte offset, and return an owned copy', (t) => {
+  const bits = [0x00000000, 0x80000000, 0x3f800000, 0xbf800000, 0x7f800000, 0xff800000, 0x7fc00001, 0x00000001, 0x807fffff, 0x7f7fffff, 0x12345678, 0xdeadbeef];
+  for (const dtype of ['F32', 'BF16'] as const) {
+    const size = dtype === 'F32' ? 4 : 2;
+    for (let offset = 0; offset < 4; offset++) {
+      const backing = new Uint8Array(offset + bits.length * size + 3);
+      const dv = new DataView(backing.buffer);
+      bits.forEach((b, i) => (size === 4 ? dv.setUint32(offset + 4 * i, b, true) : dv.setUint16(offset + 2 * i, b >>> 16, true)));
+      const data = backing.subarray(offset, offset + bits.length * size);
+      const got = rawToFloat32({ dtype, shape: [bits.length], data }, 't');
+      const want = bits.map((b, i) => (size === 4 ? dv.getFloat32(offset + 4 * i, true) : bf16BitsToF32(dv.getUint16(offset + 2 * i, true))));
+      const gotBits = new Uint32Array(got.buffer), wantBits = new Uint32Array(Float32Array.from(want).buffer);
+      t.deepEqual([...gotBits], [...wantBits], `${dtype} at offset ${offset}: the same bits (NaN payloads, −0, subnormals included)`);
+      t.not(got.buffer, backing.buffer, 'an owned copy');
+      backing.fill(0);
+      t.deepEqual([...new Uint32Array(got.buffer)], [...wantBits], 'unchanged when the source changes');
+    }
+  }
+  // A Node Buffer (what readFile gives) is a view into a larger pool: the result holds this tensor only.
+  const pool = Buffer.alloc(64, 0x3f);
+  const view = pool.subarray(12, 20);
+  const f = rawToFloat32({ dtype: 'F32', shape: [2], data: view }, 't');
+  t.is(f.length, 2);
+  t.is(f.buffer.byteLength, 8);
+  t.is(f[0], new DataView(pool.buffer, pool.byteOffset + 12).getFloat32(0, true));
+});
