@@ -39,3 +39,18 @@ export async function tinyUpstream(t: ExecutionContext, prefix: string): Promise
   const ft = await run(finetune, ctxOf(store, home, 'finetune', FinetuneSettings.parse({ epochs: 1, batchSize: 8, maxLength: 12 }), slice, { data: ds }));
   return { home, store, slice, ds, ft };
 }
+
+/** A sweep of `pipeline` on the tiny model, SpamAssassin and DataInf, with the given stage settings (YAML flow values). */
+export function tinySweepYaml(pipeline: string, stages: Record<string, string>): string {
+  return `sweep: k
+pipeline: ${pipeline}
+models:
+  - { id: tiny, path: ${TINY} }
+tasks:
+  - { id: spam, source: spam-assassin }
+methods:
+  - { id: datainf, influence: datainf }
+stages:
+${Object.entries(stages).map(([name, v]) => `  ${name}: ${v}`).join('\n')}
+`;
+}

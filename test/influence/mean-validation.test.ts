@@ -22,7 +22,7 @@ import { SweepConfigError } from '../../src/config/errors.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { ndrDef } from '../../pipelines/ndr.ts';
 import { layerifDef } from '../../pipelines/layerif.ts';
-import { ctxOf, run, TINY, tinyUpstream } from './_tiny-stages.ts';
+import { ctxOf, run, tinySweepYaml, tinyUpstream } from './_tiny-stages.ts';
 
 async function scores(store: ArtifactStore, ref: ArtifactRef): Promise<{ meta: ScoresMeta; tensors: Map<string, { shape: number[]; data: Float32Array }> }> {
   const meta = await store.readJson<ScoresMeta>(ref, 'scores.json');
@@ -78,17 +78,7 @@ test('validation mean: every tensor is the mean of the matrix rows (TracIn, cosi
 test('config: the NDR pipeline refuses influence validation mean, naming the field; LayerIF takes it and keys on it', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'lf-mean-val-cfg-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const yaml = (pipeline: string, inf: string) => `sweep: k
-pipeline: ${pipeline}
-models:
-  - { id: tiny, path: ${TINY} }
-tasks:
-  - { id: spam, source: spam-assassin }
-methods:
-  - { id: datainf, influence: datainf }
-stages:
-  influence: ${inf}
-`;
+  const yaml = (pipeline: string, inf: string) => tinySweepYaml(pipeline, { influence: inf });
   const err = await parseSweep(join(dir, 'sweep.yaml'), yaml('ndr', '{ validation: mean }'), { ndr: ndrDef }).then(() => undefined, (e: unknown) => e);
   t.true(err instanceof SweepConfigError);
   t.regex((err as SweepConfigError).message, /stages\.influence\.validation.*one row per influence sample/);

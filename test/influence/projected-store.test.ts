@@ -24,7 +24,7 @@ import { createRng } from '../../src/data/random.ts';
 import { influence, InfluenceSettings, type ScoresMeta } from '../../activities/influence.ts';
 import { layer_scores, LayerScoreSettings, type LayerScoresJson } from '../../activities/layer-scores.ts';
 import { gradients, GradientSettings } from '../../activities/gradients.ts';
-import { ctxOf, run, TINY, tinyUpstream } from './_tiny-stages.ts';
+import { ctxOf, run, tinySweepYaml, tinyUpstream } from './_tiny-stages.ts';
 import { ndr, NdrSettings } from '../../activities/ndr.ts';
 import { parseSweep } from '../../src/config/sweep.ts';
 import { planSweep } from '../../src/config/plan.ts';
@@ -326,17 +326,7 @@ test('the gradients stage with projection and BF16 (tiny model): each stored row
 test('cache key: projection keys gradients and what follows, not what precedes; absent, the slice has no trace of it', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'lf-proj-plan-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const yaml = (grad: string) => `sweep: k
-pipeline: ndr
-models:
-  - { id: tiny, path: ${TINY} }
-tasks:
-  - { id: spam, source: spam-assassin }
-methods:
-  - { id: datainf, influence: datainf }
-stages:
-  gradients: ${grad}
-`;
+  const yaml = (grad: string) => tinySweepYaml('ndr', { gradients: grad });
   const plan = async (grad: string) => planSweep(await parseSweep(join(dir, 'sweep.yaml'), yaml(grad), { ndr: ndrDef }), ndrDef).cells[0];
   const key = (c: Awaited<ReturnType<typeof plan>>, s: string) => c.stages.find((x) => x.name === s)!;
   const none = await plan('{ shardSize: 16 }');
