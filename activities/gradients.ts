@@ -173,7 +173,9 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
       }
       return G;
     };
-    const made = makeBasisFile(stored, firstRows, calibration, s.dtype ?? 'F32');
+    projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
+    const engine = projector;
+    const made = await makeBasisFile(stored, firstRows, calibration, s.dtype ?? 'F32', (G, rows, d, r) => engine.calibrationBasis(G, rows, d, r));
     stored = made.units;
     basis = made.bases;
     const { bytes, ranks } = made;

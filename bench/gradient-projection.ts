@@ -130,16 +130,14 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
   // Calibrated: the basis of each unit from the first N rows of the calibration set, as the stage makes it.
   let basis: Map<string, Float32Array> | undefined, basisEntry: BasisEntry | undefined;
   let units: GradientUnit[] = full.units.map((u) => { const p = unitProjection(u.unit, u.d, settings, N ? 'calibrated' : 'rademacher'); return p ? { ...u, d: p.to, projection: p } : u; });
-  const t0 = performance.now();
   if (N) {
     const rows = await readDenseSet(store, full, set);
-    const made = makeBasisFile(units, (u) => Float32Array.from(rows.get(u.unit)!.data.subarray(0, N * u.projection!.from)), N, dtype);
+    const made = await makeBasisFile(units, (u) => Float32Array.from(rows.get(u.unit)!.data.subarray(0, N * u.projection!.from)), N, dtype, (G, r, d, k) => projector.calibrationBasis(G, r, d, k));
     units = made.units;
     basis = made.bases;
     const index = full.sets.train.shards.length + full.sets.influence.shards.length;
     basisEntry = { ...(await store.commitShard(key, index, made.bytes, { set: 'basis', from: set, rows: N })), index, samples: N, set };
   }
-  const basisSeconds = (performance.now() - t0) / 1000;
   const e = full.embedding;
   const weP = e && settings.embedding ? unitProjection(e.unit, e.D, settings, 'rademacher-rows') : undefined;
   const emb = e && weP ? { ...e, D: weP.to, d: e.vocab * weP.to, projection: weP } : e;
@@ -179,7 +177,7 @@ async function compress(store: ArtifactStore, full: GradientIndex, settings: Pro
     sets: { train: { n: full.sets.train.n, shards: shards.filter((x) => x.set === 'train') }, influence: { n: full.sets.influence.n, shards: shards.filter((x) => x.set === 'influence') } },
   };
   const m = await store.commit({ key, parts: { stage: 'gradients', version: 1, slice: {}, upstream: {} }, kind: 'gradients', files: { 'index.json': JSON.stringify(index) } });
-  return { ref: refOf(m), index, seconds: projector.seconds + basisSeconds };
+  return { ref: refOf(m), index, seconds: projector.seconds }; // the projector's seconds include the basis (its GEMMs)
 }
 
 // ---- the influence stage with validation each (the [m × n] matrix) against mean (one row) ----

@@ -46,30 +46,67 @@ export function calibrationBasis(G: ArrayLike<number>, rows: number, d: number, 
       K.set(b, a, s);
     }
   }
+  const { W, rank: r, eigenvalues } = basisDirections(K, rows, maxRank);
+  // The directions are built and orthonormalised one contiguous vector at a time (Ut [r × d]), then
+  // transposed: walking U [d × r] by column strides r values per step.
+  const Ut = new Float64Array(r * d);
+  for (let c = 0; c < r; c++) {
+    const col = Ut.subarray(c * d, (c + 1) * d);
+    for (let a = 0; a < rows; a++) {
+      const w = W[c * rows + a];
+      if (w === 0) continue;
+      for (let j = 0, o = a * d; j < d; j++) col[j] += w * G[o + j];
+    }
+  }
+  orthonormalizeRows(Ut, r, d);
+  return { U: transposeRows(Ut, r, d), rank: r, eigenvalues };
+}
+
+/**
+ * From the Gram matrix K = G Gᵀ [rows × rows] of the calibration rows: the r ≤ maxRank leading
+ * eigen-directions with λ > 10⁻¹⁰ λ_max (by decreasing λ), as the weights W [r × rows] (row-major)
+ * that make them from the rows: direction c = Σ_a W[c, a] · G_a = (Gᵀ v_c / √λ_c).
+ */
+export function basisDirections(K: Matrix, rows: number, maxRank: number): { W: Float64Array; rank: number; eigenvalues: number[] } {
   const e = new EigenvalueDecomposition(K, { assumeSymmetric: true });
   const lam = e.realEigenvalues;
   const V = e.eigenvectorMatrix;
   const order = lam.map((_, i) => i).sort((p, q) => lam[q] - lam[p] || p - q);
   const top = Math.max(0, lam[order[0]]);
   const keep = top > 0 ? order.filter((i) => lam[i] > BASIS_EIGEN_FLOOR * top).slice(0, maxRank) : [];
-  const r = keep.length;
-  // The directions are built and orthonormalised one contiguous column at a time (Ut [r × d]), then
-  // transposed: walking U [d × r] by column strides r values per step, a cache line each (13.6 s of
-  // the all-seven-projection stage's 63 s, against ~1 s contiguous).
-  const Ut = new Float64Array(r * d);
+  const W = new Float64Array(keep.length * rows);
   keep.forEach((i, c) => {
     const s = 1 / Math.sqrt(lam[i]);
-    const col = Ut.subarray(c * d, (c + 1) * d);
-    for (let a = 0; a < rows; a++) {
-      const w = V.get(a, i) * s;
-      if (w === 0) continue;
-      for (let j = 0, o = a * d; j < d; j++) col[j] += w * G[o + j];
-    }
+    for (let a = 0; a < rows; a++) W[c * rows + a] = V.get(a, i) * s;
   });
-  orthonormalizeRows(Ut, r, d);
+  return { W, rank: keep.length, eigenvalues: keep.map((i) => lam[i]) };
+}
+
+/**
+ * Symmetric (Löwdin) orthonormalisation of r vectors from their Gram matrix S = V Vᵀ [r × r]: T = S^(−1/2),
+ * so that T V has orthonormal rows and stays the closest such set to V (no reordering, no mixing
+ * beyond what non-orthogonality forces). Row-major [r × r]; a vanished vector is a DataError.
+ */
+export function inverseSqrt(S: Matrix): Float64Array {
+  const r = S.rows;
+  const e = new EigenvalueDecomposition(S, { assumeSymmetric: true });
+  const lam = e.realEigenvalues, Q = e.eigenvectorMatrix;
+  const top = Math.max(...lam);
+  if (!(lam.every((x) => x > 1e-12 * top) && top > 0)) throw new DataError(`calibration basis: the directions lost their rank in orthonormalisation (eigenvalues ${lam.map((x) => x.toExponential(2)).join(', ')})`);
+  const T = new Float64Array(r * r);
+  for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) {
+    let s = 0;
+    for (let k = 0; k < r; k++) s += Q.get(i, k) * Q.get(j, k) / Math.sqrt(lam[k]);
+    T[i * r + j] = s;
+  }
+  return T;
+}
+
+/** V [r × d] row-major → [d × r] row-major. */
+export function transposeRows(V: Float64Array, r: number, d: number): Float64Array {
   const U = new Float64Array(d * r);
-  for (let c = 0; c < r; c++) for (let j = 0, o = c * d; j < d; j++) U[j * r + c] = Ut[o + j];
-  return { U, rank: r, eigenvalues: keep.map((i) => lam[i]) };
+  for (let c = 0; c < r; c++) for (let j = 0, o = c * d; j < d; j++) U[j * r + c] = V[o + j];
+  return U;
 }
 
 /** Two passes of modified Gram–Schmidt over the r rows of V [r × d] (row-major: each vector contiguous), in place. */

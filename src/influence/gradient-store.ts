@@ -135,17 +135,20 @@ export function withBasisRanks(units: GradientUnit[], ranks: ReadonlyMap<string,
   return units.map((u) => (u.projection?.kind === 'calibrated' ? { ...u, projection: { ...u.projection, rank: ranks.get(u.unit) ?? 0 } } : u));
 }
 
+/** calibrationBasis or an engine's (GradientProjector.calibrationBasis: the same directions through ONNX GEMMs). */
+export type BasisMaker = (G: Float32Array, rows: number, d: number, maxRank: number) => { U: Float64Array; rank: number } | Promise<{ U: Float64Array; rank: number }>;
+
 /**
  * The basis file of a calibrated store (calibration-basis.ts): per calibrated unit, the basis of
  * `rowsOf(u)` — the first `samples` calibration rows, [samples × from] — with at most
  * calibratedRank(to, samples) directions. Returns the records with their ranks, the file's bytes and U
  * as stored (BF16-rounded when BF16): what the projection must use, so that stored and used agree.
  */
-export function makeBasisFile(units: GradientUnit[], rowsOf: (u: GradientUnit) => Float32Array, samples: number, dtype: GradientDtype): { units: GradientUnit[]; ranks: Map<string, number>; bytes: Uint8Array; bases: Map<string, Float32Array> } {
+export async function makeBasisFile(units: GradientUnit[], rowsOf: (u: GradientUnit) => Float32Array, samples: number, dtype: GradientDtype, basisOf: BasisMaker = calibrationBasis): Promise<{ units: GradientUnit[]; ranks: Map<string, number>; bytes: Uint8Array; bases: Map<string, Float32Array> }> {
   const made = new Map<string, Float32Array>(), ranks = new Map<string, number>();
   for (const u of units) {
     if (u.projection?.kind !== 'calibrated') continue;
-    const b = calibrationBasis(rowsOf(u), samples, u.projection.from, calibratedRank(u.projection.to, samples));
+    const b = await basisOf(rowsOf(u), samples, u.projection.from, calibratedRank(u.projection.to, samples));
     made.set(u.unit, Float32Array.from(b.U)); // float32 at once: every unit's basis is held until the file is written
     ranks.set(u.unit, b.rank);
   }

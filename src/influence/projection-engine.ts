@@ -17,7 +17,9 @@
  * (buildSparseProjectionGraph: Gather, Mul, Reshape, ReduceSum, O(rows · d)); its layout (d int64
  * coordinates + d float32 signs) is made once per stage and kept under the same `cacheBytes`.
  */
-import { GraphBuilder, gather, gemm, mul, reduceSum, reshape } from '../onnx/index.ts';
+import { Matrix } from 'ml-matrix';
+import { GraphBuilder, gather, gemm, matMul, mul, reduceSum, reshape } from '../onnx/index.ts';
+import { basisDirections, inverseSqrt, transposeRows } from './calibration-basis.ts';
 import { createSession, type HostTensor, type Session } from '../runtime/index.ts';
 import { ConfigError, DataError } from '../errors.ts';
 import { checkSpec, projectionRows, randomPart, sjltLayout, SJLT_GENERATOR, type ProjectionSpec, type UnitProjection } from './projection.ts';
@@ -55,6 +57,23 @@ export function buildSparseProjectionGraph(): Uint8Array {
   return g.toModel();
 }
 
+/** K = A Aᵀ in float64: the Gram matrix of the rows of A [a × d] (calibration rows, or basis vectors). */
+export function buildGramGraph(): Uint8Array {
+  const g = new GraphBuilder({ name: 'basis_gram' });
+  const A = g.input('A', 'float64', ['a', 'd']);
+  g.output(gemm(A, A, null, { transB: 1 }), 'K');
+  return g.toModel();
+}
+
+/** Y = W A in float64: r vectors as combinations of the rows of A [a × d] (W [r × a]). */
+export function buildCombineGraph(): Uint8Array {
+  const g = new GraphBuilder({ name: 'basis_combine' });
+  const W = g.input('W', 'float64', ['r', 'a']);
+  const A = g.input('A', 'float64', ['a', 'd']);
+  g.output(matMul(W, A), 'Y');
+  return g.toModel();
+}
+
 export interface ProjectorOptions {
   device: string;
   threads?: number;
@@ -72,6 +91,8 @@ export class GradientProjector {
   private cached = 0;
   private residual?: Session;
   private sparse?: Session;
+  private gram?: Session;
+  private combine?: Session;
   private constructor(private readonly session: Session, private readonly blockBytes: number, private readonly cacheBytes: number, private readonly device: string, private readonly threads?: number) {}
 
   static async create({ device, threads, blockBytes = 32 << 20, cacheBytes = 256 << 20 }: ProjectorOptions): Promise<GradientProjector> {
@@ -104,6 +125,40 @@ export class GradientProjector {
       Y.set(Z.subarray(q * k2, (q + 1) * k2), q * k + r);
     }
     return Y;
+  }
+
+  /**
+   * The calibration basis of calibration-basis.ts (same directions: the leading eigen-directions of the
+   * rows' Gram matrix, U = Gᵀ V Λ^(−1/2)) with its O(d) products as float64 ONNX GEMMs on the
+   * projector's device instead of TypeScript loops: K = G Gᵀ, Uᵀ = W G, then twice S = Uᵀ U,
+   * Uᵀ ← S^(−1/2) Uᵀ (symmetric re-orthonormalisation instead of Gram–Schmidt). U [d × r] row-major.
+   */
+  async calibrationBasis(G: ArrayLike<number>, rows: number, d: number, maxRank: number): Promise<{ U: Float64Array; rank: number; eigenvalues: number[] }> {
+    if (!(Number.isInteger(rows) && rows >= 1 && Number.isInteger(d) && d >= 1 && G.length === rows * d)) {
+      throw new DataError(`calibration basis: ${G.length} values for ${rows} rows of ${d}`);
+    }
+    if (!(Number.isInteger(maxRank) && maxRank >= 0)) throw new DataError(`calibration basis: rank ${maxRank}; expected an integer ≥ 0`);
+    const A = Float64Array.from(G);
+    for (let i = 0; i < A.length; i++) if (!Number.isFinite(A[i])) throw new DataError(`calibration basis: value ${i} is ${A[i]}`);
+    const t0 = performance.now();
+    this.gram ??= await createSession({ model: buildGramGraph(), device: this.device, threads: this.threads });
+    this.combine ??= await createSession({ model: buildCombineGraph(), device: this.device, threads: this.threads });
+    const gramOf = async (X: Float64Array, a: number): Promise<Matrix> => {
+      const K = (await this.gram!.run({ A: { data: X, dims: [a, d] } }, ['K'])).K.data as Float64Array;
+      const M = new Matrix(a, a);
+      for (let i = 0; i < a; i++) for (let j = 0; j <= i; j++) { const v = (K[i * a + j] + K[j * a + i]) / 2; M.set(i, j, v); M.set(j, i, v); }
+      return M;
+    };
+    const combineOf = async (W: Float64Array, r: number, X: Float64Array, a: number): Promise<Float64Array> =>
+      (await this.combine!.run({ W: { data: W, dims: [r, a] }, A: { data: X, dims: [a, d] } }, ['Y'])).Y.data as Float64Array;
+    const { W, rank, eigenvalues } = basisDirections(await gramOf(A, rows), rows, maxRank);
+    let Ut: Float64Array = new Float64Array(0);
+    if (rank > 0) {
+      Ut = await combineOf(W, rank, A, rows);
+      for (let pass = 0; pass < 2; pass++) Ut = await combineOf(inverseSqrt(await gramOf(Ut, rank)), rank, Ut, rank);
+    }
+    this.seconds += (performance.now() - t0) / 1000;
+    return { U: transposeRows(Ut, rank, d), rank, eigenvalues };
   }
 
   /** Y = X Pᵀ: X [rows × from] row-major (float32) → [rows × to]. */
@@ -160,6 +215,8 @@ export class GradientProjector {
     await this.session.release();
     await this.residual?.release();
     await this.sparse?.release();
+    await this.gram?.release();
+    await this.combine?.release();
   }
 
   /** Pᵀ of a unit that fits one block: from the cache, or generated (and cached while under cacheBytes). */

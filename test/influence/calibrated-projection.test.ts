@@ -232,3 +232,33 @@ test('the gradients stage with projection.calibration (tiny model): basis commit
   const { basis: _b, ...noBasis } = pi;
   t.throws(() => checkGradientIndex(noBasis as GradientIndex), { instanceOf: DataError, message: /calibrated.*no basis/ });
 });
+
+test('the projector’s basis (float64 ONNX GEMMs, symmetric re-orthonormalisation) spans what the TypeScript reference spans: same rank, eigenvalues, projector UUᵀ; orthonormal to 1e-12', async (t) => {
+  const r = createRng(21);
+  const proj = await GradientProjector.create({ device: 'cpu:0', threads: 1 });
+  try {
+    for (const [rows, d, maxRank, rank] of [[16, 700, 16, 6], [5, 300, 3, 5], [8, 64, 8, 8], [3, 10, 2, 0]]) {
+      // rows gradients in a `rank`-dimensional span with spread scales (rank 0: all zero)
+      const basisVecs = Array.from({ length: rank }, () => Float64Array.from({ length: d }, () => r.normal()));
+      const G = new Float32Array(rows * d);
+      for (let a = 0; a < rows; a++) basisVecs.forEach((v, c) => { const w = r.normal() * 10 ** (-c / 2); for (let j = 0; j < d; j++) G[a * d + j] += w * v[j]; });
+      const [ref, got] = [calibrationBasis(G, rows, d, maxRank), await proj.calibrationBasis(G, rows, d, maxRank)];
+      t.is(got.rank, ref.rank, `${rows} × ${d}: rank`);
+      got.eigenvalues.forEach((x, i) => t.true(Math.abs(x / ref.eigenvalues[i] - 1) < 1e-9, `eigenvalue ${i}`));
+      const k = got.rank;
+      let orth = 0;
+      for (let a = 0; a < k; a++) for (let b = 0; b < k; b++) { let s = 0; for (let j = 0; j < d; j++) s += got.U[j * k + a] * got.U[j * k + b]; orth = Math.max(orth, Math.abs(s - (a === b ? 1 : 0))); }
+      t.true(orth < 1e-12, `UᵀU − I: ${orth}`);
+      // the same subspace: UUᵀ x equal for random x
+      for (let trial = 0; trial < 3; trial++) {
+        const x = Float64Array.from({ length: d }, () => r.normal());
+        const apply = (U: Float64Array) => { const c = new Float64Array(k); for (let j = 0; j < d; j++) for (let i = 0; i < k; i++) c[i] += U[j * k + i] * x[j]; return Float64Array.from({ length: d }, (_, j) => { let s = 0; for (let i = 0; i < k; i++) s += U[j * k + i] * c[i]; return s; }); };
+        const [p, q] = [apply(ref.U), apply(got.U)];
+        const off = Math.max(0, ...p.map((v, j) => Math.abs(v - q[j])));
+        t.true(off < 1e-8 * Math.sqrt(d), `projector UUᵀ x differs by ${off}`);
+      }
+    }
+  } finally {
+    await proj.release();
+  }
+});
