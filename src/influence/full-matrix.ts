@@ -397,7 +397,11 @@ export class InfluenceEngine {
 
   /** Pᵀ = G Vᵀ [n × m] (`project`, G the left operand); checked finite (`what` names it in the error). */
   private async project(G: UnitGradients, V: UnitGradients, what: string, suspects: readonly Suspect[]): Promise<FloatArray> {
-    const Y = (await this.run('project', { A: this.tensor(G.data, [G.n, G.d]), B: this.tensor(V.data, [V.n, V.d]) })).Y.data as FloatArray;
+    // One validation row (validation: mean, or DataInf's R of one row): G v as the `dot` branch's GEMV;
+    // the `project` Gemm with a one-row transposed B runs it 10–15 % slower (bench/README.md, session 9).
+    const Y = V.n === 1
+      ? (await this.run('dot', { dot_X: this.tensor(G.data, [G.n, G.d]), dot_c: { data: this.alloc(1).fill(1) as HostArray, dims: [1, 1] }, dot_V: this.tensor(V.data, [1, V.d]) })).dot.data as FloatArray
+      : (await this.run('project', { A: this.tensor(G.data, [G.n, G.d]), B: this.tensor(V.data, [V.n, V.d]) })).Y.data as FloatArray;
     checkResult(Y, G.unit, what, this.precision, suspects);
     return Y;
   }
