@@ -124,20 +124,13 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
   let projector: GradientProjector | undefined;
   const shards: ShardEntry[] = [];
   let computed = 0, reused = 0, rejected = 0;
-  interface Computed { i: number; dense: Map<string, Float32Array>; losses: Float32Array; we: ReturnType<typeof sparseFromRowMap>[] }
+  interface Computed { i: number; dense: Map<string, Float32Array>; normSq: Map<string, Float64Array>; losses: Float32Array; we: ReturnType<typeof sparseFromRowMap>[] }
   const pending: Computed[] = []; // shards computed before the basis exists (calibration)
   let calibrationRows = 0;
 
   /** Project (when asked) and commit one computed shard. */
-  const commit = async ({ i, dense, losses, we }: Computed): Promise<void> => {
+  const commit = async ({ i, dense, normSq, losses, we }: Computed): Promise<void> => {
     const p = plan[i];
-    // Every shard keeps each row's exact ‖g‖² per unit: DataInf's λ on a projected store is the
-    // unprojected one, and on an unprojected F32 store the influence engine skips its norm pass.
-    const normSq = new Map<string, Float64Array>();
-    for (const u of units) {
-      const g = dense.get(u.unit)!;
-      normSq.set(u.unit, Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.d)));
-    }
     if (pr) {
       projector ??= await GradientProjector.create({ device: ctx.device, threads: ctx.threads });
       for (const u of stored) {
@@ -220,8 +213,20 @@ export const gradients: StageImpl<GradientSettings> = async (ctx) => {
         }
         ctx.heartbeat(withProgress(ctx, samplesBefore[i] + b + chunk.length, totalSamples, 'sample', { key: ctx.key, done: i, rows: b + chunk.length }));
       }
-      for (const [unit, g] of dense) for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / (g.length / p.rows.length))} has a non-finite gradient`);
-      const c: Computed = { i, dense, losses, we };
+      // Every shard keeps each row's exact ‖g‖² per unit: DataInf's λ on a projected store is the
+      // unprojected one, and on an unprojected F32 store the influence engine skips its norm pass. A
+      // row's norm is finite exactly when all its values are (float32 squares cannot overflow float64
+      // sums), so the one pass also checks them; only a failing unit is scanned, to name the sample.
+      const normSq = new Map<string, Float64Array>();
+      for (const u of units) {
+        const g = dense.get(u.unit)!;
+        const n2 = Float64Array.from({ length: p.rows.length }, (_, r) => rowNormSq(g, r, u.d));
+        if (!n2.every(Number.isFinite)) {
+          for (let k = 0; k < g.length; k++) if (!Number.isFinite(g[k])) throw new DataError(`gradients: unit ${u.unit}, ${p.set} sample ${p.rowOffset + Math.floor(k / u.d)} has a non-finite gradient`);
+        }
+        normSq.set(u.unit, n2);
+      }
+      const c: Computed = { i, dense, normSq, losses, we };
       if (calibration && !basis) {
         // The calibration samples are the first rows of the plan: hold their shards until the basis exists.
         pending.push(c);

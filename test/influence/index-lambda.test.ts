@@ -3,17 +3,19 @@
  * each shard record's per-unit Σ‖g‖²): the sums equal the exact gradients' (dense and WE), the index's
  * shard entries do not repeat them, a record without sums leaves the index without them; the influence
  * stage's DataInf scores and λ with the index sums equal those computed without them (the shard pass /
- * the engine's own), on an unprojected F32 store and on a projected one.
+ * the engine's own), on an unprojected F32 store and on a projected one; the passes over the shards
+ * with and without the shard cache; and the stage refusing a non-finite gradient (found through the
+ * row norms it keeps).
  */
 import test from 'ava';
 import { gradients, GradientSettings } from '../../activities/gradients.ts';
 import { finetune, FinetuneSettings } from '../../activities/finetune.ts';
 import { indexLambdas, influence, InfluenceSettings, type ScoresMeta } from '../../activities/influence.ts';
 import { readDenseSet, readEmbeddingSet, readGradientIndex, shardCacheBudget, trainNormSqSums, type GradientIndex } from '../../src/influence/gradient-store.ts';
-import { ConfigError } from '../../src/errors.ts';
+import { ConfigError, DataError } from '../../src/errors.ts';
 import { sparseNormSq } from '../../src/influence/sparse-rows.ts';
 import { refOf, type ArtifactRef, type ArtifactStore } from '../../src/store/artifacts.ts';
-import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
+import { parseSafetensorsBytes, rawToFloat32, serializeSafetensors } from '../../src/weights/safetensors.ts';
 import { ctxOf, run, tinyUpstream } from './_tiny-stages.ts';
 
 /** A copy of a store's index committed under a new key, edited (same shards). */
@@ -89,4 +91,23 @@ test('the index keeps Σ‖g‖² of the training set per unit; DataInf with λ 
     if (before === undefined) delete process.env.LAYERFLOW_SHARD_CACHE_MB;
     else process.env.LAYERFLOW_SHARD_CACHE_MB = before;
   }
+});
+
+test('the gradients stage refuses a non-finite gradient, naming the unit and sample (checked through the row norms it keeps)', async (t) => {
+  const { home, store, slice, ds, ft } = await tinyUpstream(t, 'lf-nonfinite-');
+  // The fine-tuned adapter with one LoRA B entry made NaN: every gradient through it is NaN.
+  const hit = await store.lookup(ft.key);
+  if (hit.status !== 'hit') throw new Error('no finetune artifact');
+  const files: Record<string, Uint8Array> = {};
+  for (const name of Object.keys(hit.manifest.files)) files[name] = await store.read(ft, name);
+  const adapterName = Object.keys(files).find((n) => n.endsWith('.safetensors'))!;
+  const { tensors, metadata } = parseSafetensorsBytes(files[adapterName], 'adapter');
+  const bName = [...tensors.keys()].find((n) => n.includes('lora_B'))!;
+  const values = new Map([...tensors].map(([name, x]) => [name, rawToFloat32(x, name)]));
+  values.get(bName)![0] = NaN;
+  files[adapterName] = serializeSafetensors(Object.fromEntries([...tensors].map(([name, x]) => [name, { dtype: 'F32' as const, shape: [...x.shape], values: values.get(name)! }])), metadata);
+  const bad = refOf(await store.commit({ key: 'nan-adapter', parts: { stage: 'finetune', version: 1, slice: {}, upstream: {} }, kind: 'finetune', files }));
+  const err = await gradients(ctxOf(store, home, 'gradients', GradientSettings.parse({ shardSize: 3 }), slice, { data: ds, finetune: bad })).then(() => undefined, (e: unknown) => e);
+  t.true(err instanceof DataError, String(err));
+  t.regex((err as Error).message, /gradients: unit \S+, train sample 0 has a non-finite gradient/);
 });
