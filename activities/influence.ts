@@ -29,7 +29,7 @@ import { isProjected, originalD, readDenseSet, readEmbeddingSet, readGradientInd
 import { projectedDamping, type UnitProjection } from '../src/influence/projection.ts';
 import { sparseInfluenceMatrix, sparseNormSq } from '../src/influence/sparse-rows.ts';
 import type { ArtifactStore } from '../src/store/artifacts.ts';
-import { rowNormSq } from '../src/influence/vector.ts';
+import { addScaledRow, rowNormSq } from '../src/influence/vector.ts';
 import { SIGN_CONVENTION, type InfluenceMatrix, type InfluenceMethod, type UnitGradients } from '../src/influence/types.ts';
 import { serializeSafetensors, type TensorInput } from '../src/weights/safetensors.ts';
 import type { StageImpl } from '../src/store/stage-context.ts';
@@ -158,7 +158,7 @@ export function meanValidationRow(v: UnitGradients, method: InfluenceMethod, cos
       if (nn === 0) continue;
       w /= Math.sqrt(nn);
     }
-    for (let q = 0; q < v.d; q++) row[q] += w * v.data[j * v.d + q];
+    addScaledRow(row, v.data, j, v.d, w);
   }
   if (method === 'cosine') cosineScale.set(v.unit, Math.sqrt(rowNormSq(row, 0, v.d)));
   const { normSq: _n, ...ref } = v;
@@ -182,11 +182,17 @@ export function meanOfRows(x: InfluenceMatrix): InfluenceMatrix {
 export function indexLambdas(index: GradientIndex, scale: number): Record<string, number> | undefined {
   const sums = index.trainNormSqSum;
   if (!sums || !(isProjected(index) || index.dtype === 'F32')) return undefined;
-  const e = index.embedding?.projection ? index.embedding : undefined;
-  const units = [...index.units, ...(e ? [e] : [])];
-  if (!units.every((u) => typeof sums[u.unit] === 'number')) return undefined;
+  if (!lambdaUnits(index).every((u) => typeof sums[u.unit] === 'number')) return undefined;
+  return lambdasFromSums(index, sums, scale);
+}
+
+/** The units DataInf gets a λ for from the store: every dense unit, and the WE unit when it is projected. */
+const lambdaUnits = (index: GradientIndex) => [...index.units, ...(index.embedding?.projection ? [index.embedding] : [])];
+
+/** λ per unit (lambdaUnits) from its training Σ‖g‖²: scale · Σ / (n · d_original). */
+function lambdasFromSums(index: GradientIndex, sums: Record<string, number>, scale: number): Record<string, number> {
   const n = index.sets.train.n;
-  return Object.fromEntries(units.map((u) => [u.unit, projectedDamping({ sumNormSq: sums[u.unit], n, originalD: originalD(u), scale, unit: u.unit })]));
+  return Object.fromEntries(lambdaUnits(index).map((u) => [u.unit, projectedDamping({ sumNormSq: sums[u.unit], n, originalD: originalD(u), scale, unit: u.unit })]));
 }
 
 /**
@@ -194,9 +200,8 @@ export function indexLambdas(index: GradientIndex, scale: number): Record<string
  * training rows as stored (y = P g; a unit stored unprojected gets the usual λ). One pass over the shards.
  */
 export async function projectedLambdas(store: ArtifactStore, index: GradientIndex, scale: number, shards = new ShardCache(store, index, 0)): Promise<Record<string, number>> {
-  const sums = new Map(index.units.map((u) => [u.unit, 0]));
+  const sums: Record<string, number> = Object.fromEntries(lambdaUnits(index).map((u) => [u.unit, 0]));
   const e = index.embedding;
-  let weSum = 0;
   for (const sh of index.sets.train.shards) {
     const d = await shards.read(sh);
     for (const c of shardChunks(index, sh, d)) {
@@ -205,16 +210,12 @@ export async function projectedLambdas(store: ArtifactStore, index: GradientInde
       let s = 0;
       if (exact) for (const x of exact) s += x;
       else for (let i = 0; i < c.n; i++) s += rowNormSq(c.data, i, c.d);
-      sums.set(c.unit, sums.get(c.unit)! + s);
+      sums[c.unit] += s;
     }
     if (e?.projection) {
       const exact = d.normSq?.get(e.unit);
-      weSum += exact ? exact.reduce((a, x) => a + x, 0) : d.embedding!.reduce((a, g) => a + sparseNormSq(g), 0);
+      sums[e.unit] += exact ? exact.reduce((a, x) => a + x, 0) : d.embedding!.reduce((a, g) => a + sparseNormSq(g), 0);
     }
   }
-  const n = index.sets.train.n;
-  return {
-    ...Object.fromEntries(index.units.map((u) => [u.unit, projectedDamping({ sumNormSq: sums.get(u.unit)!, n, originalD: originalD(u), scale, unit: u.unit })])),
-    ...(e?.projection ? { [e.unit]: projectedDamping({ sumNormSq: weSum, n, originalD: originalD(e), scale, unit: e.unit }) } : {}),
-  };
+  return lambdasFromSums(index, sums, scale);
 }

@@ -32,11 +32,7 @@ export const BASIS_EIGEN_FLOOR = 1e-10;
  * gradients are all zero.
  */
 export function calibrationBasis(G: ArrayLike<number>, rows: number, d: number, maxRank: number): { U: Float64Array; rank: number; eigenvalues: number[] } {
-  if (!(Number.isInteger(rows) && rows >= 1 && Number.isInteger(d) && d >= 1 && G.length === rows * d)) {
-    throw new DataError(`calibration basis: ${G.length} values for ${rows} rows of ${d}`);
-  }
-  if (!(Number.isInteger(maxRank) && maxRank >= 0)) throw new DataError(`calibration basis: rank ${maxRank}; expected an integer ≥ 0`);
-  for (let i = 0; i < G.length; i++) if (!Number.isFinite(G[i])) throw new DataError(`calibration basis: value ${i} is ${G[i]}`);
+  checkCalibrationRows(G, rows, d, maxRank);
   const K = new Matrix(rows, rows);
   for (let a = 0; a < rows; a++) {
     for (let b = 0; b <= a; b++) {
@@ -60,6 +56,15 @@ export function calibrationBasis(G: ArrayLike<number>, rows: number, d: number, 
   }
   orthonormalizeRows(Ut, r, d);
   return { U: transposeRows(Ut, r, d), rank: r, eigenvalues };
+}
+
+/** The arguments of a calibration basis: `rows` × `d` finite values and a rank ≥ 0 (DataError otherwise). */
+export function checkCalibrationRows(G: ArrayLike<number>, rows: number, d: number, maxRank: number): void {
+  if (!(Number.isInteger(rows) && rows >= 1 && Number.isInteger(d) && d >= 1 && G.length === rows * d)) {
+    throw new DataError(`calibration basis: ${G.length} values for ${rows} rows of ${d}`);
+  }
+  if (!(Number.isInteger(maxRank) && maxRank >= 0)) throw new DataError(`calibration basis: rank ${maxRank}; expected an integer ≥ 0`);
+  for (let i = 0; i < G.length; i++) if (!Number.isFinite(G[i])) throw new DataError(`calibration basis: value ${i} is ${G[i]}`);
 }
 
 /**

@@ -19,7 +19,7 @@
  */
 import { Matrix } from 'ml-matrix';
 import { GraphBuilder, gather, gemm, matMul, mul, reduceSum, reshape } from '../onnx/index.ts';
-import { basisDirections, inverseSqrt, transposeRows } from './calibration-basis.ts';
+import { basisDirections, checkCalibrationRows, inverseSqrt, transposeRows } from './calibration-basis.ts';
 import { createSession, type HostTensor, type Session } from '../runtime/index.ts';
 import { ConfigError, DataError } from '../errors.ts';
 import { checkSpec, projectionRows, randomPart, sjltLayout, SJLT_GENERATOR, type ProjectionSpec, type UnitProjection } from './projection.ts';
@@ -134,12 +134,8 @@ export class GradientProjector {
    * Uᵀ ← S^(−1/2) Uᵀ (symmetric re-orthonormalisation instead of Gram–Schmidt). U [d × r] row-major.
    */
   async calibrationBasis(G: ArrayLike<number>, rows: number, d: number, maxRank: number): Promise<{ U: Float64Array; rank: number; eigenvalues: number[] }> {
-    if (!(Number.isInteger(rows) && rows >= 1 && Number.isInteger(d) && d >= 1 && G.length === rows * d)) {
-      throw new DataError(`calibration basis: ${G.length} values for ${rows} rows of ${d}`);
-    }
-    if (!(Number.isInteger(maxRank) && maxRank >= 0)) throw new DataError(`calibration basis: rank ${maxRank}; expected an integer ≥ 0`);
+    checkCalibrationRows(G, rows, d, maxRank);
     const A = Float64Array.from(G);
-    for (let i = 0; i < A.length; i++) if (!Number.isFinite(A[i])) throw new DataError(`calibration basis: value ${i} is ${A[i]}`);
     const t0 = performance.now();
     this.gram ??= await createSession({ model: buildGramGraph(), device: this.device, threads: this.threads });
     this.combine ??= await createSession({ model: buildCombineGraph(), device: this.device, threads: this.threads });

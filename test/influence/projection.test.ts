@@ -14,6 +14,7 @@ import {
   type ProjectionSpec,
 } from '../../src/influence/projection.ts';
 import { GradientProjector } from '../../src/influence/projection-engine.ts';
+import { checkSketchMoments } from './_sketch-moments.ts';
 import { dataInfDamping } from '../../src/influence/datainf.ts';
 
 interface FixtureCase { seed: number; unit: string; from: number; to: number; signs: number[][]; x: number[][]; y: number[][] }
@@ -69,28 +70,8 @@ test('inner products and squared norms are preserved in expectation, with the Ra
   // Fixed x, y (correlated, heavy-ish tails); over S independent matrices (seeds), the mean of (Px)·(Py)
   // must be within 4 standard errors of x·y, and the sample variance within 30% of
   // (‖x‖²‖y‖² + (x·y)² − 2 Σ x_j² y_j²)/k. A mis-scaled (e.g. 1/k) or biased matrix fails both.
-  const d = 256, k = 32, S = 600;
-  const r = createRng(5);
-  const x = Float64Array.from({ length: d }, () => r.normal() * (1 + r.next()));
-  const y = Float64Array.from(x, (v) => 0.6 * v + r.normal());
-  const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => { let s = 0; for (let q = 0; q < a.length; q++) s += a[q] * b[q]; return s; };
-  const xy = dot(x, y), xx = dot(x, x), yy = dot(y, y);
-  let x2y2 = 0, x4 = 0;
-  for (let q = 0; q < d; q++) { x2y2 += x[q] * x[q] * y[q] * y[q]; x4 += x[q] ** 4; }
-  const varXY = (xx * yy + xy * xy - 2 * x2y2) / k, varXX = (2 * xx * xx - 2 * x4) / k;
-  const ips: number[] = [], norms: number[] = [];
-  for (let seed = 0; seed < S; seed++) {
-    const spec = { unit: 'stat', seed, from: d, to: k };
-    const [px, py] = [projectRowsReference(spec, x, 1), projectRowsReference(spec, y, 1)];
-    ips.push(dot(px, py));
-    norms.push(dot(px, px));
-  }
-  const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
-  const variance = (a: number[]) => { const m = mean(a); return a.reduce((s, v) => s + (v - m) ** 2, 0) / (a.length - 1); };
-  t.true(Math.abs(mean(ips) - xy) < 4 * Math.sqrt(varXY / S), `E[(Px)·(Py)] ${mean(ips)} vs x·y ${xy} (se ${Math.sqrt(varXY / S)})`);
-  t.true(Math.abs(mean(norms) - xx) < 4 * Math.sqrt(varXX / S), `E‖Px‖² ${mean(norms)} vs ‖x‖² ${xx}`);
-  t.true(Math.abs(variance(ips) / varXY - 1) < 0.3, `Var (Px)·(Py): ${variance(ips)} vs ${varXY}`);
-  t.true(Math.abs(variance(norms) / varXX - 1) < 0.3, `Var ‖Px‖²: ${variance(norms)} vs ${varXX}`);
+  const d = 256, k = 32;
+  checkSketchMoments(t, { d, rngSeed: 5, samples: 600, q: 1 / k, varianceTolerance: 0.3, name: 'P', project: (seed, v) => projectRowsReference({ unit: 'stat', seed, from: d, to: k }, v, 1) });
 });
 
 test('the ONNX projector equals the reference, whole and block by block (partial last block)', async (t) => {

@@ -16,6 +16,7 @@ import {
   mulHi32, PROJECTION_GENERATOR, projectionMatrix, projectionRows, ProjectionSettings, projectRowsReference, randomPart, sjltLayout, SJLT_GENERATOR, unitProjection, type ProjectionSpec,
 } from '../../src/influence/projection.ts';
 import { GradientProjector } from '../../src/influence/projection-engine.ts';
+import { checkSketchMoments } from './_sketch-moments.ts';
 import { readBasis, readDenseSet, readEmbeddingSet, readGradientIndex } from '../../src/influence/gradient-store.ts';
 import type { ArtifactRef } from '../../src/store/artifacts.ts';
 import { parseSafetensorsBytes, rawToFloat32 } from '../../src/weights/safetensors.ts';
@@ -72,29 +73,9 @@ test('inner products and squared norms preserved in expectation; variance q (‖
   // sample variance within 20 % of the derived one. Dense-style scaling by 1/√k, a biased sign
   // stream, or coordinates landing twice all fail.
   // m = 2 makes q = 1/63 half of 1/k: hashed (unbalanced) buckets or the dense variance fail too.
-  const d = 64, k = 32, S = 1500; // m = 2, D′ = 64
+  const d = 64, k = 32; // m = 2, D′ = 64
   const q = (Math.ceil(d / k) - 1) / (k * Math.ceil(d / k) - 1);
-  const r = createRng(11);
-  const x = Float64Array.from({ length: d }, () => r.normal() * (1 + r.next()));
-  const y = Float64Array.from(x, (v) => 0.6 * v + r.normal());
-  const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * b[i]; return s; };
-  const xy = dot(x, y), xx = dot(x, x), yy = dot(y, y);
-  let x2y2 = 0, x4 = 0;
-  for (let i = 0; i < d; i++) { x2y2 += x[i] ** 2 * y[i] ** 2; x4 += x[i] ** 4; }
-  const varXY = q * (xx * yy + xy * xy - 2 * x2y2), varXX = q * (2 * xx * xx - 2 * x4);
-  const ips: number[] = [], norms: number[] = [];
-  for (let seed = 0; seed < S; seed++) {
-    const spec = sparse('stat', seed, d, k);
-    const [px, py] = [projectRowsReference(spec, x, 1), projectRowsReference(spec, y, 1)];
-    ips.push(dot(px, py));
-    norms.push(dot(px, px));
-  }
-  const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
-  const variance = (a: number[]) => { const mu = mean(a); return a.reduce((s, v) => s + (v - mu) ** 2, 0) / (a.length - 1); };
-  t.true(Math.abs(mean(ips) - xy) < 4 * Math.sqrt(varXY / S), `E[(Sx)·(Sy)] ${mean(ips)} vs x·y ${xy}`);
-  t.true(Math.abs(mean(norms) - xx) < 4 * Math.sqrt(varXX / S), `E‖Sx‖² ${mean(norms)} vs ‖x‖² ${xx}`);
-  t.true(Math.abs(variance(ips) / varXY - 1) < 0.2, `Var (Sx)·(Sy): ${variance(ips)} vs ${varXY}`);
-  t.true(Math.abs(variance(norms) / varXX - 1) < 0.2, `Var ‖Sx‖²: ${variance(norms)} vs ${varXX}`);
+  checkSketchMoments(t, { d, rngSeed: 11, samples: 1500, q, varianceTolerance: 0.2, name: 'S', project: (seed, v) => projectRowsReference(sparse('stat', seed, d, k), v, 1) });
 });
 
 test('the ONNX projector equals the reference for the sparse matrix (padding, k = d − 1, one row, many rows)', async (t) => {
