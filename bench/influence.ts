@@ -33,6 +33,7 @@ import { lastLevelCacheBytes } from '../src/runtime/index.ts';
 import { tracInInfluence } from '../src/influence/tracin.ts';
 import type { InfluenceMethod, UnitGradients } from '../src/influence/types.ts';
 import { envInt } from './common.ts';
+import { GEMM_SHAPES, measureGemmPeak } from './gemm-peak.ts';
 
 const env = envInt;
 const UNITS = env('BENCH_UNITS', 4), N = env('BENCH_N', 1024), M = env('BENCH_M', 128), D = env('BENCH_D', 32768);
@@ -206,6 +207,10 @@ try {
   // A plain streaming read of 1 GiB (one sgemv) in the same run: the memory roofline of the mean-gradient path.
   const readGbps = ask && runs('mean') ? ((await ask('readbw')) as { gbps?: number }).gbps : undefined;
   quit();
+  // ORT's fp32 MatMul peak with the same threads, same run, over the bench's square-ish shapes and the
+  // full path's own [m × d]·[d × n]: the full path is those GEMMs, so its time on LayerFlow's side is
+  // about their FLOPs at that peak or more (the ceiling printed below; approximate, as a peak over a few shapes is).
+  const ortGemm = runs('full') && numpy.size ? await measureGemmPeak({ threads: THREADS, device: DEVICE, shapes: [...GEMM_SHAPES, { m: M, k: D, n: N }] }) : undefined;
 
   // ---- table ----
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -251,6 +256,17 @@ try {
     if (readGbps !== undefined) {
       console.log(`plain read of 1 GiB (x @ ones, one sgemv), same run: ${readGbps.toFixed(1)} GB/s; LayerFlow's mean-gradient rate as % of it: ${METHODS.map((m) => `${m} ${((100 * bytes) / median(ours.get(`mean:${m}`)!) / 1e9 / readGbps).toFixed(0)} %`).join(', ')}`);
     }
+  }
+  if (ortGemm) {
+    // GEMM FLOPs per unit of the full path: P = V Gᵀ (2mnd) for all three methods, plus DataInf's correction.
+    const flops = (m: InfluenceMethod) => 2 * (M * N * D + (m === 'datainf' ? correctionCost(ASSOC, M, N, D) : 0));
+    console.log('');
+    console.log(`full [m×n] in memory, NumPy's achieved GFLOP/s on its GEMMs and the ceiling of LayerFlow / NumPy on this CPU (≈: every FLOP at ORT MatMul's ${ortGemm.peak.toFixed(1)} GFLOP/s, same run; norms and elementwise work free): ${METHODS.map((m) => {
+      const np = numpy.get(`full:${m}`);
+      if (!np) return `${m} –`;
+      const gf = (UNITS * flops(m)) / median(np) / 1e9;
+      return `${m} ${gf.toFixed(1)} GFLOP/s, ceiling ${(ortGemm.peak / gf).toFixed(2)}`;
+    }).join('; ')}`);
   }
   console.log('');
   console.log(`Median of ${REPS} runs over all units (plain TS: 1 run). max rel. diff: max |LayerFlow − NumPy| / max |NumPy| on unit 0.`);

@@ -310,6 +310,13 @@ async function main(): Promise<void> {
       rows.push(row);
       console.log(`  ${label}: ${sps.toFixed(2)} samples/s (median ${med.toFixed(3)} s per batch of ${BATCH}; ${r.times.map((x) => x.toFixed(3)).join(', ')}), ${row[5]} GFLOP/s, peak RSS ${rss} MiB, LayerFlow/this ${ratio}; ${r.detail}`);
     }
+    // The ceiling of the ratio on this CPU: LayerFlow's time can be no less than its FLOPs at ORT's own
+    // MatMul peak (the same GEMMs, every other kernel free), so LayerFlow ÷ a baseline ≤ that peak over
+    // the baseline's achieved GFLOP/s (approximately: the peak is the best of a few shapes, one of them the
+  // 135M MLP's). A target above it needs faster GEMMs (or fewer FLOPs), not scheduling.
+    const ceilings = sides.slice(1).filter((s): s is [string, SideResult] => typeof s[1] !== 'string')
+      .map(([label, r]) => `${label.replace('PyTorch ', '')} ≤ ${(ortGemm.peak / ((BATCH / median(r.times)) * flops / 1e9)).toFixed(2)}`);
+    if (ceilings.length) console.log(`  ceiling on this CPU (≈: all of LayerFlow's FLOPs at ORT MatMul's ${ortGemm.peak.toFixed(1)} GFLOP/s, every other kernel free): LayerFlow ÷ ${ceilings.join(', ÷ ')}`);
     console.log(`  (${((performance.now() - t0) / 1000).toFixed(0)} s for this model)\n`);
   }
   console.log('| model | implementation | samples/s | s/batch (median) | LayerFlow ÷ this | GFLOP/s (% of GEMM peak) | peak RSS (MiB) | threads | warm-up batch (s) | max rel. diff vs LayerFlow | spread |');
