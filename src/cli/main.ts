@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import logUpdate from 'log-update';
 import { Client, Connection } from '@temporalio/client';
 import { resolveEnv, type LayerflowEnv } from '../config/env.ts';
-import { LayerflowError } from '../errors.ts';
+import { ConfigError, LayerflowError } from '../errors.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { MlflowClient, experimentRunsUrl } from '../tracking/mlflow.ts';
 import { planFile, cacheStatus, submitSweep, watchSweep, sweepStatus, resumeSweep, cancelSweep, explainStage, type SweepStatus } from './sweeps.ts';
@@ -51,11 +51,16 @@ function portOf(address: string): number {
 }
 
 /**
- * Start Temporal, MLflow and a detached worker pool on this machine (idempotent). `perDevice`: one
- * worker process per device (`worker --device d`) beside a control process (`worker --control-only`),
- * so a device whose process dies takes only its own stages down (their leases move them).
+ * Start Temporal, MLflow and a detached worker pool on this machine (idempotent). `perDevice` (the
+ * default): one worker process per device (`worker --device d`) beside a control process (`worker
+ * --control-only`), so a device whose process dies takes only its own stages down (their leases move
+ * them), and host stages and workflow tasks are not held up by a device stage: onnxruntime-node runs
+ * a session synchronously on the JS thread, so in one process a host stage only progresses between
+ * ONNX runs (the quickstart's `ndr` stage reported 43–48 s instead of 1.5–1.9 s; bench/README.md).
+ * An all-in-one pool already running (`--one-process`, or started by an older version) is left as it
+ * is: no device worker is started beside it.
  */
-async function up(e: LayerflowEnv, quiet = false, perDevice = false): Promise<void> {
+async function up(e: LayerflowEnv, quiet = false, perDevice = true): Promise<void> {
   const say = (m: string) => quiet || console.log(m);
   const tPort = portOf(e.temporalAddress);
   const [t, m] = await Promise.all([startTemporal({ home: e.home, port: tPort }), startMlflow({ home: e.home, port: portOf(e.mlflowUri) })]);
@@ -65,13 +70,20 @@ async function up(e: LayerflowEnv, quiet = false, perDevice = false): Promise<vo
     ? [{ name: 'worker', args: ['--control-only'], what: 'control queue' }, ...e.devices.map((d) => ({ name: `worker@${d}`, args: ['--device', d], what: `device ${d}` }))]
     : [{ name: 'worker', args: [], what: `devices ${e.devices.join(', ')}` }];
   await mkdir(join(e.home, 'logs'), { recursive: true });
+  const runDir = join(e.home, 'run');
+  const pidOf = async (name: string) => Number(await readFile(join(runDir, `${name}.pid`), 'utf8').catch(() => '0'));
+  // A running `worker` with no per-device pid file beside it serves every device itself.
+  const control = await pidOf('worker');
+  const allInOne = perDevice && control > 0 && alive(control)
+    && !(await readdir(runDir).catch(() => [] as string[])).some((f) => /^worker@.+\.pid$/.test(f));
   for (const p of procs) {
-    const pidFile = join(e.home, 'run', `${p.name}.pid`);
-    const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
+    const pidFile = join(runDir, `${p.name}.pid`);
+    const pid = await pidOf(p.name);
     if (pid && alive(pid)) {
-      say(`${p.name.padEnd(9)} running (pid ${pid}, ${p.what})`);
+      say(`${p.name.padEnd(9)} running (pid ${pid}, ${allInOne ? `devices ${e.devices.join(', ')}, one process` : p.what})`);
       continue;
     }
+    if (allInOne) continue;
     const log = join(e.home, 'logs', `${p.name}.log`);
     const fd = openSync(log, 'a');
     const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), fileURLToPath(import.meta.url), 'worker', ...p.args], {
@@ -99,8 +111,12 @@ const alive = (pid: number) => {
 program
   .command('up')
   .description('start the embedded default: Temporal dev server, MLflow server, worker pool')
-  .option('--per-device', 'one worker process per device (plus a control process) instead of one process for all')
-  .action(async (o: { perDevice?: boolean }) => up(env(), false, o.perDevice));
+  .option('--per-device', 'one worker process per device plus a control process (the default)')
+  .option('--one-process', 'one worker process for the control queue and every device (host stages then wait between the device stages\' ONNX runs)')
+  .action(async (o: { perDevice?: boolean; oneProcess?: boolean }) => {
+    if (o.perDevice && o.oneProcess) throw new ConfigError('layerflow up: --per-device and --one-process exclude each other');
+    await up(env(), false, !o.oneProcess);
+  });
 
 program.command('down').description('stop what `up` started').action(async () => {
   const e = env();
