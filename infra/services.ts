@@ -147,7 +147,8 @@ async function readPid(home: string, name: Name): Promise<number | undefined> {
   return t && Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` exists (signal 0). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -21,7 +21,7 @@ import { statusTable, statusChanges, deviceLines } from './render.ts';
 import { deviceViews, controlPollers, readSavedPlan } from './workers.ts';
 import { parseDevice } from '../runtime/device.ts';
 import { ProgressLog, ProgressTracker } from './progress.ts';
-import { startTemporal, startMlflow, stopService, serviceStatus } from '../../infra/services.ts';
+import { startTemporal, startMlflow, stopService, serviceStatus, isAlive } from '../../infra/services.ts';
 import { startWorkerPool } from '../../infra/worker.ts';
 import { ndrResults, layerifResults } from './results.ts';
 
@@ -99,14 +99,7 @@ async function up(e: LayerflowEnv, quiet = false, perDevice = true): Promise<voi
   }
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const alive = isAlive;
 
 program
   .command('up')

@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../../infra/services.ts';
+import { freePort, isAlive } from '../../infra/services.ts';
 import { ASSETS_HOME } from '../helpers/stack.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -51,14 +51,7 @@ function cli(args: string[]): Promise<{ code: number | null; out: string; err: s
   });
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const alive = isAlive;
 const pidIn = (out: string, re: RegExp): number => Number(out.match(re)?.[1] ?? 0);
 async function gone(pids: number[], t: { true(v: boolean, m?: string): void }): Promise<void> {
   for (let i = 0; i < 100 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
