@@ -71,15 +71,13 @@ async function up(e: LayerflowEnv, quiet = false, perDevice = true): Promise<voi
     : [{ name: 'worker', args: [], what: `devices ${e.devices.join(', ')}` }];
   await mkdir(join(e.home, 'logs'), { recursive: true });
   const runDir = join(e.home, 'run');
-  const pidOf = async (name: string) => Number(await readFile(join(runDir, `${name}.pid`), 'utf8').catch(() => '0'));
   // A running `worker` with no per-device pid file beside it serves every device itself.
-  const control = await pidOf('worker');
-  const allInOne = perDevice && control > 0 && alive(control)
-    && !(await readdir(runDir).catch(() => [] as string[])).some((f) => /^worker@.+\.pid$/.test(f));
+  const control = await readWorkerPid(join(runDir, 'worker.pid'));
+  const allInOne = perDevice && control > 0 && isAlive(control) && (await workerPidFiles(runDir)).every((f) => f === 'worker.pid');
   for (const p of procs) {
     const pidFile = join(runDir, `${p.name}.pid`);
-    const pid = await pidOf(p.name);
-    if (pid && alive(pid)) {
+    const pid = await readWorkerPid(pidFile);
+    if (pid && isAlive(pid)) {
       say(`${p.name.padEnd(9)} running (pid ${pid}, ${allInOne ? `devices ${e.devices.join(', ')}, one process` : p.what})`);
       continue;
     }
@@ -99,7 +97,11 @@ async function up(e: LayerflowEnv, quiet = false, perDevice = true): Promise<voi
   }
 }
 
-const alive = isAlive;
+/** The pid files of the worker processes `up` started in `<home>/run`: `worker.pid`, `worker@<device>.pid`. */
+const workerPidFiles = async (run: string): Promise<string[]> => (await readdir(run).catch(() => [] as string[])).filter((f) => /^worker(@.+)?\.pid$/.test(f));
+
+/** The pid in a worker pid file; 0 when there is none. */
+const readWorkerPid = async (file: string): Promise<number> => Number(await readFile(file, 'utf8').catch(() => '0'));
 
 program
   .command('up')
@@ -114,14 +116,14 @@ program
 program.command('down').description('stop what `up` started').action(async () => {
   const e = env();
   const run = join(e.home, 'run');
-  const names = (await readdir(run).catch(() => [] as string[])).filter((f) => /^worker(@.+)?\.pid$/.test(f));
+  const names = await workerPidFiles(run);
   if (!names.includes('worker.pid')) names.unshift('worker.pid');
   for (const f of names) {
     const pidFile = join(run, f);
-    const pid = Number(await readFile(pidFile, 'utf8').catch(() => '0'));
-    if (pid && alive(pid)) {
+    const pid = await readWorkerPid(pidFile);
+    if (pid && isAlive(pid)) {
       process.kill(-pid, 'SIGTERM');
-      for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
     }
     await rm(pidFile, { force: true });
     console.log(`${f.replace(/\.pid$/, '').padEnd(9)} ${pid ? 'stopped' : 'not running'}`);
@@ -312,9 +314,9 @@ program.command('services').description('show whether the embedded services are 
     console.log(`${name.padEnd(9)} ${s.running ? `running (pid ${s.pid})` : 'stopped'}  ${addr}  log ${s.log}`);
   }
   const run = join(e.home, 'run');
-  for (const f of (await readdir(run).catch(() => [] as string[])).filter((x) => /^worker(@.+)?\.pid$/.test(x)).sort()) {
-    const pid = Number(await readFile(join(run, f), 'utf8').catch(() => '0'));
-    console.log(`${f.replace(/\.pid$/, '').padEnd(9)} ${pid && alive(pid) ? `running (pid ${pid})` : 'stopped'}  started by \`layerflow up\``);
+  for (const f of (await workerPidFiles(run)).sort()) {
+    const pid = await readWorkerPid(join(run, f));
+    console.log(`${f.replace(/\.pid$/, '').padEnd(9)} ${pid && isAlive(pid) ? `running (pid ${pid})` : 'stopped'}  started by \`layerflow up\``);
   }
   // Temporal may be remote (a cluster): ask it whatever serviceStatus says about a local one.
   const conn = await client(e).catch(() => undefined);

@@ -51,11 +51,10 @@ function cli(args: string[]): Promise<{ code: number | null; out: string; err: s
   });
 }
 
-const alive = isAlive;
 const pidIn = (out: string, re: RegExp): number => Number(out.match(re)?.[1] ?? 0);
 async function gone(pids: number[], t: { true(v: boolean, m?: string): void }): Promise<void> {
-  for (let i = 0; i < 100 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-  for (const p of pids) t.true(!alive(p), `process ${p} stopped`);
+  for (let i = 0; i < 100 && pids.some(isAlive); i++) await new Promise((r) => setTimeout(r, 100));
+  for (const p of pids) t.true(!isAlive(p), `process ${p} stopped`);
 }
 
 test.serial('e2e layerflow up: a control process and one worker process per device; up again leaves them; down stops them', async (t) => {
@@ -67,8 +66,8 @@ test.serial('e2e layerflow up: a control process and one worker process per devi
     t.is(up.code, 0, up.err);
     const control = pidIn(up.out, /^worker +started \(pid (\d+), control queue/m);
     const device = pidIn(up.out, /^worker@cpu:0 started \(pid (\d+), device cpu:0/m);
-    t.true(control > 0 && alive(control), 'control process');
-    t.true(device > 0 && alive(device), 'device process');
+    t.true(control > 0 && isAlive(control), 'control process');
+    t.true(device > 0 && isAlive(device), 'device process');
     t.deepEqual((await readdir(join(home, 'run'))).filter((f) => f.startsWith('worker')).sort(), ['worker.pid', 'worker@cpu:0.pid']);
 
     const again = await cli([...args, 'up']);
@@ -98,7 +97,7 @@ test.serial('e2e layerflow up --one-process: one process for all; a later plain 
     const up = await cli([...args, 'up', '--one-process']);
     t.is(up.code, 0, up.err);
     const pool = pidIn(up.out, /^worker +started \(pid (\d+), devices cpu:0, log /m);
-    t.true(pool > 0 && alive(pool), up.out);
+    t.true(pool > 0 && isAlive(pool), up.out);
 
     const again = await cli([...args, 'up']);
     t.is(again.code, 0, again.err);
